@@ -1,0 +1,54 @@
+//! `POST /api/v1/osquery/log`
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::reply::{ok_empty, respond};
+use super::request::{agent_request, AgentRequest};
+use crate::error::{Error, Result};
+use crate::log_sink::LogType;
+use crate::service::AgentService;
+
+/// Log batches are the largest agent bodies: 1024 lines per batch by default.
+const BODY_LIMIT: u64 = 64 * 1024 * 1024;
+
+#[derive(Deserialize)]
+struct LogBody {
+    #[serde(default)]
+    node_key: Option<String>,
+    log_type: String,
+    data: Vec<Box<RawValue>>,
+}
+
+pub(crate) fn route(
+    service: Arc<AgentService>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "osquery" / "log")
+        .and(agent_request(BODY_LIMIT))
+        .then(move |request: AgentRequest| {
+            let service = Arc::clone(&service);
+            async move { respond(handle(&service, request).await) }
+        })
+}
+
+async fn handle(service: &AgentService, request: AgentRequest) -> Result<Response> {
+    let body: LogBody = request.json()?;
+    let node = service
+        .authenticate(request.node_key(body.node_key.as_deref())?)
+        .await?;
+    let log_type = match body.log_type.as_str() {
+        "result" => LogType::Result,
+        "status" => LogType::Status,
+        _ => {
+            return Err(Error::invalid_input(
+                "log_type must be \"result\" or \"status\"",
+            ))
+        }
+    };
+    service.ingest_logs(&node, log_type, body.data).await?;
+    Ok(ok_empty())
+}

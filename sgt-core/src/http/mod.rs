@@ -1,0 +1,81 @@
+//! The HTTP API: one module per osquery endpoint, the TLS server, and the rejection mapping.
+//!
+//! Every agent endpoint is `POST /api/v1/osquery/<name>` with a JSON body; every answer,
+//! errors included, is a JSON object (never an empty body, never a non-object root).
+
+mod carve;
+mod config;
+mod distributed;
+mod enroll;
+mod log;
+mod reply;
+mod request;
+mod server;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+pub use server::{serve, tls_server_config, Listener};
+
+use crate::service::AgentService;
+
+/// Paths of the agent endpoints, for flag files and clients.
+pub mod paths {
+    /// Enroll.
+    pub const ENROLL: &str = "/api/v1/osquery/enroll";
+    /// Config.
+    pub const CONFIG: &str = "/api/v1/osquery/config";
+    /// Result and status logs.
+    pub const LOG: &str = "/api/v1/osquery/log";
+    /// Distributed read.
+    pub const DISTRIBUTED_READ: &str = "/api/v1/osquery/distributed/read";
+    /// Distributed write.
+    pub const DISTRIBUTED_WRITE: &str = "/api/v1/osquery/distributed/write";
+    /// Carve start.
+    pub const CARVE_START: &str = "/api/v1/osquery/carve/start";
+    /// Carve continue.
+    pub const CARVE_CONTINUE: &str = "/api/v1/osquery/carve/continue";
+}
+
+/// Every route the server answers: the agent API and `GET /healthz`, with every rejection
+/// (unknown path, wrong method, body too large) turned into a JSON error.
+pub fn routes(
+    service: Arc<AgentService>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| reply::json_bytes(StatusCode::OK, &br#"{"status":"ok"}"#[..]));
+    let agent = enroll::route(Arc::clone(&service))
+        .or(config::route(Arc::clone(&service)))
+        .unify()
+        .or(log::route(Arc::clone(&service)))
+        .unify()
+        .or(distributed::read_route(Arc::clone(&service)))
+        .unify()
+        .or(distributed::write_route(Arc::clone(&service)))
+        .unify()
+        .or(carve::start_route(Arc::clone(&service)))
+        .unify()
+        .or(carve::continue_route(service))
+        .unify();
+    health.or(agent).unify().recover(rejection_response).unify()
+}
+
+async fn rejection_response(rejection: Rejection) -> Result<Response, Infallible> {
+    let (status, message) = if rejection.is_not_found() {
+        (StatusCode::NOT_FOUND, "no such endpoint")
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (StatusCode::PAYLOAD_TOO_LARGE, "request body is too large")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (StatusCode::LENGTH_REQUIRED, "content-length is required")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+    } else {
+        (StatusCode::BAD_REQUEST, "bad request")
+    };
+    Ok(reply::error_body(status, message))
+}

@@ -1,0 +1,129 @@
+//! Where osquery result and status lines go.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::Result;
+use crate::types::{EnvironmentName, NodeId, UnixSeconds};
+
+/// The two kinds of log lines osquery sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogType {
+    /// Scheduled-query results (differential, batch or snapshot lines).
+    Result,
+    /// osquery's own status (glog) lines.
+    Status,
+}
+
+impl LogType {
+    /// `"result"` or `"status"`, as in osquery's `log_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogType::Result => "result",
+            LogType::Status => "status",
+        }
+    }
+}
+
+/// A batch of lines from one node's log request.
+#[derive(Debug, Clone)]
+pub struct LogBatch {
+    /// The sending node.
+    pub node_id: NodeId,
+    /// Its environment.
+    pub environment: EnvironmentName,
+    /// Result or status.
+    pub log_type: LogType,
+    /// When the server received the batch.
+    pub received_at: UnixSeconds,
+    /// The lines exactly as the agent sent them; each is a JSON object.
+    pub lines: Vec<Box<RawValue>>,
+}
+
+impl LogBatch {
+    /// One line wrapped as the record every sink stores:
+    /// `{"node_id":…,"environment":…,"log_type":…,"received_at":…,"line":{…the line…}}`,
+    /// compact, without a trailing newline.
+    pub fn record(&self, line: &RawValue) -> String {
+        let mut out = String::with_capacity(line.get().len() + 128);
+        out.push_str("{\"node_id\":");
+        push_json_string(&mut out, self.node_id.as_str());
+        out.push_str(",\"environment\":");
+        push_json_string(&mut out, self.environment.as_str());
+        out.push_str(",\"log_type\":\"");
+        out.push_str(self.log_type.as_str());
+        out.push_str("\",\"received_at\":");
+        out.push_str(&self.received_at.to_string());
+        out.push_str(",\"line\":");
+        out.push_str(line.get());
+        out.push('}');
+        out
+    }
+
+    /// Every line as a [`LogBatch::record`].
+    pub fn records(&self) -> impl Iterator<Item = String> + '_ {
+        self.lines.iter().map(|l| self.record(l))
+    }
+}
+
+fn push_json_string(out: &mut String, value: &str) {
+    // serde_json's escaping of a &str cannot fail.
+    out.push_str(&serde_json::to_string(value).unwrap_or_default());
+}
+
+/// What a sink can take in one [`LogSink::append`] call; callers split batches to fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkLimits {
+    /// Most records per call.
+    pub max_batch_records: usize,
+    /// Most bytes of records per call.
+    pub max_batch_bytes: usize,
+    /// Largest single record the sink stores whole.
+    pub max_record_bytes: usize,
+}
+
+/// A destination for log lines.
+///
+/// # Contract
+/// - `append` returns `Ok` only once every line of the batch is durable: osquery deletes its
+///   buffered lines as soon as the server answers, so an `Ok` for lines not yet safe loses them.
+/// - On `Err` nothing may be assumed stored; the caller answers the agent with an error so it
+///   keeps the lines and sends them again (lines may then be stored twice: at-least-once).
+/// - A batch within [`LogSink::limits`] is never partly refused for its size.
+///
+/// # Errors
+/// `Unavailable` when the destination is slow, throttled or down (retry later); `InvalidInput`
+/// for a batch over the limits; `Backend` otherwise.
+#[async_trait]
+pub trait LogSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores the batch durably.
+    async fn append(&self, batch: &LogBatch) -> Result<()>;
+
+    /// The sink's size limits.
+    fn limits(&self) -> SinkLimits;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_wraps_the_line_untouched() {
+        let batch = LogBatch {
+            node_id: NodeId::parse("n1").unwrap(),
+            environment: EnvironmentName::parse("prod").unwrap(),
+            log_type: LogType::Status,
+            received_at: 7,
+            lines: vec![RawValue::from_string(r#"{"a":"\"x"}"#.into()).unwrap()],
+        };
+        let rec: Vec<String> = batch.records().collect();
+        assert_eq!(
+            rec[0],
+            r#"{"node_id":"n1","environment":"prod","log_type":"status","received_at":7,"line":{"a":"\"x"}}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&rec[0]).unwrap();
+        assert_eq!(parsed["line"]["a"], "\"x");
+    }
+}

@@ -1,0 +1,168 @@
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::blobs::BlobKey;
+use crate::error::{Error, ErrorKind, Result};
+use crate::store::{CarveStatus, NewCarve, Node};
+use crate::types::{now_unix, CarveSessionId};
+
+use super::AgentService;
+
+/// The largest block size accepted from an agent (osquery's default is 8 KiB).
+pub const CARVE_MAX_BLOCK_SIZE: u64 = 16 * 1024 * 1024;
+/// The largest carve accepted (64 GiB).
+const CARVE_MAX_SIZE: u64 = 64 * 1024 * 1024 * 1024;
+
+/// What `carve/start` announces.
+#[derive(Debug, Clone)]
+pub struct CarveStart {
+    /// Number of blocks that follow.
+    pub block_count: u64,
+    /// Size of each block but possibly the last.
+    pub block_size: u64,
+    /// Total size of the archive.
+    pub carve_size: u64,
+    /// osquery's carve GUID.
+    pub carve_guid: String,
+    /// osquery's request id.
+    pub request_id: String,
+}
+
+/// Where block `block_id` of a session is kept until assembly.
+pub fn carve_block_key(session: &CarveSessionId, block_id: u64) -> BlobKey {
+    BlobKey::parse(format!("carves/{}/block-{block_id}", session.as_str()))
+        .expect("session ids are valid key segments")
+}
+
+/// Where the assembled archive of a session is kept.
+pub fn carve_archive_key(session: &CarveSessionId) -> BlobKey {
+    BlobKey::parse(format!("carves/{}/archive", session.as_str()))
+        .expect("session ids are valid key segments")
+}
+
+impl AgentService {
+    /// Opens a carve session for `node`; returns the session id the agent sends with blocks.
+    ///
+    /// # Errors
+    /// `InvalidInput` when the sizes are inconsistent or over the limits; backend errors.
+    pub async fn carve_start(&self, node: &Node, start: CarveStart) -> Result<CarveSessionId> {
+        if start.block_size == 0 || start.block_size > CARVE_MAX_BLOCK_SIZE {
+            return Err(Error::invalid_input(format!(
+                "block_size must be 1 to {CARVE_MAX_BLOCK_SIZE}"
+            )));
+        }
+        if start.carve_size == 0 || start.carve_size > CARVE_MAX_SIZE {
+            return Err(Error::invalid_input(format!(
+                "carve_size must be 1 to {CARVE_MAX_SIZE}"
+            )));
+        }
+        if start.block_count != start.carve_size.div_ceil(start.block_size) {
+            return Err(Error::invalid_input(
+                "block_count must equal carve_size / block_size rounded up",
+            ));
+        }
+        for (name, value) in [
+            ("carve_id", &start.carve_guid),
+            ("request_id", &start.request_id),
+        ] {
+            if value.len() > 256 || value.chars().any(char::is_control) {
+                return Err(Error::invalid_input(format!(
+                    "{name} must be at most 256 printable characters"
+                )));
+            }
+        }
+        let session_id = CarveSessionId::generate();
+        self.backends
+            .store
+            .create_carve(&NewCarve {
+                session_id: session_id.clone(),
+                node_id: node.id.clone(),
+                carve_guid: start.carve_guid,
+                request_id: start.request_id,
+                block_count: start.block_count,
+                block_size: start.block_size,
+                carve_size: start.carve_size,
+                created_at: now_unix(),
+            })
+            .await?;
+        tracing::info!(node_id = %node.id, session_id = %session_id, blocks = start.block_count, "carve started");
+        Ok(session_id)
+    }
+
+    /// Stores one block; after the last one, assembles the archive and records its SHA-256.
+    /// A resent block is accepted again without effect.
+    ///
+    /// # Errors
+    /// `NotFound` for an unknown session; `InvalidInput` for a block id out of range or a block
+    /// of the wrong size; backend errors (the agent then resends the block).
+    pub async fn carve_continue(
+        &self,
+        session_id: &CarveSessionId,
+        block_id: u64,
+        data: Bytes,
+    ) -> Result<()> {
+        let store = &self.backends.store;
+        let session = store.carve(session_id).await.map_err(|e| match e.kind() {
+            ErrorKind::NotFound => Error::not_found("carve session"),
+            _ => e,
+        })?;
+        let carve = &session.carve;
+        if block_id >= carve.block_count {
+            return Err(Error::invalid_input(format!(
+                "block_id must be below {}",
+                carve.block_count
+            )));
+        }
+        let expected = if block_id + 1 == carve.block_count {
+            carve.carve_size - (carve.block_count - 1) * carve.block_size
+        } else {
+            carve.block_size
+        };
+        if data.len() as u64 != expected {
+            return Err(Error::invalid_input(format!(
+                "block {block_id} has {} bytes, expected {expected}",
+                data.len()
+            )));
+        }
+        match session.status {
+            CarveStatus::Receiving => {}
+            CarveStatus::Complete => return Ok(()),
+            CarveStatus::Failed => return Err(Error::invalid_input("carve session failed")),
+        }
+        self.backends
+            .blobs
+            .put(&carve_block_key(session_id, block_id), data)
+            .await?;
+        let recorded = store.record_carve_block(session_id, block_id).await?;
+        if recorded.blocks_received == carve.block_count {
+            self.assemble_carve(session_id, carve.block_count).await?;
+        }
+        Ok(())
+    }
+
+    /// Joins the blocks into the archive, hashes it, marks the session complete and drops the
+    /// blocks. Safe to run twice: the result is the same archive.
+    async fn assemble_carve(&self, session_id: &CarveSessionId, block_count: u64) -> Result<()> {
+        let blobs = &self.backends.blobs;
+        let parts: Vec<BlobKey> = (0..block_count)
+            .map(|i| carve_block_key(session_id, i))
+            .collect();
+        let mut hasher = Sha256::new();
+        for part in &parts {
+            hasher.update(blobs.get(part).await?);
+        }
+        let sha256 = hex::encode(hasher.finalize());
+        let size = blobs.concat(&carve_archive_key(session_id), &parts).await?;
+        self.backends
+            .store
+            .finish_carve(session_id, CarveStatus::Complete, Some(&sha256), now_unix())
+            .await?;
+        for part in &parts {
+            if let Err(e) = blobs.delete(part).await {
+                tracing::warn!(session_id = %session_id, error = %e, "carve block not deleted after assembly");
+            }
+        }
+        tracing::info!(session_id = %session_id, size, sha256 = %sha256, "carve assembled");
+        Ok(())
+    }
+}

@@ -1,0 +1,44 @@
+use crate::error::{ErrorKind, Result};
+use crate::store::{Node, PendingQuery, QueryResult};
+use crate::types::now_unix;
+
+use super::AgentService;
+
+impl AgentService {
+    /// The live queries waiting for `node`; each is handed out once.
+    ///
+    /// # Errors
+    /// Backend errors as they come.
+    pub async fn distributed_read(&self, node: &Node) -> Result<Vec<PendingQuery>> {
+        self.backends
+            .store
+            .take_pending_queries(&node.id, now_unix())
+            .await
+    }
+
+    /// Stores `node`'s answers. Answers to queries that do not target this node are dropped
+    /// (and counted in the return value's second half) rather than failing the whole write.
+    ///
+    /// # Errors
+    /// Backend errors as they come; answers stored before the failure stay stored, and the
+    /// agent's resend overwrites them.
+    pub async fn distributed_write(
+        &self,
+        node: &Node,
+        results: Vec<QueryResult>,
+    ) -> Result<(usize, usize)> {
+        let mut stored = 0;
+        let mut ignored = 0;
+        for result in &results {
+            match self.backends.store.record_result(&node.id, result).await {
+                Ok(()) => stored += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tracing::warn!(node_id = %node.id, query_id = %result.query_id, "answer to a query not targeting this node ignored");
+                    ignored += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((stored, ignored))
+    }
+}

@@ -1,0 +1,77 @@
+use crate::error::{Error, Result};
+use crate::store::NewNode;
+use crate::types::{now_unix, HostIdentifier, NodeId, NodeKey};
+
+use super::AgentService;
+
+/// An enroll request as osquery sends it.
+#[derive(Debug, Clone)]
+pub struct EnrollRequest {
+    /// The presented secret (already trimmed by the agent when it came from a file).
+    pub enroll_secret: String,
+    /// osquery's host identifier.
+    pub host_identifier: HostIdentifier,
+    /// osquery's platform bitmask, as a decimal string.
+    pub platform_type: String,
+    /// The `host_details` object (`{}` when absent).
+    pub host_details: serde_json::Value,
+}
+
+impl AgentService {
+    /// Enrolls a host: the secret decides its environment; returns a fresh node key.
+    ///
+    /// A host that enrolls again (same environment, host identifier and hardware uuid) keeps
+    /// its node id and gets a new key; its old key stops working.
+    ///
+    /// # Errors
+    /// `Unauthorized` for a wrong, expired or empty secret; `InvalidInput` for a bad
+    /// `platform_type`; backend errors as they come.
+    pub async fn enroll(&self, request: EnrollRequest) -> Result<NodeKey> {
+        let now = now_unix();
+        let secrets = self.backends.secrets.list_enroll_secrets().await?;
+        // Compare against every secret, in constant time each, without stopping early.
+        let mut environment = None;
+        for secret in &secrets {
+            let matches = secret.value.matches(&request.enroll_secret);
+            if matches && secret.is_valid_at(now) && environment.is_none() {
+                environment = Some(secret.environment.clone());
+            }
+        }
+        let environment =
+            environment.ok_or_else(|| Error::unauthorized("invalid enroll secret"))?;
+        if request.platform_type.len() > 16
+            || !request.platform_type.chars().all(|c| c.is_ascii_digit())
+        {
+            return Err(Error::invalid_input(
+                "platform_type must be a decimal number",
+            ));
+        }
+        if !request.host_details.is_object() {
+            return Err(Error::invalid_input("host_details must be an object"));
+        }
+        let hardware_uuid = request
+            .host_details
+            .pointer("/system_info/uuid")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .chars()
+            .take(128)
+            .collect();
+        let node = self
+            .backends
+            .store
+            .enroll_node(NewNode {
+                id: NodeId::generate(),
+                key: NodeKey::generate(),
+                environment,
+                host_identifier: request.host_identifier,
+                hardware_uuid,
+                platform_type: request.platform_type,
+                host_details: request.host_details,
+                now,
+            })
+            .await?;
+        tracing::info!(node_id = %node.id, environment = %node.environment, host_identifier = %node.host_identifier, "node enrolled");
+        Ok(node.key)
+    }
+}

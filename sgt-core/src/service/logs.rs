@@ -1,0 +1,70 @@
+use serde_json::value::RawValue;
+
+use crate::error::{Error, Result};
+use crate::log_sink::{LogBatch, LogType};
+use crate::store::Node;
+use crate::types::now_unix;
+
+use super::AgentService;
+
+impl AgentService {
+    /// Stores a node's log lines; returns once every line is durable in the sink.
+    ///
+    /// Every line must be a JSON object (osquery never sends anything else). Batches larger
+    /// than the sink takes at once are split; if a later part fails, earlier parts stay
+    /// stored and the agent's resend stores them again (at-least-once).
+    ///
+    /// # Errors
+    /// `InvalidInput` when a line is not an object or larger than the sink stores; the sink's
+    /// error otherwise (the caller must then answer with an error so the agent keeps the lines).
+    pub async fn ingest_logs(
+        &self,
+        node: &Node,
+        log_type: LogType,
+        lines: Vec<Box<RawValue>>,
+    ) -> Result<usize> {
+        let sink = &self.backends.log_sink;
+        let limits = sink.limits();
+        for (i, line) in lines.iter().enumerate() {
+            if !line.get().trim_start().starts_with('{') {
+                return Err(Error::invalid_input(format!(
+                    "log line {i} is not a JSON object"
+                )));
+            }
+            if line.get().len() > limits.max_record_bytes {
+                return Err(Error::invalid_input(format!(
+                    "log line {i} is larger than {} bytes",
+                    limits.max_record_bytes
+                )));
+            }
+        }
+        let count = lines.len();
+        let received_at = now_unix();
+        let mut chunk: Vec<Box<RawValue>> = Vec::new();
+        let mut chunk_bytes = 0usize;
+        let mut pending = lines.into_iter().peekable();
+        while let Some(line) = pending.next() {
+            chunk_bytes += line.get().len() + 128;
+            chunk.push(line);
+            let full = match pending.peek() {
+                None => true,
+                Some(next) => {
+                    chunk.len() >= limits.max_batch_records
+                        || chunk_bytes + next.get().len() + 128 > limits.max_batch_bytes
+                }
+            };
+            if full {
+                let batch = LogBatch {
+                    node_id: node.id.clone(),
+                    environment: node.environment.clone(),
+                    log_type,
+                    received_at,
+                    lines: std::mem::take(&mut chunk),
+                };
+                sink.append(&batch).await?;
+                chunk_bytes = 0;
+            }
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,110 @@
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::types::{EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
+
+/// An enrolled osquery agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    /// The server's stable id of this node; kept across re-enrollment of the same host.
+    pub id: NodeId,
+    /// The current node key; the previous one stops working when the host re-enrolls.
+    pub key: NodeKey,
+    /// The environment the enroll secret belonged to.
+    pub environment: EnvironmentName,
+    /// osquery's `--host_identifier` value.
+    pub host_identifier: HostIdentifier,
+    /// The hardware UUID from `host_details.system_info.uuid`, or `""` when the agent sent none.
+    pub hardware_uuid: String,
+    /// osquery's platform bitmask as sent (`"9"` Linux, `"21"` macOS, `"2"` Windows).
+    pub platform_type: String,
+    /// The `host_details` object sent at the last enroll (a JSON object).
+    pub host_details: serde_json::Value,
+    /// When this node first enrolled.
+    pub enrolled_at: UnixSeconds,
+    /// When the node last enrolled or made an authenticated request (coarse; may lag).
+    pub last_seen: UnixSeconds,
+}
+
+impl Node {
+    /// The osquery version from `host_details.osquery_info.version`, if the agent sent it.
+    pub fn osquery_version(&self) -> Option<&str> {
+        self.host_details
+            .pointer("/osquery_info/version")
+            .and_then(|v| v.as_str())
+    }
+
+    /// The hostname from `host_details.system_info.hostname`, if the agent sent it.
+    pub fn hostname(&self) -> Option<&str> {
+        self.host_details
+            .pointer("/system_info/hostname")
+            .and_then(|v| v.as_str())
+    }
+}
+
+/// What an enroll request asks the store to record.
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    /// The id to use if this is a host the store has not seen.
+    pub id: NodeId,
+    /// The freshly generated key.
+    pub key: NodeKey,
+    /// See [`Node::environment`].
+    pub environment: EnvironmentName,
+    /// See [`Node::host_identifier`].
+    pub host_identifier: HostIdentifier,
+    /// See [`Node::hardware_uuid`].
+    pub hardware_uuid: String,
+    /// See [`Node::platform_type`].
+    pub platform_type: String,
+    /// See [`Node::host_details`].
+    pub host_details: serde_json::Value,
+    /// The enroll time.
+    pub now: UnixSeconds,
+}
+
+/// A page request for [`NodeStore::list_nodes`].
+#[derive(Debug, Clone, Default)]
+pub struct ListNodes {
+    /// Only nodes of this environment.
+    pub environment: Option<EnvironmentName>,
+    /// Only nodes whose id sorts after this one (the cursor of the previous page).
+    pub after: Option<NodeId>,
+    /// At most this many nodes (0 means the backend's default page size of 100).
+    pub limit: usize,
+}
+
+/// Enrolled nodes.
+///
+/// # Contract
+/// - A node key identifies at most one node; a deleted or re-keyed node's old key finds nothing.
+/// - A node's identity is (environment, host identifier, hardware uuid): enrolling the same
+///   identity again re-keys the existing node instead of creating a second one. Concurrent
+///   enrolls of one identity leave exactly one node, holding one of the keys.
+///
+/// # Errors
+/// `NotFound` for an unknown key or id; `Unavailable` for transient backend failures;
+/// `Backend` otherwise.
+#[async_trait]
+pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates the node, or re-keys the node with the same identity (keeping its id and
+    /// `enrolled_at`, replacing key, platform and host details). Returns the stored node.
+    async fn enroll_node(&self, node: NewNode) -> Result<Node>;
+
+    /// The node holding `key`.
+    async fn node_by_key(&self, key: &NodeKey) -> Result<Node>;
+
+    /// The node with `id`.
+    async fn node_by_id(&self, id: &NodeId) -> Result<Node>;
+
+    /// Nodes ordered by id, one page at a time.
+    async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>>;
+
+    /// Deletes the node with its pending query deliveries; its key stops working at once.
+    async fn delete_node(&self, id: &NodeId) -> Result<()>;
+
+    /// Sets `last_seen` for many nodes at once (never moving it backwards). Unknown ids are
+    /// ignored: a node may be deleted between a request and the flush.
+    async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()>;
+}

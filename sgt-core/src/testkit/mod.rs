@@ -1,0 +1,111 @@
+//! The conformance suite every backend runs, and doubles for tests.
+//!
+//! Each case is a plain `pub async fn` taking the backend as `&dyn Trait`, asserting error
+//! kinds rather than messages. The `*_conformance_tests!` macros expand every case of a trait
+//! into one named `#[tokio::test]`, given an expression that builds a fresh backend, so a
+//! backend crate runs the whole suite with one line per trait and no list can drift.
+
+pub mod blobs;
+pub mod doubles;
+pub mod log_sink;
+pub mod secrets;
+pub mod store;
+
+/// Expands `cases` into one `#[tokio::test]` each, calling `$module::$case(&*backend)` on a
+/// backend built by `$make` (an async expression evaluated afresh for every test).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! conformance_cases {
+    ($make:expr, $module:path, [$($case:ident),* $(,)?]) => {
+        $(
+            #[::tokio::test]
+            async fn $case() {
+                use $module as suite;
+                let backend = $make.await;
+                suite::$case(&*backend).await;
+            }
+        )*
+    };
+}
+
+/// Runs every [`store`] case against the `Store` built by `$make`
+/// (an async expression returning something that derefs to a `Store`).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $crate::testkit::store,
+            [
+                enroll_creates_a_node,
+                enroll_same_identity_rekeys,
+                enroll_other_identity_creates_another_node,
+                unknown_key_and_id_are_not_found,
+                list_nodes_pages_and_filters,
+                delete_node_revokes_its_key,
+                last_seen_moves_forward_only,
+                environments_round_trip,
+                environment_config_is_replaced_whole,
+                pending_queries_are_delivered_once,
+                expired_queries_are_not_delivered,
+                query_results_are_idempotent,
+                results_for_untargeted_nodes_are_refused,
+                duplicate_query_is_refused,
+                carve_blocks_are_counted_once,
+                carve_finish_and_list,
+            ]
+        );
+    };
+}
+
+/// Runs every [`secrets`] case against the `SecretStore` built by `$make`.
+#[macro_export]
+macro_rules! secret_store_conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $crate::testkit::secrets,
+            [
+                secrets_add_list_revoke,
+                several_secrets_per_environment,
+                duplicate_secret_id_is_refused,
+            ]
+        );
+    };
+}
+
+/// Runs every [`log_sink`] case against the [`log_sink::SinkUnderTest`] built by `$make`.
+#[macro_export]
+macro_rules! log_sink_conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $crate::testkit::log_sink,
+            [
+                appended_lines_are_readable,
+                empty_batch_is_accepted,
+                batches_keep_their_order,
+                concurrent_appends_lose_nothing,
+            ]
+        );
+    };
+}
+
+/// Runs every [`blobs`] case against the `BlobStore` built by `$make`.
+#[macro_export]
+macro_rules! blob_store_conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $crate::testkit::blobs,
+            [
+                put_get_round_trip,
+                put_replaces_whole,
+                missing_blob_is_not_found,
+                delete_is_idempotent,
+                concat_joins_in_order,
+                concat_with_missing_part_is_not_found,
+            ]
+        );
+    };
+}

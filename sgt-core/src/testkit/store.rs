@@ -1,0 +1,497 @@
+//! Conformance cases for [`Store`](crate::store::Store).
+
+use serde_json::json;
+
+use crate::error::ErrorKind;
+use crate::store::*;
+use crate::types::*;
+
+fn env(name: &str) -> EnvironmentName {
+    EnvironmentName::parse(name).unwrap()
+}
+
+/// A new node for `host` in `environment` with hardware uuid `uuid`.
+pub fn new_node(environment: &str, host: &str, uuid: &str, now: UnixSeconds) -> NewNode {
+    NewNode {
+        id: NodeId::generate(),
+        key: NodeKey::generate(),
+        environment: env(environment),
+        host_identifier: HostIdentifier::parse(host).unwrap(),
+        hardware_uuid: uuid.to_owned(),
+        platform_type: "9".to_owned(),
+        host_details: json!({"system_info": {"hostname": host, "uuid": uuid}, "osquery_info": {"version": "5.23.1"}}),
+        now,
+    }
+}
+
+async fn enrolled(store: &dyn Store, host: &str) -> Node {
+    store
+        .enroll_node(new_node("default", host, &format!("uuid-{host}"), 1000))
+        .await
+        .unwrap()
+}
+
+/// Enrolling stores every field and the node is found by key and id.
+pub async fn enroll_creates_a_node(store: &dyn Store) {
+    let request = new_node("default", "web-01", "U1", 1000);
+    let node = store.enroll_node(request.clone()).await.unwrap();
+    assert_eq!(node.id, request.id);
+    assert!(node.key.ct_eq(&request.key));
+    assert_eq!(node.environment, request.environment);
+    assert_eq!(node.host_identifier, request.host_identifier);
+    assert_eq!(node.hardware_uuid, "U1");
+    assert_eq!(node.platform_type, "9");
+    assert_eq!(node.host_details, request.host_details);
+    assert_eq!(node.osquery_version(), Some("5.23.1"));
+    assert_eq!(node.enrolled_at, 1000);
+    assert_eq!(node.last_seen, 1000);
+    assert_eq!(store.node_by_key(&request.key).await.unwrap(), node);
+    assert_eq!(store.node_by_id(&request.id).await.unwrap(), node);
+}
+
+/// Enrolling the same identity again keeps the id, replaces the key; the old key is dead.
+pub async fn enroll_same_identity_rekeys(store: &dyn Store) {
+    let first = store
+        .enroll_node(new_node("default", "web-01", "U1", 1000))
+        .await
+        .unwrap();
+    let mut again = new_node("default", "web-01", "U1", 2000);
+    again.platform_type = "21".into();
+    let second = store.enroll_node(again.clone()).await.unwrap();
+    assert_eq!(second.id, first.id);
+    assert_eq!(second.enrolled_at, 1000);
+    assert_eq!(second.last_seen, 2000);
+    assert_eq!(second.platform_type, "21");
+    assert!(second.key.ct_eq(&again.key));
+    let old = store.node_by_key(&first.key).await.unwrap_err();
+    assert_eq!(old.kind(), ErrorKind::NotFound);
+    assert_eq!(store.node_by_key(&again.key).await.unwrap().id, first.id);
+}
+
+/// A different uuid, host identifier or environment is a different node.
+pub async fn enroll_other_identity_creates_another_node(store: &dyn Store) {
+    let a = store
+        .enroll_node(new_node("default", "web-01", "U1", 1000))
+        .await
+        .unwrap();
+    let b = store
+        .enroll_node(new_node("default", "web-01", "U2", 1000))
+        .await
+        .unwrap();
+    let c = store
+        .enroll_node(new_node("default", "web-02", "U1", 1000))
+        .await
+        .unwrap();
+    let d = store
+        .enroll_node(new_node("other", "web-01", "U1", 1000))
+        .await
+        .unwrap();
+    let mut ids = vec![a.id, b.id, c.id, d.id];
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+}
+
+/// Unknown keys and ids are `NotFound`.
+pub async fn unknown_key_and_id_are_not_found(store: &dyn Store) {
+    let e = store.node_by_key(&NodeKey::generate()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = store.node_by_id(&NodeId::generate()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = store.delete_node(&NodeId::generate()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+/// Listing returns nodes ordered by id, page by page, filtered by environment.
+pub async fn list_nodes_pages_and_filters(store: &dyn Store) {
+    for i in 0..5 {
+        store
+            .enroll_node(new_node("default", &format!("h{i}"), "", 1000))
+            .await
+            .unwrap();
+    }
+    store
+        .enroll_node(new_node("other", "x", "", 1000))
+        .await
+        .unwrap();
+    let all = store.list_nodes(&ListNodes::default()).await.unwrap();
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_nodes(&ListNodes {
+                environment: Some(env("default")),
+                after: after.clone(),
+                limit: 2,
+            })
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        after = Some(page.last().unwrap().id.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged.len(), 5);
+    assert!(paged.iter().all(|n| n.environment.as_str() == "default"));
+}
+
+/// Deleting a node makes its key and id unknown and drops its pending queries.
+pub async fn delete_node_revokes_its_key(store: &dyn Store) {
+    let node = enrolled(store, "web-01").await;
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1;".into(),
+        node_ids: vec![node.id.clone()],
+        created_at: 1000,
+        expires_at: None,
+    };
+    store.create_query(&query).await.unwrap();
+    store.delete_node(&node.id).await.unwrap();
+    assert_eq!(
+        store.node_by_key(&node.key).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.node_by_id(&node.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(store
+        .take_pending_queries(&node.id, 1001)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// `record_last_seen` updates many nodes, never backwards, ignoring unknown ids.
+pub async fn last_seen_moves_forward_only(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    store
+        .record_last_seen(&[
+            (a.id.clone(), 5000),
+            (b.id.clone(), 500),
+            (NodeId::generate(), 9000),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.node_by_id(&a.id).await.unwrap().last_seen, 5000);
+    assert_eq!(store.node_by_id(&b.id).await.unwrap().last_seen, 1000);
+    store.record_last_seen(&[]).await.unwrap();
+}
+
+/// Environments are created, read, listed and deleted; duplicates are refused.
+pub async fn environments_round_trip(store: &dyn Store) {
+    let prod = Environment {
+        name: env("prod"),
+        config: json!({"schedule": {"q": {"query": "SELECT 1;", "interval": 60}}}),
+        created_at: 10,
+        config_updated_at: 10,
+    };
+    store.create_environment(&prod).await.unwrap();
+    assert_eq!(
+        store.create_environment(&prod).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(store.environment(&prod.name).await.unwrap(), prod);
+    let dev = Environment {
+        name: env("dev"),
+        ..prod.clone()
+    };
+    store.create_environment(&dev).await.unwrap();
+    let names: Vec<String> = store
+        .list_environments()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
+    assert!(names.windows(2).all(|w| w[0] < w[1]));
+    assert!(names.contains(&"prod".to_owned()) && names.contains(&"dev".to_owned()));
+    store.delete_environment(&dev.name).await.unwrap();
+    assert_eq!(
+        store.environment(&dev.name).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store
+            .delete_environment(&dev.name)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// `put_config` replaces the document and its update time; unknown environments are NotFound.
+pub async fn environment_config_is_replaced_whole(store: &dyn Store) {
+    let prod = Environment {
+        name: env("prod"),
+        config: json!({"options": {"a": 1}, "schedule": {}}),
+        created_at: 10,
+        config_updated_at: 10,
+    };
+    store.create_environment(&prod).await.unwrap();
+    let new_config = json!({"options": {"b": "x"}});
+    store.put_config(&prod.name, &new_config, 20).await.unwrap();
+    let stored = store.environment(&prod.name).await.unwrap();
+    assert_eq!(stored.config, new_config);
+    assert_eq!(stored.config_updated_at, 20);
+    assert_eq!(stored.created_at, 10);
+    let e = store
+        .put_config(&env("nope"), &new_config, 20)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+/// A query is handed to each targeted node exactly once, even to concurrent readers.
+pub async fn pending_queries_are_delivered_once(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    let other = enrolled(store, "c").await;
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT * FROM osquery_info;".into(),
+        node_ids: vec![a.id.clone(), b.id.clone()],
+        created_at: 1000,
+        expires_at: None,
+    };
+    store.create_query(&query).await.unwrap();
+    assert!(store
+        .take_pending_queries(&other.id, 1001)
+        .await
+        .unwrap()
+        .is_empty());
+    let (first, second) = tokio::join!(
+        store.take_pending_queries(&a.id, 1001),
+        store.take_pending_queries(&a.id, 1001)
+    );
+    let delivered: Vec<PendingQuery> = first.unwrap().into_iter().chain(second.unwrap()).collect();
+    assert_eq!(
+        delivered,
+        vec![PendingQuery {
+            id: query.id.clone(),
+            sql: query.sql.clone()
+        }]
+    );
+    assert!(store
+        .take_pending_queries(&a.id, 1002)
+        .await
+        .unwrap()
+        .is_empty());
+    let targets = store.query_targets(&query.id).await.unwrap();
+    let state_of = |id: &NodeId| targets.iter().find(|t| &t.node_id == id).unwrap().state;
+    assert_eq!(state_of(&a.id), DeliveryState::Delivered);
+    assert_eq!(state_of(&b.id), DeliveryState::Pending);
+    assert_eq!(targets.len(), 2);
+    assert_eq!(store.query(&query.id).await.unwrap().sql, query.sql);
+}
+
+/// A query past its expiry is not handed out.
+pub async fn expired_queries_are_not_delivered(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1;".into(),
+        node_ids: vec![a.id.clone()],
+        created_at: 1000,
+        expires_at: Some(1100),
+    };
+    store.create_query(&query).await.unwrap();
+    assert!(store
+        .take_pending_queries(&a.id, 1100)
+        .await
+        .unwrap()
+        .is_empty());
+    let targets = store.query_targets(&query.id).await.unwrap();
+    assert_eq!(targets[0].state, DeliveryState::Pending);
+}
+
+fn result(query: &QueryId, status: i64, rows: serde_json::Value) -> QueryResult {
+    QueryResult {
+        query_id: query.clone(),
+        status,
+        rows: rows.as_array().unwrap().clone(),
+        message: Some(if status == 0 { "" } else { "no such table" }.into()),
+        stats: Some(json!({"wall_time_ms": 3})),
+        received_at: 1200,
+    }
+}
+
+/// A resent answer replaces the earlier one; states follow the status.
+pub async fn query_results_are_idempotent(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1;".into(),
+        node_ids: vec![a.id.clone(), b.id.clone()],
+        created_at: 1000,
+        expires_at: None,
+    };
+    store.create_query(&query).await.unwrap();
+    store.take_pending_queries(&a.id, 1001).await.unwrap();
+    let ok = result(&query.id, 0, json!([{"1": "1"}, {"1": "2"}]));
+    store.record_result(&a.id, &ok).await.unwrap();
+    store.record_result(&a.id, &ok).await.unwrap();
+    let failed = result(&query.id, 1, json!([]));
+    store.record_result(&b.id, &failed).await.unwrap();
+    let results = store.query_results(&query.id).await.unwrap();
+    assert_eq!(results.len(), 2);
+    let of = |id: &NodeId| results.iter().find(|r| &r.node_id == id).unwrap();
+    assert_eq!(of(&a.id).result, ok);
+    assert_eq!(of(&b.id).result, failed);
+    let targets = store.query_targets(&query.id).await.unwrap();
+    let state_of = |id: &NodeId| targets.iter().find(|t| &t.node_id == id).unwrap().state;
+    assert_eq!(state_of(&a.id), DeliveryState::Succeeded);
+    assert_eq!(state_of(&b.id), DeliveryState::Failed);
+}
+
+/// Answers from nodes a query does not target, or to unknown queries, are `NotFound`.
+pub async fn results_for_untargeted_nodes_are_refused(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1;".into(),
+        node_ids: vec![a.id.clone()],
+        created_at: 1000,
+        expires_at: None,
+    };
+    store.create_query(&query).await.unwrap();
+    let e = store
+        .record_result(&b.id, &result(&query.id, 0, json!([])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let e = store
+        .record_result(&a.id, &result(&QueryId::generate(), 0, json!([])))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(store.query_results(&query.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.query(&QueryId::generate()).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// Creating a query with an existing id is `AlreadyExists`.
+pub async fn duplicate_query_is_refused(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1;".into(),
+        node_ids: vec![a.id.clone()],
+        created_at: 1000,
+        expires_at: None,
+    };
+    store.create_query(&query).await.unwrap();
+    let e = store.create_query(&query).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+}
+
+fn new_carve(node: &NodeId, blocks: u64) -> NewCarve {
+    NewCarve {
+        session_id: CarveSessionId::generate(),
+        node_id: node.clone(),
+        carve_guid: "guid-1".into(),
+        request_id: "req-1".into(),
+        block_count: blocks,
+        block_size: 10,
+        carve_size: blocks * 10 - 3,
+        created_at: 1000,
+    }
+}
+
+/// Each block counts once; exactly one recording completes the carve, even concurrently.
+pub async fn carve_blocks_are_counted_once(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let carve = new_carve(&a.id, 3);
+    store.create_carve(&carve).await.unwrap();
+    assert_eq!(
+        store.create_carve(&carve).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let first = store
+        .record_carve_block(&carve.session_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        BlockRecorded {
+            newly_recorded: true,
+            blocks_received: 1
+        }
+    );
+    let again = store
+        .record_carve_block(&carve.session_id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        BlockRecorded {
+            newly_recorded: false,
+            blocks_received: 1
+        }
+    );
+    store
+        .record_carve_block(&carve.session_id, 1)
+        .await
+        .unwrap();
+    let (x, y) = tokio::join!(
+        store.record_carve_block(&carve.session_id, 2),
+        store.record_carve_block(&carve.session_id, 2)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.blocks_received, 3);
+    assert_eq!(y.blocks_received, 3);
+    assert!(x.newly_recorded ^ y.newly_recorded);
+    let e = store
+        .record_carve_block(&CarveSessionId::generate(), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+/// Finishing records status and hash; listing is newest first and filters by node.
+pub async fn carve_finish_and_list(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    let mut older = new_carve(&a.id, 1);
+    older.created_at = 900;
+    let newer = new_carve(&a.id, 2);
+    let other = new_carve(&b.id, 1);
+    for c in [&older, &newer, &other] {
+        store.create_carve(c).await.unwrap();
+    }
+    store
+        .finish_carve(&newer.session_id, CarveStatus::Complete, Some("abc"), 1500)
+        .await
+        .unwrap();
+    let got = store.carve(&newer.session_id).await.unwrap();
+    assert_eq!(got.carve, newer);
+    assert_eq!(got.status, CarveStatus::Complete);
+    assert_eq!(got.sha256.as_deref(), Some("abc"));
+    assert_eq!(got.finished_at, Some(1500));
+    let fresh = store.carve(&older.session_id).await.unwrap();
+    assert_eq!(fresh.status, CarveStatus::Receiving);
+    assert_eq!(fresh.blocks_received, 0);
+    assert_eq!(fresh.sha256, None);
+    let of_a = store.list_carves(Some(&a.id)).await.unwrap();
+    let ids: Vec<_> = of_a.iter().map(|c| c.carve.session_id.clone()).collect();
+    assert_eq!(
+        ids,
+        vec![newer.session_id.clone(), older.session_id.clone()]
+    );
+    assert_eq!(store.list_carves(None).await.unwrap().len(), 3);
+    let e = store
+        .finish_carve(&CarveSessionId::generate(), CarveStatus::Failed, None, 1)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+}
