@@ -1,0 +1,604 @@
+//! The store in one SQLite file, through sqlx: WAL journal, embedded migrations.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sgt_core::store::*;
+use sgt_core::types::*;
+use sgt_core::{Error, Result};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+
+const BACKEND: &str = "sqlite";
+const DEFAULT_PAGE: usize = 100;
+
+/// The store in a single SQLite database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+/// sqlx's error to the core error, by meaning.
+fn db_error(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::RowNotFound => Error::not_found("row"),
+        sqlx::Error::PoolTimedOut => Error::unavailable("sqlite pool timed out"),
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return Error::already_exists("row");
+            }
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
+            if matches!(code & 0xff, 5 | 6) {
+                Error::unavailable("sqlite database is busy")
+            } else {
+                Error::backend(BACKEND, e)
+            }
+        }
+        _ => Error::backend(BACKEND, e),
+    }
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
+fn parse_json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| Error::backend(BACKEND, e))
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::backend(BACKEND, format!("stored {what} is invalid"))
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and applies migrations.
+    ///
+    /// # Errors
+    /// `Backend` when the file cannot be opened or migrated.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        if let Some(dir) = path.as_ref().parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::backend(BACKEND, e))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        Self::connect(options, 4).await
+    }
+
+    /// A private in-memory database, for tests.
+    ///
+    /// # Errors
+    /// `Backend` when SQLite cannot start.
+    pub async fn in_memory() -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(db_error)?
+            .foreign_keys(true);
+        // One connection: every connection to :memory: is a separate database.
+        Self::connect(options, 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, host_details, enrolled_at, last_seen";
+
+fn node_from_row(row: &SqliteRow) -> Result<Node> {
+    Ok(Node {
+        id: NodeId::parse(row.get::<String, _>("id")).map_err(|_| corrupt("node id"))?,
+        key: NodeKey::parse(row.get::<String, _>("node_key")).map_err(|_| corrupt("node key"))?,
+        environment: EnvironmentName::parse(row.get::<String, _>("environment"))
+            .map_err(|_| corrupt("environment"))?,
+        host_identifier: HostIdentifier::parse(row.get::<String, _>("host_identifier"))
+            .map_err(|_| corrupt("host identifier"))?,
+        hardware_uuid: row.get("hardware_uuid"),
+        platform_type: row.get("platform_type"),
+        host_details: parse_json(row.get::<&str, _>("host_details"))?,
+        enrolled_at: row.get("enrolled_at"),
+        last_seen: row.get("last_seen"),
+    })
+}
+
+#[async_trait]
+impl NodeStore for SqliteStore {
+    async fn enroll_node(&self, node: NewNode) -> Result<Node> {
+        let sql = format!(
+            "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (environment, host_identifier, hardware_uuid) DO UPDATE SET
+                 node_key = excluded.node_key,
+                 platform_type = excluded.platform_type,
+                 host_details = excluded.host_details,
+                 last_seen = MAX(nodes.last_seen, excluded.last_seen)
+             RETURNING {NODE_COLUMNS}"
+        );
+        let row = sqlx::query(&sql)
+            .bind(node.id.as_str())
+            .bind(node.key.as_str())
+            .bind(node.environment.as_str())
+            .bind(node.host_identifier.as_str())
+            .bind(&node.hardware_uuid)
+            .bind(&node.platform_type)
+            .bind(json_text(&node.host_details))
+            .bind(node.now)
+            .bind(node.now)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        node_from_row(&row)
+    }
+
+    async fn node_by_key(&self, key: &NodeKey) -> Result<Node> {
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_key = ?");
+        let row = sqlx::query(&sql)
+            .bind(key.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found("node"))?;
+        node_from_row(&row)
+    }
+
+    async fn node_by_id(&self, id: &NodeId) -> Result<Node> {
+        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found("node"))?;
+        node_from_row(&row)
+    }
+
+    async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
+        let limit = if request.limit == 0 {
+            DEFAULT_PAGE
+        } else {
+            request.limit
+        };
+        let sql = format!(
+            "SELECT {NODE_COLUMNS} FROM nodes
+             WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR id > ?2)
+             ORDER BY id LIMIT ?3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(request.environment.as_ref().map(|e| e.as_str()))
+            .bind(request.after.as_ref().map(|a| a.as_str()))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(node_from_row).collect()
+    }
+
+    async fn delete_node(&self, id: &NodeId) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let deleted = sqlx::query("DELETE FROM nodes WHERE id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("node"));
+        }
+        // Answers already given stay as history; deliveries not yet made are dropped.
+        sqlx::query("DELETE FROM query_targets WHERE node_id = ? AND state = 'pending'")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        for (id, at) in seen {
+            sqlx::query("UPDATE nodes SET last_seen = MAX(last_seen, ?) WHERE id = ?")
+                .bind(at)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+}
+
+fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
+    Ok(Environment {
+        name: EnvironmentName::parse(row.get::<String, _>("name"))
+            .map_err(|_| corrupt("environment name"))?,
+        config: parse_json(row.get::<&str, _>("config"))?,
+        created_at: row.get("created_at"),
+        config_updated_at: row.get("config_updated_at"),
+    })
+}
+
+#[async_trait]
+impl EnvironmentStore for SqliteStore {
+    async fn create_environment(&self, environment: &Environment) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO environments (name, config, created_at, config_updated_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(environment.name.as_str())
+        .bind(json_text(&environment.config))
+        .bind(environment.created_at)
+        .bind(environment.config_updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match db_error(e) {
+            e if e.kind() == sgt_core::ErrorKind::AlreadyExists => {
+                Error::already_exists("environment")
+            }
+            e => e,
+        })?;
+        Ok(())
+    }
+
+    async fn environment(&self, name: &EnvironmentName) -> Result<Environment> {
+        let row = sqlx::query("SELECT * FROM environments WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found("environment"))?;
+        environment_from_row(&row)
+    }
+
+    async fn list_environments(&self) -> Result<Vec<Environment>> {
+        let rows = sqlx::query("SELECT * FROM environments ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(environment_from_row).collect()
+    }
+
+    async fn put_config(
+        &self,
+        name: &EnvironmentName,
+        config: &serde_json::Value,
+        now: UnixSeconds,
+    ) -> Result<()> {
+        let updated =
+            sqlx::query("UPDATE environments SET config = ?, config_updated_at = ? WHERE name = ?")
+                .bind(json_text(config))
+                .bind(now)
+                .bind(name.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("environment"));
+        }
+        Ok(())
+    }
+
+    async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM environments WHERE name = ?")
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("environment"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueryStore for SqliteStore {
+    async fn create_query(&self, query: &NewQuery) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query("INSERT INTO queries (id, sql, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(query.id.as_str())
+            .bind(&query.sql)
+            .bind(query.created_at)
+            .bind(query.expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match db_error(e) {
+                e if e.kind() == sgt_core::ErrorKind::AlreadyExists => {
+                    Error::already_exists("query")
+                }
+                e => e,
+            })?;
+        for node in &query.node_ids {
+            sqlx::query(
+                "INSERT OR IGNORE INTO query_targets (query_id, node_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
+            )
+            .bind(query.id.as_str())
+            .bind(node.as_str())
+            .bind(query.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn query(&self, id: &QueryId) -> Result<DistributedQuery> {
+        let row = sqlx::query("SELECT id, sql, created_at, expires_at FROM queries WHERE id = ?")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found("query"))?;
+        Ok(DistributedQuery {
+            id: id.clone(),
+            sql: row.get("sql"),
+            created_at: row.get("created_at"),
+            expires_at: row.get("expires_at"),
+        })
+    }
+
+    async fn take_pending_queries(
+        &self,
+        node: &NodeId,
+        now: UnixSeconds,
+    ) -> Result<Vec<PendingQuery>> {
+        // One statement: concurrent readers cannot both take the same delivery.
+        let rows = sqlx::query(
+            "UPDATE query_targets SET state = 'delivered', updated_at = ?1
+             WHERE node_id = ?2 AND state = 'pending'
+               AND query_id IN (SELECT id FROM queries WHERE expires_at IS NULL OR expires_at > ?1)
+             RETURNING query_id, (SELECT sql FROM queries WHERE queries.id = query_id) AS sql",
+        )
+        .bind(now)
+        .bind(node.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let mut pending = rows
+            .iter()
+            .map(|row| {
+                Ok(PendingQuery {
+                    id: QueryId::parse(row.get::<String, _>("query_id"))
+                        .map_err(|_| corrupt("query id"))?,
+                    sql: row.get("sql"),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        pending.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(pending)
+    }
+
+    async fn record_result(&self, node: &NodeId, result: &QueryResult) -> Result<()> {
+        let state = if result.status == 0 {
+            DeliveryState::Succeeded
+        } else {
+            DeliveryState::Failed
+        };
+        let rows = serde_json::to_string(&result.rows).map_err(|e| Error::backend(BACKEND, e))?;
+        let updated = sqlx::query(
+            "UPDATE query_targets
+             SET state = ?, updated_at = ?, status = ?, rows = ?, message = ?, stats = ?, received_at = ?
+             WHERE query_id = ? AND node_id = ?",
+        )
+        .bind(state.as_str())
+        .bind(result.received_at)
+        .bind(result.status)
+        .bind(rows)
+        .bind(&result.message)
+        .bind(result.stats.as_ref().map(json_text))
+        .bind(result.received_at)
+        .bind(result.query_id.as_str())
+        .bind(node.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("query target"));
+        }
+        Ok(())
+    }
+
+    async fn query_targets(&self, id: &QueryId) -> Result<Vec<QueryTarget>> {
+        self.query(id).await?;
+        let rows = sqlx::query(
+            "SELECT node_id, state, updated_at FROM query_targets WHERE query_id = ? ORDER BY node_id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueryTarget {
+                    node_id: NodeId::parse(row.get::<String, _>("node_id"))
+                        .map_err(|_| corrupt("node id"))?,
+                    state: DeliveryState::parse(row.get::<&str, _>("state"))
+                        .ok_or_else(|| corrupt("delivery state"))?,
+                    updated_at: row.get("updated_at"),
+                })
+            })
+            .collect()
+    }
+
+    async fn query_results(&self, id: &QueryId) -> Result<Vec<NodeQueryResult>> {
+        self.query(id).await?;
+        let rows = sqlx::query(
+            "SELECT node_id, status, rows, message, stats, received_at FROM query_targets
+             WHERE query_id = ? AND status IS NOT NULL ORDER BY node_id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let rows: Vec<serde_json::Value> = serde_json::from_str(row.get::<&str, _>("rows"))
+                    .map_err(|e| Error::backend(BACKEND, e))?;
+                Ok(NodeQueryResult {
+                    node_id: NodeId::parse(row.get::<String, _>("node_id"))
+                        .map_err(|_| corrupt("node id"))?,
+                    result: QueryResult {
+                        query_id: id.clone(),
+                        status: row.get("status"),
+                        rows,
+                        message: row.get("message"),
+                        stats: row
+                            .get::<Option<&str>, _>("stats")
+                            .map(parse_json)
+                            .transpose()?,
+                        received_at: row.get("received_at"),
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+const CARVE_COLUMNS: &str = "session_id, node_id, carve_guid, request_id, block_count, block_size, carve_size, created_at, status, sha256, finished_at,
+    (SELECT COUNT(*) FROM carve_blocks WHERE carve_blocks.session_id = carves.session_id) AS blocks_received";
+
+fn carve_from_row(row: &SqliteRow) -> Result<CarveSession> {
+    Ok(CarveSession {
+        carve: NewCarve {
+            session_id: CarveSessionId::parse(row.get::<String, _>("session_id"))
+                .map_err(|_| corrupt("carve session id"))?,
+            node_id: NodeId::parse(row.get::<String, _>("node_id"))
+                .map_err(|_| corrupt("node id"))?,
+            carve_guid: row.get("carve_guid"),
+            request_id: row.get("request_id"),
+            block_count: row.get::<i64, _>("block_count") as u64,
+            block_size: row.get::<i64, _>("block_size") as u64,
+            carve_size: row.get::<i64, _>("carve_size") as u64,
+            created_at: row.get("created_at"),
+        },
+        status: CarveStatus::parse(row.get::<&str, _>("status"))
+            .ok_or_else(|| corrupt("carve status"))?,
+        blocks_received: row.get::<i64, _>("blocks_received") as u64,
+        sha256: row.get("sha256"),
+        finished_at: row.get("finished_at"),
+    })
+}
+
+#[async_trait]
+impl CarveStore for SqliteStore {
+    async fn create_carve(&self, carve: &NewCarve) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO carves (session_id, node_id, carve_guid, request_id, block_count, block_size, carve_size, created_at, status)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'receiving')",
+        )
+        .bind(carve.session_id.as_str())
+        .bind(carve.node_id.as_str())
+        .bind(&carve.carve_guid)
+        .bind(&carve.request_id)
+        .bind(carve.block_count as i64)
+        .bind(carve.block_size as i64)
+        .bind(carve.carve_size as i64)
+        .bind(carve.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| match db_error(e) {
+            e if e.kind() == sgt_core::ErrorKind::AlreadyExists => {
+                Error::already_exists("carve session")
+            }
+            e => e,
+        })?;
+        Ok(())
+    }
+
+    async fn carve(&self, id: &CarveSessionId) -> Result<CarveSession> {
+        let sql = format!("SELECT {CARVE_COLUMNS} FROM carves WHERE session_id = ?");
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| Error::not_found("carve session"))?;
+        carve_from_row(&row)
+    }
+
+    async fn record_carve_block(
+        &self,
+        id: &CarveSessionId,
+        block_id: u64,
+    ) -> Result<BlockRecorded> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let inserted = sqlx::query(
+            "INSERT OR IGNORE INTO carve_blocks (session_id, block_id)
+             SELECT session_id, ? FROM carves WHERE session_id = ?",
+        )
+        .bind(block_id as i64)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM carves WHERE session_id = ?1) AS sessions,
+                    (SELECT COUNT(*) FROM carve_blocks WHERE session_id = ?1) AS blocks",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        if row.get::<i64, _>("sessions") == 0 {
+            return Err(Error::not_found("carve session"));
+        }
+        Ok(BlockRecorded {
+            newly_recorded: inserted.rows_affected() == 1,
+            blocks_received: row.get::<i64, _>("blocks") as u64,
+        })
+    }
+
+    async fn finish_carve(
+        &self,
+        id: &CarveSessionId,
+        status: CarveStatus,
+        sha256: Option<&str>,
+        now: UnixSeconds,
+    ) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE carves SET status = ?, sha256 = ?, finished_at = ? WHERE session_id = ?",
+        )
+        .bind(status.as_str())
+        .bind(sha256)
+        .bind(now)
+        .bind(id.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("carve session"));
+        }
+        Ok(())
+    }
+
+    async fn list_carves(&self, node: Option<&NodeId>) -> Result<Vec<CarveSession>> {
+        let sql = format!(
+            "SELECT {CARVE_COLUMNS} FROM carves WHERE (?1 IS NULL OR node_id = ?1)
+             ORDER BY created_at DESC, session_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(node.map(|n| n.as_str()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(carve_from_row).collect()
+    }
+}
