@@ -1,1 +1,129 @@
-fn main() {}
+//! `sgt`: an osquery TLS server.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use sgt_bin::settings::{Overrides, Settings};
+
+#[derive(Parser)]
+#[command(name = "sgt", version, about = "An osquery TLS management server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (first start creates everything under the data directory).
+    Serve(ServerArgs),
+    /// Print an osquery flag file that points an agent at this server.
+    OsqueryFlags {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The host name agents use to reach the server (default: localhost).
+        #[arg(long)]
+        hostname: Option<String>,
+    },
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML settings file.
+    #[arg(long, env = "SGT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where local state lives [default: ./sgt-data].
+    #[arg(long, env = "SGT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long, env = "SGT_LISTEN")]
+    listen: Option<String>,
+    /// PEM certificate chain to serve instead of the generated one.
+    #[arg(long, env = "SGT_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "SGT_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP, for use behind a load balancer that terminates TLS.
+    #[arg(long, env = "SGT_INSECURE_HTTP")]
+    insecure_http: bool,
+}
+
+impl ServerArgs {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        Settings::resolve(&Overrides {
+            config_file: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            listen: self.listen.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            insecure_http: self.insecure_http,
+        })
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing();
+            let settings = args.settings()?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(settings))
+        }
+        Command::OsqueryFlags { server, hostname } => {
+            let settings = server.settings()?;
+            if !settings.enroll_secret_file().exists() {
+                eprintln!(
+                    "note: {} does not exist yet: run `sgt serve` once with the same settings first",
+                    settings.enroll_secret_file().display()
+                );
+            }
+            print!(
+                "{}",
+                sgt_bin::osquery_flags::render(&settings, hostname.as_deref())?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let server = sgt_bin::serve::start(&settings).await?;
+    for line in &server.report {
+        println!("sgt: {line}");
+    }
+    println!("sgt: listening on {}", server.url());
+    println!("sgt: point an osquery agent here with: sgt osquery-flags > osquery.flags");
+    wait_for_signal().await;
+    println!("sgt: shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,87 @@
+//! First start: the `default` environment with its config, and an enroll secret for it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use sgt_core::secrets::EnrollSecret;
+use sgt_core::service::{default_config, Backends};
+use sgt_core::store::Environment;
+use sgt_core::types::{now_unix, EnvironmentName, SecretValue};
+use sgt_core::ErrorKind;
+
+/// What bootstrap created, for the startup message.
+#[derive(Debug, Default)]
+pub struct Created {
+    /// The `default` environment was created.
+    pub environment: bool,
+    /// An enroll secret was created and written to the enroll secret file.
+    pub enroll_secret: bool,
+}
+
+/// Creates what a fresh data directory lacks; leaves everything that exists alone.
+///
+/// The enroll secret is created only when the `default` environment has no secret and the
+/// file does not exist: a secret an operator revoked is not brought back by a restart.
+///
+/// # Errors
+/// Backend failures, or the secret file cannot be written.
+pub async fn bootstrap(backends: &Backends, enroll_secret_file: &Path) -> anyhow::Result<Created> {
+    let mut created = Created::default();
+    let name = EnvironmentName::default_name();
+    let now = now_unix();
+    match backends.store.environment(&name).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            backends
+                .store
+                .create_environment(&Environment {
+                    name: name.clone(),
+                    config: default_config(),
+                    created_at: now,
+                    config_updated_at: now,
+                })
+                .await?;
+            created.environment = true;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let has_secret = backends
+        .secrets
+        .list_enroll_secrets()
+        .await?
+        .iter()
+        .any(|s| s.environment == name);
+    if !has_secret && !enroll_secret_file.exists() {
+        let secret = EnrollSecret {
+            id: format!("initial-{}", sgt_core::types::random_hex(4)),
+            environment: name,
+            value: SecretValue::generate(),
+            created_at: now,
+            expires_at: None,
+        };
+        write_secret_file(enroll_secret_file, secret.value.expose())?;
+        backends.secrets.add_enroll_secret(&secret).await?;
+        created.enroll_secret = true;
+    }
+    Ok(created)
+}
+
+fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! Starting and stopping the server: settings → TLS → backends → bootstrap → listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sgt_core::http::{serve, tls_server_config, Listener};
+use sgt_core::service::AgentService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backends::build_backends;
+use crate::bootstrap::bootstrap;
+use crate::settings::{Settings, StorageSetting, TlsSetting};
+use crate::tls_files::TlsFiles;
+
+/// How often coalesced last-seen times are written to the store.
+const LAST_SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A running server.
+#[derive(Debug)]
+pub struct StartedServer {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// True when serving TLS.
+    pub tls: bool,
+    /// The CA certificate clients should trust, when the certificate was generated.
+    pub ca_file: Option<PathBuf>,
+    /// The service, for tests that look behind the API.
+    pub service: Arc<AgentService>,
+    /// What was created on this start, one line each, for the operator.
+    pub report: Vec<String>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    flusher: JoinHandle<()>,
+}
+
+impl StartedServer {
+    /// The base URL, e.g. `https://127.0.0.1:8443`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr)
+    }
+
+    /// Stops accepting connections and writes pending last-seen times.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = self.flusher.await;
+        if let Err(e) = self.service.flush_last_seen().await {
+            tracing::warn!(error = %e, "last-seen flush at shutdown failed");
+        }
+    }
+}
+
+/// Starts the server described by `settings`, creating on first start the data directory,
+/// database, certificate, `default` environment and its enroll secret.
+///
+/// # Errors
+/// When the data directory, certificate, a backend or the listen address cannot be set up.
+pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
+    let mut report = Vec::new();
+    if !settings.data_dir.exists() {
+        create_private_dir(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create data directory {}",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let data_dir = std::path::absolute(&settings.data_dir)?;
+    report.push(format!("data directory: {}", data_dir.display()));
+
+    let (listener_mode, ca_file) = match &settings.tls {
+        TlsSetting::Generated => {
+            let files = TlsFiles::under(&data_dir);
+            if files.ensure()? {
+                report.push(format!(
+                    "created TLS certificate {} (key {}, CA {})",
+                    files.cert.display(),
+                    files.key.display(),
+                    files.ca.display()
+                ));
+            }
+            let config = tls_from_files(&files.cert, &files.key)?;
+            (Listener::Tls(config), Some(files.ca))
+        }
+        TlsSetting::Files { cert, key } => (Listener::Tls(tls_from_files(cert, key)?), None),
+        TlsSetting::Off => (Listener::PlainHttp, None),
+    };
+
+    let StorageSetting::Sqlite { path: db_path } = &settings.storage;
+    let db_existed = db_path.exists();
+    let backends = build_backends(settings).await?;
+    if !db_existed {
+        report.push(format!(
+            "created SQLite database {}",
+            std::path::absolute(db_path)?.display()
+        ));
+    }
+    let secret_file = std::path::absolute(settings.enroll_secret_file())?;
+    let created = bootstrap(&backends, &secret_file).await?;
+    if created.environment {
+        report.push("created environment \"default\" with the default osquery config".into());
+    }
+    if created.enroll_secret {
+        report.push(format!(
+            "created enroll secret for environment \"default\": {}",
+            secret_file.display()
+        ));
+    }
+
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.listen))?;
+    let local_addr = listener.local_addr()?;
+    let service = Arc::new(AgentService::new(backends));
+    let (stop, stopped) = watch::channel(false);
+    let tls = matches!(listener_mode, Listener::Tls(_));
+    let server = tokio::spawn({
+        let service = Arc::clone(&service);
+        let mut stopped = stopped.clone();
+        async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(e) = serve(listener, service, listener_mode, shutdown).await {
+                tracing::error!(error = %e, "server stopped");
+            }
+        }
+    });
+    let flusher = tokio::spawn({
+        let service = Arc::clone(&service);
+        let mut stopped = stopped;
+        async move {
+            let mut tick = tokio::time::interval(LAST_SEEN_FLUSH_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = service.flush_last_seen().await {
+                            tracing::warn!(error = %e, "last-seen flush failed");
+                        }
+                    }
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
+    });
+    Ok(StartedServer {
+        local_addr,
+        tls,
+        ca_file,
+        service,
+        report,
+        stop,
+        server,
+        flusher,
+    })
+}
+
+fn tls_from_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let cert_pem =
+        std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
+    let key_pem = std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
+    Ok(tls_server_config(&cert_pem, &key_pem)?)
+}
+
+/// Creates `dir` (and parents) readable only by its owner: it holds node keys and secrets.
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}

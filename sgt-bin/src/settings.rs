@@ -1,0 +1,375 @@
+//! Settings: defaults, then a TOML file, then `SGT_*` environment variables, then flags.
+//!
+//! Flags and environment variables are merged by clap (a flag wins over its variable); this
+//! module lays them over the file and the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The address `sgt serve` listens on by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// The data directory used by default.
+pub const DEFAULT_DATA_DIR: &str = "sgt-data";
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageSetting {
+    /// A SQLite file (`sqlite://PATH`).
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+    },
+}
+
+/// Where enroll secrets live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretsSetting {
+    /// A JSON file (`file://PATH`).
+    File {
+        /// The secrets file.
+        path: PathBuf,
+    },
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogSinkSetting {
+    /// JSON Lines files in a directory (`file://DIR`).
+    File {
+        /// The directory.
+        dir: PathBuf,
+        /// Rotation size in bytes.
+        rotate_bytes: u64,
+    },
+}
+
+/// Where carve blobs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobsSetting {
+    /// Files in a directory (`file://DIR`).
+    Dir {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// The server's TLS material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsSetting {
+    /// A certificate generated on first start under `<data dir>/tls/`.
+    Generated,
+    /// Operator-provided PEM files: the chain (leaf first) and its key.
+    Files {
+        /// Certificate chain.
+        cert: PathBuf,
+        /// Private key.
+        key: PathBuf,
+    },
+    /// No TLS: plain HTTP behind a TLS-terminating load balancer.
+    Off,
+}
+
+/// Everything `sgt serve` needs, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Where local state lives.
+    pub data_dir: PathBuf,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// TLS material.
+    pub tls: TlsSetting,
+    /// The store backend.
+    pub storage: StorageSetting,
+    /// The enroll-secret backend.
+    pub secrets: SecretsSetting,
+    /// The log sink.
+    pub log_sink: LogSinkSetting,
+    /// The blob backend.
+    pub blobs: BlobsSetting,
+}
+
+/// Values from flags or environment variables; `None` where neither was given.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--config` / `SGT_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// `--data-dir` / `SGT_DATA_DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen` / `SGT_LISTEN`.
+    pub listen: Option<String>,
+    /// `--tls-cert` / `SGT_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `SGT_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
+    /// `--insecure-http` / `SGT_INSECURE_HTTP`.
+    pub insecure_http: bool,
+}
+
+/// The TOML file's shape. Every key is optional; backends take a URL shorthand or a table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_http: Option<bool>,
+    storage: Option<BackendSpec>,
+    secrets: Option<BackendSpec>,
+    log_sink: Option<BackendSpec>,
+    blobs: Option<BackendSpec>,
+}
+
+/// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum BackendSpec {
+    Url(String),
+    Table(BackendTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackendTable {
+    #[serde(rename = "type")]
+    kind: String,
+    path: Option<PathBuf>,
+    rotate_bytes: Option<u64>,
+}
+
+impl BackendSpec {
+    /// (scheme, path, rotate_bytes)
+    fn parts(&self, what: &str) -> anyhow::Result<(String, Option<PathBuf>, Option<u64>)> {
+        match self {
+            BackendSpec::Url(url) => {
+                let (scheme, rest) = url
+                    .split_once("://")
+                    .with_context(|| format!("{what}: {url:?} is not SCHEME://PATH"))?;
+                let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
+                Ok((scheme.to_owned(), path, None))
+            }
+            BackendSpec::Table(t) => Ok((t.kind.clone(), t.path.clone(), t.rotate_bytes)),
+        }
+    }
+}
+
+fn aws_not_built(what: &str, kind: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what}: backend {kind:?} is not available: this sgt was built without the aws feature"
+    )
+}
+
+impl Settings {
+    /// Resolves the settings: defaults, the TOML file (if any), then `overrides`.
+    ///
+    /// # Errors
+    /// A clear message for an unreadable or invalid file, an unknown backend, a bad address,
+    /// or a certificate without its key.
+    pub fn resolve(overrides: &Overrides) -> anyhow::Result<Settings> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let data_dir = overrides
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let listen_text = overrides
+            .listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .with_context(|| format!("listen address {listen_text:?} is not IP:PORT"))?;
+        let insecure_http = overrides.insecure_http || file.insecure_http.unwrap_or(false);
+        let cert = overrides.tls_cert.clone().or(file.tls_cert.clone());
+        let key = overrides.tls_key.clone().or(file.tls_key.clone());
+        let tls = match (insecure_http, cert, key) {
+            (true, None, None) => TlsSetting::Off,
+            (true, _, _) => bail!("--insecure-http cannot be combined with --tls-cert/--tls-key"),
+            (false, None, None) => TlsSetting::Generated,
+            (false, Some(cert), Some(key)) => TlsSetting::Files { cert, key },
+            (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
+        };
+
+        let storage = match file
+            .storage
+            .as_ref()
+            .map(|s| s.parts("storage"))
+            .transpose()?
+        {
+            None => StorageSetting::Sqlite {
+                path: data_dir.join("sgt.db"),
+            },
+            Some((kind, path, _)) => match kind.as_str() {
+                "sqlite" => StorageSetting::Sqlite {
+                    path: path.unwrap_or_else(|| data_dir.join("sgt.db")),
+                },
+                "dynamodb" => return Err(aws_not_built("storage", &kind)),
+                _ => bail!("storage: unknown backend {kind:?} (known: sqlite)"),
+            },
+        };
+        let secrets = match file
+            .secrets
+            .as_ref()
+            .map(|s| s.parts("secrets"))
+            .transpose()?
+        {
+            None => SecretsSetting::File {
+                path: data_dir.join("enroll_secrets.json"),
+            },
+            Some((kind, path, _)) => match kind.as_str() {
+                "file" => SecretsSetting::File {
+                    path: path.unwrap_or_else(|| data_dir.join("enroll_secrets.json")),
+                },
+                "ssm" => return Err(aws_not_built("secrets", &kind)),
+                _ => bail!("secrets: unknown backend {kind:?} (known: file)"),
+            },
+        };
+        let default_rotate = 256 * 1024 * 1024;
+        let log_sink = match file
+            .log_sink
+            .as_ref()
+            .map(|s| s.parts("log_sink"))
+            .transpose()?
+        {
+            None => LogSinkSetting::File {
+                dir: data_dir.join("logs"),
+                rotate_bytes: default_rotate,
+            },
+            Some((kind, path, rotate)) => match kind.as_str() {
+                "file" => LogSinkSetting::File {
+                    dir: path.unwrap_or_else(|| data_dir.join("logs")),
+                    rotate_bytes: rotate.unwrap_or(default_rotate),
+                },
+                "firehose" => return Err(aws_not_built("log_sink", &kind)),
+                _ => bail!("log_sink: unknown backend {kind:?} (known: file)"),
+            },
+        };
+        let blobs = match file.blobs.as_ref().map(|s| s.parts("blobs")).transpose()? {
+            None => BlobsSetting::Dir {
+                path: data_dir.join("blobs"),
+            },
+            Some((kind, path, _)) => match kind.as_str() {
+                "file" | "dir" => BlobsSetting::Dir {
+                    path: path.unwrap_or_else(|| data_dir.join("blobs")),
+                },
+                "s3" => return Err(aws_not_built("blobs", &kind)),
+                _ => bail!("blobs: unknown backend {kind:?} (known: file)"),
+            },
+        };
+        Ok(Settings {
+            data_dir,
+            listen,
+            tls,
+            storage,
+            secrets,
+            log_sink,
+            blobs,
+        })
+    }
+
+    /// The file osquery reads its enroll secret from (`--enroll_secret_path`).
+    pub fn enroll_secret_file(&self) -> PathBuf {
+        self.data_dir.join("enroll_secret")
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_live_under_the_data_dir() {
+        let s = Settings::resolve(&Overrides::default()).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("sgt-data"));
+        assert_eq!(s.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(s.tls, TlsSetting::Generated);
+        assert_eq!(
+            s.storage,
+            StorageSetting::Sqlite {
+                path: PathBuf::from("sgt-data/sgt.db")
+            }
+        );
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgt.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/from-file\"\nlisten = \"0.0.0.0:9000\"\nstorage = \"sqlite:///db/x.db\"\n[log_sink]\ntype = \"file\"\npath = \"/logs\"\nrotate_bytes = 1000\n",
+        )
+        .unwrap();
+        let mut o = Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&o).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/from-file"));
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(
+            s.storage,
+            StorageSetting::Sqlite {
+                path: PathBuf::from("/db/x.db")
+            }
+        );
+        assert_eq!(
+            s.log_sink,
+            LogSinkSetting::File {
+                dir: PathBuf::from("/logs"),
+                rotate_bytes: 1000
+            }
+        );
+        o.listen = Some("127.0.0.1:1".into());
+        o.data_dir = Some("/flag".into());
+        let s = Settings::resolve(&o).unwrap();
+        assert_eq!(s.listen.port(), 1);
+        assert_eq!(s.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        let bad_listen = Overrides {
+            listen: Some("localhost".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&bad_listen)
+            .unwrap_err()
+            .to_string()
+            .contains("IP:PORT"));
+        let half_tls = Overrides {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        };
+        assert!(Settings::resolve(&half_tls).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgt.toml");
+        std::fs::write(&path, "storage = \"dynamodb://prod\"\n").unwrap();
+        let err = Settings::resolve(&Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("without the aws feature"), "{err}");
+        std::fs::write(&path, "listen_on = \"x\"\n").unwrap();
+        let err = Settings::resolve(&Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+}
