@@ -1,1 +1,386 @@
-//! End-to-end tests live in tests/*.rs.
+//! The harness of sgt's end-to-end tests: a real server on a loopback port over real TLS,
+//! and an [`Agent`] that speaks the osquery remote protocol to it as `osqueryd` does.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use bytes::Bytes;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sgt_bin::serve::StartedServer;
+use sgt_bin::settings::{Overrides, Settings};
+use sgt_core::log_sink::LogType;
+use sgt_core::service::{AgentService, Backends};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+
+/// A running server and an HTTPS client that trusts its certificate.
+pub struct TestServer {
+    base_url: String,
+    client: reqwest::Client,
+    data_dir: TempDir,
+    service: Arc<AgentService>,
+    stop: Option<StopHandle>,
+}
+
+enum StopHandle {
+    Full(StartedServer),
+    Core(tokio::sync::oneshot::Sender<()>),
+}
+
+fn client_trusting(ca_file: &std::path::Path) -> reqwest::Client {
+    let ca = std::fs::read(ca_file).expect("CA file");
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).expect("CA PEM"))
+        .tls_built_in_root_certs(false)
+        .build()
+        .expect("client")
+}
+
+impl TestServer {
+    /// `sgt serve` as a user runs it, in a fresh data directory, on a free loopback port.
+    pub async fn start() -> TestServer {
+        let data_dir = TempDir::new().unwrap();
+        let settings = Settings::resolve(&Overrides {
+            data_dir: Some(data_dir.path().join("sgt-data")),
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        let server = sgt_bin::serve::start(&settings)
+            .await
+            .expect("server starts");
+        let client = client_trusting(server.ca_file.as_ref().unwrap());
+        TestServer {
+            base_url: format!("https://localhost:{}", server.local_addr.port()),
+            client,
+            service: Arc::clone(&server.service),
+            data_dir,
+            stop: Some(StopHandle::Full(server)),
+        }
+    }
+
+    /// The agent API over TLS on `backends` chosen by the test (fault injectors, ...).
+    /// The `default` environment and an enroll secret are created as on first start.
+    pub async fn with_backends(backends: Backends) -> TestServer {
+        let data_dir = TempDir::new().unwrap();
+        let sgt_data = data_dir.path().join("sgt-data");
+        let files = sgt_bin::tls_files::TlsFiles::under(&sgt_data);
+        files.ensure().unwrap();
+        let tls = sgt_core::http::tls_server_config(
+            &std::fs::read(&files.cert).unwrap(),
+            &std::fs::read(&files.key).unwrap(),
+        )
+        .unwrap();
+        sgt_bin::bootstrap::bootstrap(&backends, &sgt_data.join("enroll_secret"))
+            .await
+            .unwrap();
+        let service = Arc::new(AgentService::new(backends));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sgt_core::http::serve(
+            listener,
+            Arc::clone(&service),
+            sgt_core::http::Listener::Tls(tls),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            base_url: format!("https://localhost:{port}"),
+            client: client_trusting(&files.ca),
+            service,
+            data_dir,
+            stop: Some(StopHandle::Core(stop)),
+        }
+    }
+
+    /// Stops the server.
+    pub async fn stop(mut self) {
+        match self.stop.take() {
+            Some(StopHandle::Full(server)) => server.shutdown().await,
+            Some(StopHandle::Core(stop)) => {
+                let _ = stop.send(());
+            }
+            None => {}
+        }
+    }
+
+    /// The backends behind the API, to check what was stored.
+    pub fn backends(&self) -> &Backends {
+        self.service.backends()
+    }
+
+    /// The service behind the API.
+    pub fn service(&self) -> &AgentService {
+        &self.service
+    }
+
+    /// The server's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().join("sgt-data")
+    }
+
+    /// The enroll secret of the `default` environment, as osquery reads it from its file.
+    pub fn enroll_secret(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join("enroll_secret"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// `https://localhost:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// The HTTPS client.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// POSTs `body` as JSON; returns the status and the parsed JSON answer (which must be a
+    /// JSON object: osquery misbehaves on anything else).
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.post_bytes(path, &[], serde_json::to_vec(body).unwrap())
+            .await
+    }
+
+    /// POSTs raw bytes with extra headers; returns the status and the parsed JSON object.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("user-agent", "osquery/5.23.1");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body).send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        assert!(!bytes.is_empty(), "empty body from {path} ({status})");
+        let value: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("non-JSON body from {path}: {e}: {bytes:?}"));
+        assert!(value.is_object(), "non-object body from {path}: {value}");
+        (status, value)
+    }
+
+    /// Every record the file log sink holds for `log_type`, oldest first.
+    pub fn log_records(&self, log_type: LogType) -> Vec<Value> {
+        let dir = self.data_dir().join("logs");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(log_type.as_str()) && n.ends_with(".jsonl"))
+        });
+        files.sort();
+        let current = dir.join(format!("{}.jsonl", log_type.as_str()));
+        files.retain(|p| p != &current);
+        files.push(current);
+        files
+            .iter()
+            .flat_map(|f| {
+                std::fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            })
+            .map(|l| serde_json::from_str(&l).unwrap())
+            .collect()
+    }
+}
+
+/// Host details in the shape osquery sends (every value a string).
+pub fn host_details(hostname: &str, uuid: &str) -> Value {
+    json!({
+        "os_version": {"name": "Ubuntu", "version": "22.04.4 LTS (Jammy Jellyfish)", "major": "22", "minor": "4", "patch": "0", "build": "", "platform": "ubuntu", "platform_like": "debian", "codename": "jammy", "arch": "x86_64"},
+        "osquery_info": {"pid": "1234", "uuid": uuid, "instance_id": "b0c1", "version": "5.23.1", "config_hash": "", "config_valid": "0", "extensions": "inactive", "build_platform": "ubuntu", "build_distro": "focal", "start_time": "1736157600", "watcher": "1230", "platform_mask": "9"},
+        "system_info": {"hostname": hostname, "uuid": uuid, "cpu_brand": "Intel", "physical_memory": "8589934592"}
+    })
+}
+
+/// gzip at best compression, as osquery's `--logger_tls_compress` does.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// An osquery agent's side of the protocol.
+pub struct Agent<'a> {
+    server: &'a TestServer,
+    /// The host identifier it enrolls with.
+    pub host_identifier: String,
+    /// Its hardware uuid.
+    pub uuid: String,
+    /// The key from its last successful enroll.
+    pub node_key: String,
+}
+
+impl<'a> Agent<'a> {
+    /// An agent for `host` that has not enrolled yet.
+    pub fn new(server: &'a TestServer, host: &str) -> Agent<'a> {
+        Agent {
+            server,
+            host_identifier: host.to_owned(),
+            uuid: format!("UUID-{host}"),
+            node_key: String::new(),
+        }
+    }
+
+    /// Enrolls with `secret`; returns the answer, keeping the key when one came back.
+    pub async fn enroll_with(&mut self, secret: &str) -> (StatusCode, Value) {
+        let (status, body) = self
+            .server
+            .post(
+                sgt_core::http::paths::ENROLL,
+                &json!({
+                    "enroll_secret": secret,
+                    "host_identifier": self.host_identifier,
+                    "platform_type": "9",
+                    "host_details": host_details(&self.host_identifier, &self.uuid),
+                }),
+            )
+            .await;
+        if let Some(key) = body["node_key"].as_str() {
+            self.node_key = key.to_owned();
+        }
+        (status, body)
+    }
+
+    /// Enrolls with the server's secret and asserts it worked.
+    pub async fn enroll(&mut self) {
+        let secret = self.server.enroll_secret();
+        let (status, body) = self.enroll_with(&secret).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(self.node_key.len() >= 32, "{body}");
+    }
+
+    /// POSTs `body` plus this agent's `node_key` to `path`.
+    pub async fn call(&self, path: &str, mut body: Value) -> (StatusCode, Value) {
+        body["node_key"] = json!(self.node_key);
+        self.server.post(path, &body).await
+    }
+
+    /// Fetches the config.
+    pub async fn config(&self) -> (StatusCode, Value) {
+        self.call(sgt_core::http::paths::CONFIG, json!({})).await
+    }
+
+    /// Sends log lines, plain or gzip-compressed.
+    pub async fn log(
+        &self,
+        log_type: &str,
+        lines: Vec<Value>,
+        compress: bool,
+    ) -> (StatusCode, Value) {
+        let body = json!({"node_key": self.node_key, "log_type": log_type, "data": lines});
+        let bytes = serde_json::to_vec(&body).unwrap();
+        if compress {
+            self.server
+                .post_bytes(
+                    sgt_core::http::paths::LOG,
+                    &[("content-encoding", "gzip")],
+                    gzip(&bytes),
+                )
+                .await
+        } else {
+            self.server
+                .post_bytes(sgt_core::http::paths::LOG, &[], bytes)
+                .await
+        }
+    }
+
+    /// Polls for live queries.
+    pub async fn distributed_read(&self) -> (StatusCode, Value) {
+        self.call(sgt_core::http::paths::DISTRIBUTED_READ, json!({}))
+            .await
+    }
+
+    /// Answers live queries.
+    pub async fn distributed_write(&self, body: Value) -> (StatusCode, Value) {
+        self.call(sgt_core::http::paths::DISTRIBUTED_WRITE, body)
+            .await
+    }
+
+    /// Uploads `archive` as osquery's carver does: start, then one request per block, with no
+    /// node key on the blocks. Returns the session id.
+    pub async fn carve(&self, archive: &[u8], block_size: usize) -> String {
+        let block_count = archive.len().div_ceil(block_size);
+        let (status, body) = self
+            .call(
+                sgt_core::http::paths::CARVE_START,
+                json!({
+                    "block_count": block_count,
+                    "block_size": block_size,
+                    "carve_size": archive.len(),
+                    "carve_id": "5bd8b5d1-7a3e-4d8e-8f7e-6b0a1f2c3d4e",
+                    "request_id": "a8e9f0b1-c2d3-4e5f-8a9b-0c1d2e3f4a5b",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let session_id = body["session_id"]
+            .as_str()
+            .expect("string session_id")
+            .to_owned();
+        for (i, block) in archive.chunks(block_size).enumerate() {
+            let (status, body) = self.carve_block(&session_id, i, block).await;
+            assert_eq!(status, StatusCode::OK, "block {i}: {body}");
+            assert_eq!(body, json!({}));
+        }
+        session_id
+    }
+
+    /// Sends one carve block.
+    pub async fn carve_block(
+        &self,
+        session_id: &str,
+        block_id: usize,
+        data: &[u8],
+    ) -> (StatusCode, Value) {
+        self.server
+            .post(
+                sgt_core::http::paths::CARVE_CONTINUE,
+                &json!({
+                    "block_id": block_id,
+                    "session_id": session_id,
+                    "request_id": "a8e9f0b1-c2d3-4e5f-8a9b-0c1d2e3f4a5b",
+                    "data": base64::engine::general_purpose::STANDARD.encode(data),
+                }),
+            )
+            .await
+    }
+}
+
+/// Bytes of `len` that do not repeat in any short period (so misordered blocks are caught).
+pub fn distinct_bytes(len: usize) -> Bytes {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut counter = 0u64;
+    while out.len() < len {
+        out.extend_from_slice(&Sha256::digest(counter.to_le_bytes()));
+        counter += 1;
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+/// SHA-256 in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}
