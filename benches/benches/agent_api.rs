@@ -1,0 +1,136 @@
+//! Hot paths of the agent API, in process, without TLS: what one request costs the server.
+//!
+//! Run: `cargo bench -p sgt-benches`. Figures go in BENCHMARKS.md with the machine.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use serde_json::json;
+use sgt_core::log_sink::{LogBatch, LogSink, SinkLimits};
+use sgt_core::service::{default_config, AgentService, Backends, EnrollRequest};
+use sgt_core::store::{Environment, Node};
+use sgt_core::testkit::doubles::{MemoryBlobStore, MemorySecrets};
+use sgt_core::testkit::secrets::new_secret;
+use sgt_core::types::{EnvironmentName, HostIdentifier, NodeKey};
+use sgt_local::SqliteStore;
+
+/// Encodes every record like a real sink would, then drops it, so memory stays flat.
+#[derive(Debug, Default)]
+struct DiscardingSink;
+
+#[async_trait]
+impl LogSink for DiscardingSink {
+    async fn append(&self, batch: &LogBatch) -> sgt_core::Result<()> {
+        let bytes: usize = batch.records().map(|r| r.len()).sum();
+        std::hint::black_box(bytes);
+        Ok(())
+    }
+
+    fn limits(&self) -> SinkLimits {
+        SinkLimits {
+            max_batch_records: 100_000,
+            max_batch_bytes: 256 << 20,
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+struct Fixture {
+    service: Arc<AgentService>,
+    node: Node,
+    key: NodeKey,
+}
+
+async fn fixture() -> Fixture {
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let secret = new_secret("default");
+    let value = secret.value.expose().to_owned();
+    let backends = Backends {
+        store: Arc::clone(&store) as _,
+        secrets: Arc::new(MemorySecrets::new(vec![secret])),
+        log_sink: Arc::new(DiscardingSink),
+        blobs: Arc::new(MemoryBlobStore::new()),
+    };
+    backends
+        .store
+        .create_environment(&Environment {
+            name: EnvironmentName::default_name(),
+            config: default_config(),
+            created_at: 0,
+            config_updated_at: 0,
+        })
+        .await
+        .unwrap();
+    let service = Arc::new(AgentService::new(backends));
+    let key = service
+        .enroll(EnrollRequest {
+            enroll_secret: value,
+            host_identifier: HostIdentifier::parse("bench-host").unwrap(),
+            platform_type: "9".into(),
+            host_details: json!({"system_info": {"uuid": "U"}}),
+        })
+        .await
+        .unwrap();
+    let node = service.authenticate(key.as_str()).await.unwrap();
+    Fixture { service, node, key }
+}
+
+fn log_body(key: &NodeKey, lines: usize) -> Vec<u8> {
+    let data: Vec<_> = (0..lines)
+        .map(|i| json!({"name": "pack_default_processes", "hostIdentifier": "bench-host", "calendarTime": "Mon Jan  6 10:00:00 2025 UTC", "unixTime": 1736157600, "epoch": 0, "counter": i, "numerics": false, "columns": {"pid": i.to_string(), "name": "sshd", "path": "/usr/sbin/sshd", "cmdline": "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"}, "action": "added"}))
+        .collect();
+    serde_json::to_vec(&json!({"node_key": key.as_str(), "log_type": "result", "data": data})).unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fx = runtime.block_on(fixture());
+    let routes = sgt_core::http::routes(Arc::clone(&fx.service));
+
+    c.bench_function("config_render", |b| {
+        b.to_async(&runtime)
+            .iter(|| async { fx.service.config(&fx.node, None).await.unwrap() })
+    });
+
+    let read_body = serde_json::to_vec(&json!({"node_key": fx.key.as_str()})).unwrap();
+    c.bench_function("distributed_read_empty_through_filters", |b| {
+        b.to_async(&runtime).iter(|| async {
+            let response = warp::test::request()
+                .method("POST")
+                .path("/api/v1/osquery/distributed/read")
+                .header("content-length", read_body.len())
+                .body(&read_body)
+                .reply(&routes)
+                .await;
+            assert_eq!(response.status(), 200);
+        })
+    });
+
+    let mut group = c.benchmark_group("log_ingest_through_filters");
+    let body = log_body(&fx.key, 100);
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("100_result_lines", |b| {
+        b.to_async(&runtime).iter_batched(
+            || body.clone(),
+            |body| async {
+                let response = warp::test::request()
+                    .method("POST")
+                    .path("/api/v1/osquery/log")
+                    .header("content-length", body.len())
+                    .body(body)
+                    .reply(&routes)
+                    .await;
+                assert_eq!(response.status(), 200);
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(agent_api, benches);
+criterion_main!(agent_api);

@@ -1,1 +1,0 @@
-//! Benches live in benches/*.rs.
