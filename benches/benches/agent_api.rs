@@ -80,7 +80,8 @@ fn log_body(key: &NodeKey, lines: usize) -> Vec<u8> {
     let data: Vec<_> = (0..lines)
         .map(|i| json!({"name": "pack_default_processes", "hostIdentifier": "bench-host", "calendarTime": "Mon Jan  6 10:00:00 2025 UTC", "unixTime": 1736157600, "epoch": 0, "counter": i, "numerics": false, "columns": {"pid": i.to_string(), "name": "sshd", "path": "/usr/sbin/sshd", "cmdline": "sshd: /usr/sbin/sshd -D [listener] 0 of 10-100 startups"}, "action": "added"}))
         .collect();
-    serde_json::to_vec(&json!({"node_key": key.as_str(), "log_type": "result", "data": data})).unwrap()
+    serde_json::to_vec(&json!({"node_key": key.as_str(), "log_type": "result", "data": data}))
+        .unwrap()
 }
 
 fn benches(c: &mut Criterion) {

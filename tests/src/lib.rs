@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 /// A running server and an HTTPS client that trusts its certificate.
 pub struct TestServer {
     base_url: String,
+    port: u16,
+    ca_file: PathBuf,
     client: reqwest::Client,
     data_dir: TempDir,
     service: Arc<AgentService>,
@@ -52,9 +54,12 @@ impl TestServer {
         let server = sgt_bin::serve::start(&settings)
             .await
             .expect("server starts");
-        let client = client_trusting(server.ca_file.as_ref().unwrap());
+        let ca_file = server.ca_file.clone().unwrap();
+        let client = client_trusting(&ca_file);
         TestServer {
             base_url: format!("https://localhost:{}", server.local_addr.port()),
+            port: server.local_addr.port(),
+            ca_file,
             client,
             service: Arc::clone(&server.service),
             data_dir,
@@ -91,7 +96,9 @@ impl TestServer {
         ));
         TestServer {
             base_url: format!("https://localhost:{port}"),
+            port,
             client: client_trusting(&files.ca),
+            ca_file: files.ca.clone(),
             service,
             data_dir,
             stop: Some(StopHandle::Core(stop)),
@@ -135,6 +142,16 @@ impl TestServer {
     /// `https://localhost:PORT` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The CA certificate that signed the server's certificate (PEM).
+    pub fn ca_file(&self) -> &std::path::Path {
+        &self.ca_file
     }
 
     /// The HTTPS client.

@@ -239,3 +239,191 @@ mod conformance {
         >());
     }
 }
+
+/// Wraps a store: every call first waits `delay`, and the first `fail_first` calls fail with
+/// `Unavailable` without reaching it.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn crate::store::Store>,
+    remaining_failures: AtomicUsize,
+    delay: Duration,
+    calls: AtomicUsize,
+}
+
+impl FaultyStore {
+    /// A store failing its first `fail_first` calls.
+    pub fn failing_first(inner: Arc<dyn crate::store::Store>, fail_first: usize) -> Self {
+        FaultyStore {
+            inner,
+            remaining_failures: AtomicUsize::new(fail_first),
+            delay: Duration::ZERO,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// A store adding `delay` to every call.
+    pub fn slow(inner: Arc<dyn crate::store::Store>, delay: Duration) -> Self {
+        FaultyStore {
+            inner,
+            remaining_failures: AtomicUsize::new(0),
+            delay,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Makes the next `n` calls fail with `Unavailable`.
+    pub fn fail_next(&self, n: usize) {
+        self.remaining_failures.store(n, Ordering::SeqCst);
+    }
+
+    /// Calls made so far, failed ones included.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn fault(&self) -> Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let failed = self
+            .remaining_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failed {
+            return Err(Error::unavailable("injected store failure"));
+        }
+        Ok(())
+    }
+}
+
+mod faulty_store_impls {
+    use super::FaultyStore;
+    use crate::error::Result;
+    use crate::store::*;
+    use crate::types::*;
+    use async_trait::async_trait;
+
+    #[async_trait]
+    impl NodeStore for FaultyStore {
+        async fn enroll_node(&self, node: NewNode) -> Result<Node> {
+            self.fault().await?;
+            self.inner.enroll_node(node).await
+        }
+        async fn node_by_key(&self, key: &NodeKey) -> Result<Node> {
+            self.fault().await?;
+            self.inner.node_by_key(key).await
+        }
+        async fn node_by_id(&self, id: &NodeId) -> Result<Node> {
+            self.fault().await?;
+            self.inner.node_by_id(id).await
+        }
+        async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
+            self.fault().await?;
+            self.inner.list_nodes(request).await
+        }
+        async fn delete_node(&self, id: &NodeId) -> Result<()> {
+            self.fault().await?;
+            self.inner.delete_node(id).await
+        }
+        async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()> {
+            self.fault().await?;
+            self.inner.record_last_seen(seen).await
+        }
+    }
+
+    #[async_trait]
+    impl EnvironmentStore for FaultyStore {
+        async fn create_environment(&self, environment: &Environment) -> Result<()> {
+            self.fault().await?;
+            self.inner.create_environment(environment).await
+        }
+        async fn environment(&self, name: &EnvironmentName) -> Result<Environment> {
+            self.fault().await?;
+            self.inner.environment(name).await
+        }
+        async fn list_environments(&self) -> Result<Vec<Environment>> {
+            self.fault().await?;
+            self.inner.list_environments().await
+        }
+        async fn put_config(
+            &self,
+            name: &EnvironmentName,
+            config: &serde_json::Value,
+            now: UnixSeconds,
+        ) -> Result<()> {
+            self.fault().await?;
+            self.inner.put_config(name, config, now).await
+        }
+        async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {
+            self.fault().await?;
+            self.inner.delete_environment(name).await
+        }
+    }
+
+    #[async_trait]
+    impl QueryStore for FaultyStore {
+        async fn create_query(&self, query: &NewQuery) -> Result<()> {
+            self.fault().await?;
+            self.inner.create_query(query).await
+        }
+        async fn query(&self, id: &QueryId) -> Result<DistributedQuery> {
+            self.fault().await?;
+            self.inner.query(id).await
+        }
+        async fn take_pending_queries(
+            &self,
+            node: &NodeId,
+            now: UnixSeconds,
+        ) -> Result<Vec<PendingQuery>> {
+            self.fault().await?;
+            self.inner.take_pending_queries(node, now).await
+        }
+        async fn record_result(&self, node: &NodeId, result: &QueryResult) -> Result<()> {
+            self.fault().await?;
+            self.inner.record_result(node, result).await
+        }
+        async fn query_targets(&self, id: &QueryId) -> Result<Vec<QueryTarget>> {
+            self.fault().await?;
+            self.inner.query_targets(id).await
+        }
+        async fn query_results(&self, id: &QueryId) -> Result<Vec<NodeQueryResult>> {
+            self.fault().await?;
+            self.inner.query_results(id).await
+        }
+    }
+
+    #[async_trait]
+    impl CarveStore for FaultyStore {
+        async fn create_carve(&self, carve: &NewCarve) -> Result<()> {
+            self.fault().await?;
+            self.inner.create_carve(carve).await
+        }
+        async fn carve(&self, id: &CarveSessionId) -> Result<CarveSession> {
+            self.fault().await?;
+            self.inner.carve(id).await
+        }
+        async fn record_carve_block(
+            &self,
+            id: &CarveSessionId,
+            block_id: u64,
+        ) -> Result<BlockRecorded> {
+            self.fault().await?;
+            self.inner.record_carve_block(id, block_id).await
+        }
+        async fn finish_carve(
+            &self,
+            id: &CarveSessionId,
+            status: CarveStatus,
+            sha256: Option<&str>,
+            now: UnixSeconds,
+        ) -> Result<()> {
+            self.fault().await?;
+            self.inner.finish_carve(id, status, sha256, now).await
+        }
+        async fn list_carves(&self, node: Option<&NodeId>) -> Result<Vec<CarveSession>> {
+            self.fault().await?;
+            self.inner.list_carves(node).await
+        }
+    }
+}

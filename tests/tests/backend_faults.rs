@@ -1,0 +1,105 @@
+//! When a backend fails, the agent gets an error body (never an empty one) so it keeps its data
+//! and retries; nothing is acknowledged that was not stored, and the server recovers.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sgt_core::service::Backends;
+use sgt_core::testkit::doubles::{FaultyLogSink, FaultyStore, MemoryBlobStore, RecordingLogSink};
+use sgt_local::{FileSecrets, SqliteStore};
+use sgt_tests::{Agent, TestServer};
+
+#[tokio::test]
+async fn a_failing_sink_gets_an_error_and_the_resend_is_stored_once() {
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let sink = Arc::new(FaultyLogSink::failing_first(RecordingLogSink::new(), 2));
+    let backends = Backends {
+        store: Arc::new(SqliteStore::in_memory().await.unwrap()),
+        secrets: Arc::new(FileSecrets::open(secrets_dir.path().join("secrets.json")).unwrap()),
+        log_sink: Arc::clone(&sink) as _,
+        blobs: Arc::new(MemoryBlobStore::new()),
+    };
+    let server = TestServer::with_backends(backends).await;
+    let mut agent = Agent::new(&server, "h");
+    agent.enroll().await;
+    let lines: Vec<_> = (0..10)
+        .map(|i| json!({"name": "q", "unixTime": i, "columns": {"i": i.to_string()}, "action": "added"}))
+        .collect();
+
+    for attempt in 0..2 {
+        let (status, body) = agent.log("result", lines.clone(), attempt == 1).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "attempt {attempt}");
+        assert!(body["error"].is_string(), "{body}");
+        assert!(
+            sink.inner().records().is_empty(),
+            "nothing stored on failure"
+        );
+    }
+    let (status, body) = agent.log("result", lines.clone(), false).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let stored: Vec<serde_json::Value> = sink
+        .inner()
+        .records()
+        .iter()
+        .map(|r| serde_json::from_str(r).unwrap())
+        .collect();
+    assert_eq!(stored.len(), lines.len());
+    for (record, line) in stored.iter().zip(&lines) {
+        assert_eq!(&record["line"], line);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_store_outage_answers_errors_then_recovers() {
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FaultyStore::failing_first(
+        Arc::new(SqliteStore::in_memory().await.unwrap()),
+        0,
+    ));
+    let sink = Arc::new(RecordingLogSink::new());
+    let backends = Backends {
+        store: Arc::clone(&store) as _,
+        secrets: Arc::new(FileSecrets::open(secrets_dir.path().join("secrets.json")).unwrap()),
+        log_sink: Arc::clone(&sink) as _,
+        blobs: Arc::new(MemoryBlobStore::new()),
+    };
+    let server = TestServer::with_backends(backends).await;
+    let mut agent = Agent::new(&server, "h");
+    agent.enroll().await;
+
+    // While the store is down, every endpoint answers 503 with an error, never node_invalid
+    // (which would make healthy agents throw away their identity) and never an empty body.
+    store.fail_next(1000);
+    for (path, body) in [
+        (sgt_core::http::paths::CONFIG, json!({})),
+        (sgt_core::http::paths::DISTRIBUTED_READ, json!({})),
+        (
+            sgt_core::http::paths::LOG,
+            json!({"log_type": "result", "data": [{"name": "q"}]}),
+        ),
+    ] {
+        let (status, answer) = agent.call(path, body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {answer}");
+        assert!(answer["error"].is_string(), "{path}: {answer}");
+        assert!(answer.get("node_invalid").is_none(), "{path}: {answer}");
+    }
+    let mut newcomer = Agent::new(&server, "new");
+    let (status, answer) = newcomer.enroll_with(&server.enroll_secret()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
+    assert!(answer.get("node_key").is_none());
+    assert!(
+        sink.records().is_empty(),
+        "no line acknowledged while the store was down"
+    );
+
+    store.fail_next(0);
+    assert_eq!(agent.config().await.0, StatusCode::OK);
+    assert_eq!(
+        agent.log("result", vec![json!({"name": "q"})], false).await,
+        (StatusCode::OK, json!({}))
+    );
+    assert_eq!(sink.records().len(), 1);
+    server.stop().await;
+}
