@@ -44,7 +44,7 @@ struct ServerArgs {
     #[arg(long, env = "SGT_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Serve plain HTTP, for use behind a load balancer that terminates TLS.
-    #[arg(long, env = "SGT_INSECURE_HTTP")]
+    #[arg(long, env = "SGT_INSECURE_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
     insecure_http: bool,
 }
 
@@ -98,14 +98,23 @@ fn init_tracing() {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let server = sgt_bin::serve::start(&settings).await?;
     for line in &server.report {
-        println!("sgt: {line}");
+        say(line);
     }
-    println!("sgt: listening on {}", server.url());
-    println!("sgt: point an osquery agent here with: sgt osquery-flags > osquery.flags");
+    say(&format!("listening on {}", server.url()));
+    say("point an osquery agent here with: sgt osquery-flags > osquery.flags");
     wait_for_signal().await;
-    println!("sgt: shutting down");
+    say("shutting down");
     server.shutdown().await;
     Ok(())
+}
+
+/// Tells the operator something on stdout. A closed stdout (`sgt serve | head`) must not
+/// bring the server down, so write errors are ignored.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "sgt: {line}");
+    let _ = out.flush();
 }
 
 async fn wait_for_signal() {

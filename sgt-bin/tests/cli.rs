@@ -11,9 +11,17 @@ const SGT: &str = env!("CARGO_BIN_EXE_sgt");
 /// Starts `sgt serve` on a free port; returns the child, its printed lines up to the
 /// "listening on" line, and the URL.
 fn start(data_dir: &Path) -> (Child, Vec<String>, String, mpsc::Receiver<String>) {
+    start_with(data_dir, &[])
+}
+
+fn start_with(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> (Child, Vec<String>, String, mpsc::Receiver<String>) {
     let mut child = Command::new(SGT)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -166,4 +174,26 @@ fn bad_settings_fail_with_a_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("IP:PORT"), "{stderr}");
+}
+
+#[tokio::test]
+async fn insecure_http_serves_plain_http_for_a_tls_terminating_balancer() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    // The stdout reader is dropped here on purpose: a closed stdout must not crash the server
+    // when it says "shutting down".
+    let (mut child, lines, url, _) = start_with(&data, &[("SGT_INSECURE_HTTP", "1")]);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert!(
+        !lines.join("\n").contains("TLS certificate"),
+        "no certificate made: {lines:?}"
+    );
+    let health: serde_json::Value = reqwest::get(format!("{url}/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    terminate(&mut child);
 }

@@ -310,3 +310,29 @@ async fn sqlite_set_last_seen(server: &TestServer, node: &sgt_core::types::NodeI
         .unwrap();
     db.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_secret_whose_environment_is_gone_enrolls_no_one() {
+    let server = TestServer::start().await;
+    server
+        .backends()
+        .store
+        .delete_environment(&sgt_core::types::EnvironmentName::default_name())
+        .await
+        .unwrap();
+    let mut agent = Agent::new(&server, "h");
+    let secret = server.enroll_secret();
+    let (status, body) = agent.enroll_with(&secret).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::UNAUTHORIZED, json!({"node_invalid": true}))
+    );
+    assert!(server
+        .backends()
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+    server.stop().await;
+}

@@ -39,6 +39,16 @@ impl AgentService {
         }
         let environment =
             environment.ok_or_else(|| Error::unauthorized("invalid enroll secret"))?;
+        // A secret outliving its environment enrolls no one.
+        match self.backends.store.environment(&environment).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
+                return Err(Error::unauthorized(
+                    "enroll secret's environment does not exist",
+                ));
+            }
+            Err(e) => return Err(e),
+        }
         if request.platform_type.len() > 16
             || !request.platform_type.chars().all(|c| c.is_ascii_digit())
         {
