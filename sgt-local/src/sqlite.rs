@@ -22,14 +22,15 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-/// sqlx's error to the core error, by meaning.
-fn db_error(e: sqlx::Error) -> Error {
-    match &e {
-        sqlx::Error::RowNotFound => Error::not_found("row"),
+/// sqlx's error to the core error, by meaning; `what` names the row in `NotFound` and
+/// `AlreadyExists` errors.
+fn db_error(what: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| match &e {
+        sqlx::Error::RowNotFound => Error::not_found(what),
         sqlx::Error::PoolTimedOut => Error::unavailable("sqlite pool timed out"),
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
-                return Error::already_exists("row");
+                return Error::already_exists(what);
             }
             // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
             let code: i64 = db.code().and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -80,7 +81,7 @@ impl SqliteStore {
     /// `Backend` when SQLite cannot start.
     pub async fn in_memory() -> Result<Self> {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(db_error)?
+            .map_err(db_error("database"))?
             .foreign_keys(true);
         // One connection: every connection to :memory: is a separate database.
         Self::connect(options, 1).await
@@ -92,7 +93,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("database"))?;
         sqlx::migrate!("./migrations")
             .run(&pool)
             .await
@@ -143,7 +144,7 @@ impl NodeStore for SqliteStore {
             .bind(node.now)
             .fetch_one(&self.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("node"))?;
         node_from_row(&row)
     }
 
@@ -153,7 +154,7 @@ impl NodeStore for SqliteStore {
             .bind(key.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error)?
+            .map_err(db_error("node"))?
             .ok_or_else(|| Error::not_found("node"))?;
         node_from_row(&row)
     }
@@ -164,7 +165,7 @@ impl NodeStore for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error)?
+            .map_err(db_error("node"))?
             .ok_or_else(|| Error::not_found("node"))?;
         node_from_row(&row)
     }
@@ -186,17 +187,17 @@ impl NodeStore for SqliteStore {
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("node"))?;
         rows.iter().map(node_from_row).collect()
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.pool.begin().await.map_err(db_error("node"))?;
         let deleted = sqlx::query("DELETE FROM nodes WHERE id = ?")
             .bind(id.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("node"))?;
         if deleted.rows_affected() == 0 {
             return Err(Error::not_found("node"));
         }
@@ -205,24 +206,24 @@ impl NodeStore for SqliteStore {
             .bind(id.as_str())
             .execute(&mut *tx)
             .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+            .map_err(db_error("node"))?;
+        tx.commit().await.map_err(db_error("node"))
     }
 
     async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()> {
         if seen.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.pool.begin().await.map_err(db_error("node"))?;
         for (id, at) in seen {
             sqlx::query("UPDATE nodes SET last_seen = MAX(last_seen, ?) WHERE id = ?")
                 .bind(at)
                 .bind(id.as_str())
                 .execute(&mut *tx)
                 .await
-                .map_err(db_error)?;
+                .map_err(db_error("node"))?;
         }
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error("node"))
     }
 }
 
@@ -248,12 +249,7 @@ impl EnvironmentStore for SqliteStore {
         .bind(environment.config_updated_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| match db_error(e) {
-            e if e.kind() == sgt_core::ErrorKind::AlreadyExists => {
-                Error::already_exists("environment")
-            }
-            e => e,
-        })?;
+        .map_err(db_error("environment"))?;
         Ok(())
     }
 
@@ -262,7 +258,7 @@ impl EnvironmentStore for SqliteStore {
             .bind(name.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error)?
+            .map_err(db_error("environment"))?
             .ok_or_else(|| Error::not_found("environment"))?;
         environment_from_row(&row)
     }
@@ -271,7 +267,7 @@ impl EnvironmentStore for SqliteStore {
         let rows = sqlx::query("SELECT * FROM environments ORDER BY name")
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("environment"))?;
         rows.iter().map(environment_from_row).collect()
     }
 
@@ -288,7 +284,7 @@ impl EnvironmentStore for SqliteStore {
                 .bind(name.as_str())
                 .execute(&self.pool)
                 .await
-                .map_err(db_error)?;
+                .map_err(db_error("environment"))?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found("environment"));
         }
@@ -300,7 +296,7 @@ impl EnvironmentStore for SqliteStore {
             .bind(name.as_str())
             .execute(&self.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("environment"))?;
         if deleted.rows_affected() == 0 {
             return Err(Error::not_found("environment"));
         }
@@ -311,7 +307,7 @@ impl EnvironmentStore for SqliteStore {
 #[async_trait]
 impl QueryStore for SqliteStore {
     async fn create_query(&self, query: &NewQuery) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.pool.begin().await.map_err(db_error("query"))?;
         sqlx::query("INSERT INTO queries (id, sql, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(query.id.as_str())
             .bind(&query.sql)
@@ -319,12 +315,7 @@ impl QueryStore for SqliteStore {
             .bind(query.expires_at)
             .execute(&mut *tx)
             .await
-            .map_err(|e| match db_error(e) {
-                e if e.kind() == sgt_core::ErrorKind::AlreadyExists => {
-                    Error::already_exists("query")
-                }
-                e => e,
-            })?;
+            .map_err(db_error("query"))?;
         for node in &query.node_ids {
             sqlx::query(
                 "INSERT OR IGNORE INTO query_targets (query_id, node_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
@@ -334,9 +325,9 @@ impl QueryStore for SqliteStore {
             .bind(query.created_at)
             .execute(&mut *tx)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("query"))?;
         }
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error("query"))
     }
 
     async fn query(&self, id: &QueryId) -> Result<DistributedQuery> {
@@ -344,7 +335,7 @@ impl QueryStore for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error)?
+            .map_err(db_error("query"))?
             .ok_or_else(|| Error::not_found("query"))?;
         Ok(DistributedQuery {
             id: id.clone(),
@@ -370,7 +361,7 @@ impl QueryStore for SqliteStore {
         .bind(node.as_str())
         .fetch_all(&self.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error("query"))?;
         let mut pending = rows
             .iter()
             .map(|row| {
@@ -408,7 +399,7 @@ impl QueryStore for SqliteStore {
         .bind(node.as_str())
         .execute(&self.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error("query"))?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found("query target"));
         }
@@ -423,7 +414,7 @@ impl QueryStore for SqliteStore {
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error("query"))?;
         rows.iter()
             .map(|row| {
                 Ok(QueryTarget {
@@ -446,7 +437,7 @@ impl QueryStore for SqliteStore {
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error("query"))?;
         rows.iter()
             .map(|row| {
                 let rows: Vec<serde_json::Value> = serde_json::from_str(row.get::<&str, _>("rows"))
@@ -513,12 +504,7 @@ impl CarveStore for SqliteStore {
         .bind(carve.created_at)
         .execute(&self.pool)
         .await
-        .map_err(|e| match db_error(e) {
-            e if e.kind() == sgt_core::ErrorKind::AlreadyExists => {
-                Error::already_exists("carve session")
-            }
-            e => e,
-        })?;
+        .map_err(db_error("carve session"))?;
         Ok(())
     }
 
@@ -528,7 +514,7 @@ impl CarveStore for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
-            .map_err(db_error)?
+            .map_err(db_error("carve session"))?
             .ok_or_else(|| Error::not_found("carve session"))?;
         carve_from_row(&row)
     }
@@ -538,7 +524,7 @@ impl CarveStore for SqliteStore {
         id: &CarveSessionId,
         block_id: u64,
     ) -> Result<BlockRecorded> {
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let mut tx = self.pool.begin().await.map_err(db_error("carve session"))?;
         let inserted = sqlx::query(
             "INSERT OR IGNORE INTO carve_blocks (session_id, block_id)
              SELECT session_id, ? FROM carves WHERE session_id = ?",
@@ -547,7 +533,7 @@ impl CarveStore for SqliteStore {
         .bind(id.as_str())
         .execute(&mut *tx)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error("carve session"))?;
         let row = sqlx::query(
             "SELECT (SELECT COUNT(*) FROM carves WHERE session_id = ?1) AS sessions,
                     (SELECT COUNT(*) FROM carve_blocks WHERE session_id = ?1) AS blocks",
@@ -555,8 +541,8 @@ impl CarveStore for SqliteStore {
         .bind(id.as_str())
         .fetch_one(&mut *tx)
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+        .map_err(db_error("carve session"))?;
+        tx.commit().await.map_err(db_error("carve session"))?;
         if row.get::<i64, _>("sessions") == 0 {
             return Err(Error::not_found("carve session"));
         }
@@ -582,7 +568,7 @@ impl CarveStore for SqliteStore {
         .bind(id.as_str())
         .execute(&self.pool)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error("carve session"))?;
         if updated.rows_affected() == 0 {
             return Err(Error::not_found("carve session"));
         }
@@ -598,7 +584,7 @@ impl CarveStore for SqliteStore {
             .bind(node.map(|n| n.as_str()))
             .fetch_all(&self.pool)
             .await
-            .map_err(db_error)?;
+            .map_err(db_error("carve session"))?;
         rows.iter().map(carve_from_row).collect()
     }
 }

@@ -71,26 +71,20 @@ async fn an_agent_lives_its_whole_life_over_tls() {
     assert_eq!(node.osquery_version(), Some("5.23.1"));
 
     // Config: the default schedule, byte-identical while unchanged.
-    let first = server
-        .client()
-        .post(server.url(paths::CONFIG))
-        .body(json!({"node_key": agent.node_key}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    let second = server
-        .client()
-        .post(server.url(paths::CONFIG))
-        .body(json!({"node_key": agent.node_key}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let raw_config = || async {
+        server
+            .client()
+            .post(server.url(paths::CONFIG))
+            .body(json!({"node_key": agent.node_key}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    };
+    let first = raw_config().await;
+    let second = raw_config().await;
     assert_eq!(first, second);
     let config: Value = serde_json::from_slice(&first).unwrap();
     assert!(config["schedule"]["osquery_info"]["query"].is_string());

@@ -72,13 +72,46 @@ impl super::log_sink::SinkUnderTest for RecordingLogSink {
     }
 }
 
+/// Latency and failures to inject into a backend's calls.
+#[derive(Debug, Default)]
+struct Faults {
+    remaining_failures: AtomicUsize,
+    delay: Duration,
+    calls: AtomicUsize,
+}
+
+impl Faults {
+    fn new(fail_first: usize, delay: Duration) -> Self {
+        Faults {
+            remaining_failures: AtomicUsize::new(fail_first),
+            delay,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts the call, waits the delay, then fails it with `Unavailable` if failures remain.
+    async fn inject(&self, what: &str) -> Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let failed = self
+            .remaining_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failed {
+            return Err(Error::unavailable(format!("injected {what} failure")));
+        }
+        Ok(())
+    }
+}
+
 /// Wraps a sink: the first `fail_first` appends fail with `Unavailable` without reaching it,
 /// and every append first waits `delay`.
 #[derive(Debug)]
 pub struct FaultyLogSink<S> {
     inner: S,
-    remaining_failures: AtomicUsize,
-    delay: Duration,
+    faults: Faults,
 }
 
 impl<S: LogSink> FaultyLogSink<S> {
@@ -86,8 +119,7 @@ impl<S: LogSink> FaultyLogSink<S> {
     pub fn failing_first(inner: S, fail_first: usize) -> Self {
         FaultyLogSink {
             inner,
-            remaining_failures: AtomicUsize::new(fail_first),
-            delay: Duration::ZERO,
+            faults: Faults::new(fail_first, Duration::ZERO),
         }
     }
 
@@ -95,8 +127,7 @@ impl<S: LogSink> FaultyLogSink<S> {
     pub fn slow(inner: S, delay: Duration) -> Self {
         FaultyLogSink {
             inner,
-            remaining_failures: AtomicUsize::new(0),
-            delay,
+            faults: Faults::new(0, delay),
         }
     }
 
@@ -109,16 +140,7 @@ impl<S: LogSink> FaultyLogSink<S> {
 #[async_trait]
 impl<S: LogSink> LogSink for FaultyLogSink<S> {
     async fn append(&self, batch: &LogBatch) -> Result<()> {
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        let failed = self
-            .remaining_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failed {
-            return Err(Error::unavailable("injected sink failure"));
-        }
+        self.faults.inject("sink").await?;
         self.inner.append(batch).await
     }
 
@@ -245,9 +267,7 @@ mod conformance {
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn crate::store::Store>,
-    remaining_failures: AtomicUsize,
-    delay: Duration,
-    calls: AtomicUsize,
+    faults: Faults,
 }
 
 impl FaultyStore {
@@ -255,9 +275,7 @@ impl FaultyStore {
     pub fn failing_first(inner: Arc<dyn crate::store::Store>, fail_first: usize) -> Self {
         FaultyStore {
             inner,
-            remaining_failures: AtomicUsize::new(fail_first),
-            delay: Duration::ZERO,
-            calls: AtomicUsize::new(0),
+            faults: Faults::new(fail_first, Duration::ZERO),
         }
     }
 
@@ -265,35 +283,22 @@ impl FaultyStore {
     pub fn slow(inner: Arc<dyn crate::store::Store>, delay: Duration) -> Self {
         FaultyStore {
             inner,
-            remaining_failures: AtomicUsize::new(0),
-            delay,
-            calls: AtomicUsize::new(0),
+            faults: Faults::new(0, delay),
         }
     }
 
     /// Makes the next `n` calls fail with `Unavailable`.
     pub fn fail_next(&self, n: usize) {
-        self.remaining_failures.store(n, Ordering::SeqCst);
+        self.faults.remaining_failures.store(n, Ordering::SeqCst);
     }
 
     /// Calls made so far, failed ones included.
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.faults.calls.load(Ordering::SeqCst)
     }
 
     async fn fault(&self) -> Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
-        }
-        let failed = self
-            .remaining_failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if failed {
-            return Err(Error::unavailable("injected store failure"));
-        }
-        Ok(())
+        self.faults.inject("store").await
     }
 }
 
