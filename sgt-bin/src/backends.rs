@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use sgt_core::service::Backends;
+use sgt_core::agent::Backends;
 use sgt_local::{DirBlobStore, FileLogSink, FileLogSinkOptions, FileSecrets, SqliteStore};
 
 use crate::settings::{BlobsSetting, LogSinkSetting, SecretsSetting, Settings, StorageSetting};

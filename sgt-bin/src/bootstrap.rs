@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use anyhow::Context;
+use sgt_core::agent::{default_config, Backends};
 use sgt_core::secrets::EnrollSecret;
-use sgt_core::service::{default_config, Backends};
 use sgt_core::store::Environment;
 use sgt_core::types::{now_unix, EnvironmentName, SecretValue};
 use sgt_core::ErrorKind;

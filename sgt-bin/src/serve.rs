@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sgt_core::agent::AgentService;
 use sgt_core::http::{serve, tls_server_config, Listener};
-use sgt_core::service::AgentService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;

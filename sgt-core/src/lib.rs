@@ -4,17 +4,17 @@
 //! - [`types`]: validated identifiers (node key, environment, query id, ...).
 //! - [`error`]: the one [`Error`] with meaning-based kinds.
 //! - [`store`], [`secrets`], [`log_sink`], [`blobs`]: the backend traits.
-//! - [`service`]: what each osquery endpoint does, on `Arc<dyn …>` backends.
+//! - [`agent`]: what each osquery endpoint does, on `Arc<dyn …>` backends.
 //! - [`http`]: the warp routes and the TLS server.
 //! - `testkit` (feature): the conformance suite every backend runs, and test doubles.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod blobs;
 pub mod error;
 pub mod http;
 pub mod log_sink;
 pub mod secrets;
-pub mod service;
 pub mod store;
 pub mod types;
 

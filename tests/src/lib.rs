@@ -11,8 +11,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sgt_bin::serve::StartedServer;
 use sgt_bin::settings::{Overrides, Settings};
+use sgt_core::agent::{AgentService, Backends};
 use sgt_core::log_sink::LogType;
-use sgt_core::service::{AgentService, Backends};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 

@@ -3,10 +3,10 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use sgt_core::agent::carve_archive_key;
 use sgt_core::blobs::BlobKey;
 use sgt_core::http::paths;
 use sgt_core::log_sink::LogType;
-use sgt_core::service::carve_archive_key;
 use sgt_core::store::{CarveStatus, DeliveryState, NewQuery};
 use sgt_core::types::{now_unix, CarveSessionId, NodeKey, QueryId};
 use sgt_tests::{distinct_bytes, sha256_hex, Agent, TestServer};

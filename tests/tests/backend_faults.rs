@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sgt_core::service::Backends;
+use sgt_core::agent::Backends;
 use sgt_core::testkit::doubles::{FaultyLogSink, FaultyStore, MemoryBlobStore, RecordingLogSink};
 use sgt_local::{FileSecrets, SqliteStore};
 use sgt_tests::{Agent, TestServer};

@@ -3,13 +3,9 @@
 //! Every agent endpoint is `POST /api/v1/osquery/<name>` with a JSON body; every answer,
 //! errors included, is a JSON object (never an empty body, never a non-object root).
 
-mod carve;
-mod config;
-mod distributed;
-mod enroll;
-mod log;
-mod reply;
-mod request;
+mod agent;
+pub(crate) mod reply;
+pub(crate) mod request;
 mod server;
 
 use std::convert::Infallible;
@@ -21,7 +17,7 @@ use warp::{Filter, Rejection};
 
 pub use server::{serve, tls_server_config, Listener};
 
-use crate::service::AgentService;
+use crate::agent::AgentService;
 
 /// Paths of the agent endpoints, for flag files and clients.
 pub mod paths {
@@ -49,19 +45,7 @@ pub fn routes(
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| reply::json_bytes(StatusCode::OK, &br#"{"status":"ok"}"#[..]));
-    let agent = enroll::route(Arc::clone(&service))
-        .or(config::route(Arc::clone(&service)))
-        .unify()
-        .or(log::route(Arc::clone(&service)))
-        .unify()
-        .or(distributed::read_route(Arc::clone(&service)))
-        .unify()
-        .or(distributed::write_route(Arc::clone(&service)))
-        .unify()
-        .or(carve::start_route(Arc::clone(&service)))
-        .unify()
-        .or(carve::continue_route(service))
-        .unify();
+    let agent = agent::routes(service);
     health.or(agent).unify().recover(rejection_response).unify()
 }
 

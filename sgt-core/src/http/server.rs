@@ -13,8 +13,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::agent::AgentService;
 use crate::error::{Error, Result};
-use crate::service::AgentService;
 
 /// A TLS handshake that takes longer is dropped (osquery gives a whole request 16 s).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

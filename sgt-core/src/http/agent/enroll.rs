@@ -6,10 +6,10 @@ use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::reply::{ok_json, respond};
-use super::request::{agent_request, AgentRequest};
+use crate::agent::{AgentService, EnrollRequest};
 use crate::error::Result;
-use crate::service::{AgentService, EnrollRequest};
+use crate::http::reply::{ok_json, respond};
+use crate::http::request::{agent_request, AgentRequest};
 use crate::types::HostIdentifier;
 
 const BODY_LIMIT: u64 = 1024 * 1024;

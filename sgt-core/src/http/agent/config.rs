@@ -7,10 +7,10 @@ use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::reply::{json_bytes, respond};
-use super::request::{agent_request, AgentRequest};
+use crate::agent::{AgentService, ConfigReply};
 use crate::error::Result;
-use crate::service::{AgentService, ConfigReply};
+use crate::http::reply::{json_bytes, respond};
+use crate::http::request::{agent_request, AgentRequest};
 
 const BODY_LIMIT: u64 = 64 * 1024;
 

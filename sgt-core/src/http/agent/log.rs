@@ -7,11 +7,11 @@ use serde_json::value::RawValue;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::reply::{ok_empty, respond};
-use super::request::{agent_request, AgentRequest};
+use crate::agent::AgentService;
 use crate::error::{Error, Result};
+use crate::http::reply::{ok_empty, respond};
+use crate::http::request::{agent_request, AgentRequest};
 use crate::log_sink::LogType;
-use crate::service::AgentService;
 
 /// Log batches are the largest agent bodies: 1024 lines per batch by default.
 const BODY_LIMIT: u64 = 64 * 1024 * 1024;

@@ -8,10 +8,10 @@ use serde_json::{Map, Value};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::reply::{ok_empty, ok_json, respond};
-use super::request::{agent_request, AgentRequest};
+use crate::agent::AgentService;
 use crate::error::{Error, Result};
-use crate::service::AgentService;
+use crate::http::reply::{ok_empty, ok_json, respond};
+use crate::http::request::{agent_request, AgentRequest};
 use crate::store::QueryResult;
 use crate::types::{now_unix, QueryId};
 

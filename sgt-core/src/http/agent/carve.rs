@@ -7,10 +7,10 @@ use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::reply::{ok_empty, ok_json, respond};
-use super::request::{agent_request, lenient_u64, AgentRequest};
+use crate::agent::{AgentService, CarveStart, CARVE_MAX_BLOCK_SIZE};
 use crate::error::{Error, Result};
-use crate::service::{AgentService, CarveStart, CARVE_MAX_BLOCK_SIZE};
+use crate::http::reply::{ok_empty, ok_json, respond};
+use crate::http::request::{agent_request, lenient_u64, AgentRequest};
 use crate::types::CarveSessionId;
 
 const START_BODY_LIMIT: u64 = 64 * 1024;
