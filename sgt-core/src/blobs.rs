@@ -79,6 +79,10 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// The size in bytes of the blob under `key`.
     async fn size(&self, key: &BlobKey) -> Result<u64>;
 
+    /// At most `len` bytes of the blob under `key` from `offset` (fewer at its end, none past
+    /// it), so large blobs can be streamed in pieces.
+    async fn read_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<Bytes>;
+
     /// Writes `target` as `parts` joined in order; returns its size.
     async fn concat(&self, target: &BlobKey, parts: &[BlobKey]) -> Result<u64>;
 

@@ -219,6 +219,41 @@ impl CarveSessionId {
     }
 }
 
+string_newtype!(
+    /// The login name of an admin API user.
+    ///
+    /// 1 to 64 bytes of `[a-z0-9_.@-]`.
+    Username
+);
+
+impl Username {
+    /// Validates a user name.
+    pub fn parse(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        check(&value, "user name", 64, |c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '@' | '-')
+        })?;
+        Ok(Username(value))
+    }
+}
+
+/// The platform name of osquery's platform bitmask (`platform_type` at enroll): `darwin`,
+/// `linux`, `windows`, `freebsd`, or `""` when no known bit is set.
+pub fn platform_name(platform_type: &str) -> &'static str {
+    let mask: u64 = platform_type.trim().parse().unwrap_or(0);
+    if mask & 0x10 != 0 {
+        "darwin"
+    } else if mask & 0x08 != 0 {
+        "linux"
+    } else if mask & 0x02 != 0 {
+        "windows"
+    } else if mask & 0x20 != 0 {
+        "freebsd"
+    } else {
+        ""
+    }
+}
+
 macro_rules! display_plain {
     ($($name:ident),*) => {$(
         impl fmt::Display for $name {
@@ -238,7 +273,8 @@ display_plain!(
     HostIdentifier,
     EnvironmentName,
     QueryId,
-    CarveSessionId
+    CarveSessionId,
+    Username
 );
 
 /// A secret string (enroll secret, token): `Debug` and `Display` never show it.
@@ -311,6 +347,16 @@ mod tests {
         assert!(!s.matches("s3cret "));
         assert!(!format!("{s:?}").contains("s3cret"));
         assert!(SecretValue::new("   ").is_err());
+    }
+
+    #[test]
+    fn platform_names_follow_osquerys_bitmask() {
+        assert_eq!(platform_name("9"), "linux");
+        assert_eq!(platform_name("21"), "darwin");
+        assert_eq!(platform_name("2"), "windows");
+        assert_eq!(platform_name("33"), "freebsd");
+        assert_eq!(platform_name(""), "");
+        assert_eq!(platform_name("x"), "");
     }
 
     #[test]

@@ -89,6 +89,22 @@ impl BlobStore for DirBlobStore {
             .map_err(|e| io_error(BACKEND, "blob", e))
     }
 
+    async fn read_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<Bytes> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let mut file = tokio::fs::File::open(self.path(key))
+            .await
+            .map_err(|e| io_error(BACKEND, "blob", e))?;
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        let mut buf = Vec::with_capacity(len.min(16 << 20) as usize);
+        file.take(len)
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| Error::backend(BACKEND, e))?;
+        Ok(Bytes::from(buf))
+    }
+
     async fn concat(&self, target: &BlobKey, parts: &[BlobKey]) -> Result<u64> {
         let target = self.path(target);
         let parts: Vec<PathBuf> = parts.iter().map(|p| self.path(p)).collect();

@@ -102,7 +102,7 @@ impl SqliteStore {
     }
 }
 
-const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, host_details, enrolled_at, last_seen";
+const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen";
 
 fn node_from_row(row: &SqliteRow) -> Result<Node> {
     Ok(Node {
@@ -114,6 +114,7 @@ fn node_from_row(row: &SqliteRow) -> Result<Node> {
             .map_err(|_| corrupt("host identifier"))?,
         hardware_uuid: row.get("hardware_uuid"),
         platform_type: row.get("platform_type"),
+        platform: row.get("platform"),
         host_details: parse_json(row.get::<&str, _>("host_details"))?,
         enrolled_at: row.get("enrolled_at"),
         last_seen: row.get("last_seen"),
@@ -124,10 +125,11 @@ fn node_from_row(row: &SqliteRow) -> Result<Node> {
 impl NodeStore for SqliteStore {
     async fn enroll_node(&self, node: NewNode) -> Result<Node> {
         let sql = format!(
-            "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (environment, host_identifier, hardware_uuid) DO UPDATE SET
                  node_key = excluded.node_key,
                  platform_type = excluded.platform_type,
+                 platform = excluded.platform,
                  host_details = excluded.host_details,
                  last_seen = MAX(nodes.last_seen, excluded.last_seen)
              RETURNING {NODE_COLUMNS}"
@@ -139,6 +141,7 @@ impl NodeStore for SqliteStore {
             .bind(node.host_identifier.as_str())
             .bind(&node.hardware_uuid)
             .bind(&node.platform_type)
+            .bind(&node.platform)
             .bind(json_text(&node.host_details))
             .bind(node.now)
             .bind(node.now)
@@ -176,14 +179,25 @@ impl NodeStore for SqliteStore {
         } else {
             request.limit
         };
+        let search = request
+            .search
+            .as_ref()
+            .map(|s| format!("%{}%", s.to_lowercase().replace(['%', '_'], "")));
         let sql = format!(
             "SELECT {NODE_COLUMNS} FROM nodes
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR id > ?2)
-             ORDER BY id LIMIT ?3"
+               AND (?3 IS NULL OR platform = ?3)
+               AND (?4 IS NULL OR lower(host_identifier) LIKE ?4
+                    OR lower(json_extract(host_details, '$.system_info.hostname')) LIKE ?4)
+               AND (?5 IS NULL OR last_seen >= ?5)
+             ORDER BY id LIMIT ?6"
         );
         let rows = sqlx::query(&sql)
             .bind(request.environment.as_ref().map(|e| e.as_str()))
             .bind(request.after.as_ref().map(|a| a.as_str()))
+            .bind(request.platform.as_deref())
+            .bind(search)
+            .bind(request.seen_since)
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await
@@ -304,18 +318,41 @@ impl EnvironmentStore for SqliteStore {
     }
 }
 
+const QUERY_COLUMNS: &str = "id, sql, targets, created_by, created_at, expires_at, cancelled_at";
+
+fn query_from_row(row: &SqliteRow) -> Result<DistributedQuery> {
+    Ok(DistributedQuery {
+        id: QueryId::parse(row.get::<String, _>("id")).map_err(|_| corrupt("query id"))?,
+        sql: row.get("sql"),
+        targets: serde_json::from_str(row.get::<&str, _>("targets"))
+            .map_err(|_| corrupt("query targets"))?,
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        expires_at: row.get("expires_at"),
+        cancelled_at: row.get("cancelled_at"),
+    })
+}
+
 #[async_trait]
 impl QueryStore for SqliteStore {
     async fn create_query(&self, query: &NewQuery) -> Result<()> {
+        let targets =
+            serde_json::to_string(&query.targets).map_err(|e| Error::backend(BACKEND, e))?;
         let mut tx = self.pool.begin().await.map_err(db_error("query"))?;
-        sqlx::query("INSERT INTO queries (id, sql, created_at, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(query.id.as_str())
-            .bind(&query.sql)
-            .bind(query.created_at)
-            .bind(query.expires_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("query"))?;
+        sqlx::query(
+            "INSERT INTO queries (id, sql, targets, broad, created_by, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(query.id.as_str())
+        .bind(&query.sql)
+        .bind(targets)
+        .bind(query.targets.is_broad())
+        .bind(&query.created_by)
+        .bind(query.created_at)
+        .bind(query.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error("query"))?;
         for node in &query.node_ids {
             sqlx::query(
                 "INSERT OR IGNORE INTO query_targets (query_id, node_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
@@ -331,34 +368,91 @@ impl QueryStore for SqliteStore {
     }
 
     async fn query(&self, id: &QueryId) -> Result<DistributedQuery> {
-        let row = sqlx::query("SELECT id, sql, created_at, expires_at FROM queries WHERE id = ?")
+        let sql = format!("SELECT {QUERY_COLUMNS} FROM queries WHERE id = ?");
+        let row = sqlx::query(&sql)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error("query"))?
             .ok_or_else(|| Error::not_found("query"))?;
-        Ok(DistributedQuery {
-            id: id.clone(),
-            sql: row.get("sql"),
-            created_at: row.get("created_at"),
-            expires_at: row.get("expires_at"),
-        })
+        query_from_row(&row)
+    }
+
+    async fn list_queries(
+        &self,
+        before: Option<&QueryId>,
+        limit: usize,
+    ) -> Result<Vec<DistributedQuery>> {
+        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let sql = format!(
+            "SELECT {QUERY_COLUMNS} FROM queries
+             WHERE ?1 IS NULL OR (created_at, id) < (SELECT created_at, id FROM queries WHERE id = ?1)
+             ORDER BY created_at DESC, id DESC LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(before.map(|b| b.as_str()))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("query"))?;
+        rows.iter().map(query_from_row).collect()
+    }
+
+    async fn cancel_query(&self, id: &QueryId, now: UnixSeconds) -> Result<()> {
+        let updated =
+            sqlx::query("UPDATE queries SET cancelled_at = COALESCE(cancelled_at, ?) WHERE id = ?")
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error("query"))?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("query"));
+        }
+        Ok(())
     }
 
     async fn take_pending_queries(
         &self,
-        node: &NodeId,
+        node: NodeRef<'_>,
         now: UnixSeconds,
     ) -> Result<Vec<PendingQuery>> {
+        // Broad live queries this node has no entry for yet (it enrolled after they were made).
+        let broad = sqlx::query(
+            "SELECT id, targets FROM queries
+             WHERE broad = 1 AND cancelled_at IS NULL AND (expires_at IS NULL OR expires_at > ?1)
+               AND NOT EXISTS (SELECT 1 FROM query_targets t WHERE t.query_id = queries.id AND t.node_id = ?2)",
+        )
+        .bind(now)
+        .bind(node.id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("query"))?;
+        for row in &broad {
+            let targets: QueryTargets = serde_json::from_str(row.get::<&str, _>("targets"))
+                .map_err(|_| corrupt("query targets"))?;
+            if targets.matches(node.id, node.environment, node.platform) {
+                sqlx::query(
+                    "INSERT OR IGNORE INTO query_targets (query_id, node_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
+                )
+                .bind(row.get::<&str, _>("id"))
+                .bind(node.id.as_str())
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error("query"))?;
+            }
+        }
         // One statement: concurrent readers cannot both take the same delivery.
         let rows = sqlx::query(
             "UPDATE query_targets SET state = 'delivered', updated_at = ?1
              WHERE node_id = ?2 AND state = 'pending'
-               AND query_id IN (SELECT id FROM queries WHERE expires_at IS NULL OR expires_at > ?1)
+               AND query_id IN (SELECT id FROM queries WHERE cancelled_at IS NULL
+                                AND (expires_at IS NULL OR expires_at > ?1))
              RETURNING query_id, (SELECT sql FROM queries WHERE queries.id = query_id) AS sql",
         )
         .bind(now)
-        .bind(node.as_str())
+        .bind(node.id.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("query"))?;
@@ -409,7 +503,7 @@ impl QueryStore for SqliteStore {
     async fn query_targets(&self, id: &QueryId) -> Result<Vec<QueryTarget>> {
         self.query(id).await?;
         let rows = sqlx::query(
-            "SELECT node_id, state, updated_at FROM query_targets WHERE query_id = ? ORDER BY node_id",
+            "SELECT node_id, state, updated_at, message FROM query_targets WHERE query_id = ? ORDER BY node_id",
         )
         .bind(id.as_str())
         .fetch_all(&self.pool)
@@ -417,24 +511,39 @@ impl QueryStore for SqliteStore {
         .map_err(db_error("query"))?;
         rows.iter()
             .map(|row| {
+                let state = DeliveryState::parse(row.get::<&str, _>("state"))
+                    .ok_or_else(|| corrupt("delivery state"))?;
                 Ok(QueryTarget {
                     node_id: NodeId::parse(row.get::<String, _>("node_id"))
                         .map_err(|_| corrupt("node id"))?,
-                    state: DeliveryState::parse(row.get::<&str, _>("state"))
-                        .ok_or_else(|| corrupt("delivery state"))?,
+                    state,
                     updated_at: row.get("updated_at"),
+                    message: if state == DeliveryState::Failed {
+                        row.get("message")
+                    } else {
+                        None
+                    },
                 })
             })
             .collect()
     }
 
-    async fn query_results(&self, id: &QueryId) -> Result<Vec<NodeQueryResult>> {
+    async fn query_results(
+        &self,
+        id: &QueryId,
+        after: Option<&NodeId>,
+        limit: usize,
+    ) -> Result<Vec<NodeQueryResult>> {
         self.query(id).await?;
+        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
         let rows = sqlx::query(
             "SELECT node_id, status, rows, message, stats, received_at FROM query_targets
-             WHERE query_id = ? AND status IS NOT NULL ORDER BY node_id",
+             WHERE query_id = ?1 AND status IS NOT NULL AND (?2 IS NULL OR node_id > ?2)
+             ORDER BY node_id LIMIT ?3",
         )
         .bind(id.as_str())
+        .bind(after.map(|a| a.as_str()))
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("query"))?;
@@ -586,5 +695,213 @@ impl CarveStore for SqliteStore {
             .await
             .map_err(db_error("carve session"))?;
         rows.iter().map(carve_from_row).collect()
+    }
+}
+
+fn user_from_row(row: &SqliteRow) -> Result<User> {
+    Ok(User {
+        username: Username::parse(row.get::<String, _>("username"))
+            .map_err(|_| corrupt("user name"))?,
+        role: Role::parse(row.get::<&str, _>("role")).ok_or_else(|| corrupt("role"))?,
+        password_hash: row.get("password_hash"),
+        created_at: row.get("created_at"),
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: row.get("id"),
+        username: Username::parse(row.get::<String, _>("username"))
+            .map_err(|_| corrupt("user name"))?,
+        kind: TokenKind::parse(row.get::<&str, _>("kind")).ok_or_else(|| corrupt("token kind"))?,
+        name: row.get("name"),
+        token_hash: row.get("token_hash"),
+        created_at: row.get("created_at"),
+        expires_at: row.get("expires_at"),
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &User) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO users (username, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(user.username.as_str())
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("user"))?;
+        Ok(())
+    }
+
+    async fn user(&self, username: &Username) -> Result<User> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("user"))?
+            .ok_or_else(|| Error::not_found("user"))?;
+        user_from_row(&row)
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("user"))?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, user: &User) -> Result<()> {
+        let updated =
+            sqlx::query("UPDATE users SET role = ?, password_hash = ? WHERE username = ?")
+                .bind(user.role.as_str())
+                .bind(&user.password_hash)
+                .bind(user.username.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error("user"))?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("user"));
+        }
+        Ok(())
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM users WHERE username = ?")
+            .bind(username.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("user"))?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("user"));
+        }
+        Ok(())
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, username, kind, name, token_hash, created_at, expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&token.id)
+        .bind(token.username.as_str())
+        .bind(token.kind.as_str())
+        .bind(&token.name)
+        .bind(&token.token_hash)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("token"))?;
+        Ok(())
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<ApiToken> {
+        let row = sqlx::query("SELECT * FROM tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error("token"))?
+            .ok_or_else(|| Error::not_found("token"))?;
+        token_from_row(&row)
+    }
+
+    async fn list_tokens(&self, username: Option<&Username>) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(
+            "SELECT * FROM tokens WHERE ?1 IS NULL OR username = ?1 ORDER BY created_at, id",
+        )
+        .bind(username.map(|u| u.as_str()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("token"))?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM tokens WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("token"))?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found("token"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at, actor, action, target, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&entry.id)
+        .bind(entry.at)
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(json_text(&entry.detail))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("audit entry"))?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(before)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("audit entry"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    id: row.get("id"),
+                    at: row.get("at"),
+                    actor: row.get("actor"),
+                    action: row.get("action"),
+                    target: row.get("target"),
+                    detail: parse_json(row.get::<&str, _>("detail"))?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_secret_use(&self, secret_id: &str, now: UnixSeconds) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO secret_usage (secret_id, use_count, last_used_at) VALUES (?1, 1, ?2)
+             ON CONFLICT (secret_id) DO UPDATE SET use_count = use_count + 1,
+                 last_used_at = MAX(last_used_at, excluded.last_used_at)",
+        )
+        .bind(secret_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("secret usage"))?;
+        Ok(())
+    }
+
+    async fn secret_usage(&self) -> Result<Vec<SecretUsage>> {
+        let rows = sqlx::query("SELECT * FROM secret_usage ORDER BY secret_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("secret usage"))?;
+        Ok(rows
+            .iter()
+            .map(|row| SecretUsage {
+                secret_id: row.get("secret_id"),
+                use_count: row.get::<i64, _>("use_count") as u64,
+                last_used_at: row.get("last_used_at"),
+            })
+            .collect())
     }
 }

@@ -152,7 +152,12 @@ async fn an_agent_lives_its_whole_life_over_tls() {
         .create_query(&NewQuery {
             id: query_id.clone(),
             sql: "SELECT version FROM osquery_info;".into(),
+            targets: sgt_core::store::QueryTargets {
+                node_ids: vec![node.id.clone()],
+                ..Default::default()
+            },
             node_ids: vec![node.id.clone()],
+            created_by: "test".into(),
             created_at: now_unix(),
             expires_at: None,
         })
@@ -183,7 +188,7 @@ async fn an_agent_lives_its_whole_life_over_tls() {
     let stored = server
         .backends()
         .store
-        .query_results(&query_id)
+        .query_results(&query_id, None, 0)
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);

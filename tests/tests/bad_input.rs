@@ -30,7 +30,7 @@ async fn snapshot(server: &TestServer, query: &QueryId, carve: &CarveSessionId) 
         .collect();
     Snapshot {
         nodes,
-        results: store.query_results(query).await.unwrap().len(),
+        results: store.query_results(query, None, 0).await.unwrap().len(),
         carve_blocks: store.carve(carve).await.unwrap().blocks_received,
         result_lines: server.log_records(LogType::Result).len(),
         status_lines: server.log_records(LogType::Status).len(),
@@ -87,7 +87,12 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
         .create_query(&NewQuery {
             id: query.clone(),
             sql: "SELECT 1;".into(),
+            targets: sgt_core::store::QueryTargets {
+                node_ids: vec![node.id.clone()],
+                ..Default::default()
+            },
             node_ids: vec![node.id.clone()],
+            created_by: "test".into(),
             created_at: now_unix(),
             expires_at: None,
         })
@@ -546,7 +551,12 @@ async fn invalid_utf8_in_result_rows_is_stored_replaced() {
         .create_query(&NewQuery {
             id: query.clone(),
             sql: "SELECT path FROM file;".into(),
+            targets: sgt_core::store::QueryTargets {
+                node_ids: vec![node.id.clone()],
+                ..Default::default()
+            },
             node_ids: vec![node.id.clone()],
+            created_by: "test".into(),
             created_at: now_unix(),
             expires_at: None,
         })
@@ -562,7 +572,12 @@ async fn invalid_utf8_in_result_rows_is_stored_replaced() {
     body.extend_from_slice(br#""}]},"statuses":{"q-utf8":0}}"#);
     let (status, answer) = server.post_bytes(paths::DISTRIBUTED_WRITE, &[], body).await;
     assert_eq!((status, answer), (StatusCode::OK, json!({})));
-    let results = server.backends().store.query_results(&query).await.unwrap();
+    let results = server
+        .backends()
+        .store
+        .query_results(&query, None, 0)
+        .await
+        .unwrap();
     assert_eq!(
         results[0].result.rows,
         vec![json!({"path": "/tmp/caf\u{fffd}"})]

@@ -1,18 +1,26 @@
 use crate::error::{ErrorKind, Result};
-use crate::store::{Node, PendingQuery, QueryResult};
+use crate::store::{Node, NodeRef, PendingQuery, QueryResult};
 use crate::types::now_unix;
 
 use super::AgentService;
 
 impl AgentService {
-    /// The live queries waiting for `node`; each is handed out once.
+    /// The live queries for `node` (listed for it, or broad ones its environment and platform
+    /// match); each is handed out once.
     ///
     /// # Errors
     /// Backend errors as they come.
     pub async fn distributed_read(&self, node: &Node) -> Result<Vec<PendingQuery>> {
         self.backends
             .store
-            .take_pending_queries(&node.id, now_unix())
+            .take_pending_queries(
+                NodeRef {
+                    id: &node.id,
+                    environment: &node.environment,
+                    platform: &node.platform,
+                },
+                now_unix(),
+            )
             .await
     }
 

@@ -1,6 +1,6 @@
 use crate::error::{Error, Result};
 use crate::store::NewNode;
-use crate::types::{now_unix, HostIdentifier, NodeId, NodeKey};
+use crate::types::{now_unix, platform_name, HostIdentifier, NodeId, NodeKey};
 
 use super::AgentService;
 
@@ -30,15 +30,15 @@ impl AgentService {
         let now = now_unix();
         let secrets = self.backends.secrets.list_enroll_secrets().await?;
         // Compare against every secret, in constant time each, without stopping early.
-        let mut environment = None;
+        let mut matched = None;
         for secret in &secrets {
             let matches = secret.value.matches(&request.enroll_secret);
-            if matches && secret.is_valid_at(now) && environment.is_none() {
-                environment = Some(secret.environment.clone());
+            if matches && secret.is_valid_at(now) && matched.is_none() {
+                matched = Some(secret);
             }
         }
-        let environment =
-            environment.ok_or_else(|| Error::unauthorized("invalid enroll secret"))?;
+        let secret = matched.ok_or_else(|| Error::unauthorized("invalid enroll secret"))?;
+        let environment = secret.environment.clone();
         // A secret outliving its environment enrolls no one.
         match self.backends.store.environment(&environment).await {
             Ok(_) => {}
@@ -76,11 +76,15 @@ impl AgentService {
                 environment,
                 host_identifier: request.host_identifier,
                 hardware_uuid,
+                platform: platform_name(&request.platform_type).to_owned(),
                 platform_type: request.platform_type,
                 host_details: request.host_details,
                 now,
             })
             .await?;
+        if let Err(e) = self.backends.store.record_secret_use(&secret.id, now).await {
+            tracing::warn!(secret_id = %secret.id, error = %e, "enroll secret usage not recorded");
+        }
         tracing::info!(node_id = %node.id, environment = %node.environment, host_identifier = %node.host_identifier, "node enrolled");
         Ok(node.key)
     }

@@ -1,23 +1,34 @@
-//! The store: nodes, environments and their config, distributed queries, carve sessions.
+//! The store: nodes, environments and their config, distributed queries, carve sessions,
+//! admin users and tokens, the audit log.
 //!
 //! Split into one trait per concern; [`Store`] is all of them together, which is what the
 //! service layer holds (`Arc<dyn Store>`). A backend implements the four traits and gets
 //! [`Store`] by the blanket impl.
 
+mod audit;
 mod carves;
 mod environments;
 mod nodes;
 mod queries;
+mod users;
 
+pub use audit::{AuditEntry, AuditStore, SecretUsage};
 pub use carves::{BlockRecorded, CarveSession, CarveStatus, CarveStore, NewCarve};
 pub use environments::{Environment, EnvironmentStore};
 pub use nodes::{ListNodes, NewNode, Node, NodeStore};
 pub use queries::{
-    DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, PendingQuery, QueryResult,
-    QueryStore, QueryTarget,
+    DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery, QueryResult,
+    QueryStore, QueryTarget, QueryTargets,
 };
+pub use users::{ApiToken, Role, TokenKind, User, UserStore};
 
-/// Every store concern together; implemented for any type that implements all four.
-pub trait Store: NodeStore + EnvironmentStore + QueryStore + CarveStore {}
+/// Every store concern together; implemented for any type that implements all of them.
+pub trait Store:
+    NodeStore + EnvironmentStore + QueryStore + CarveStore + UserStore + AuditStore
+{
+}
 
-impl<T: NodeStore + EnvironmentStore + QueryStore + CarveStore> Store for T {}
+impl<T> Store for T where
+    T: NodeStore + EnvironmentStore + QueryStore + CarveStore + UserStore + AuditStore
+{
+}

@@ -19,6 +19,8 @@ pub struct Node {
     pub hardware_uuid: String,
     /// osquery's platform bitmask as sent (`"9"` Linux, `"21"` macOS, `"2"` Windows).
     pub platform_type: String,
+    /// The platform name derived from `platform_type` (see [`crate::types::platform_name`]).
+    pub platform: String,
     /// The `host_details` object sent at the last enroll (a JSON object).
     pub host_details: serde_json::Value,
     /// When this node first enrolled.
@@ -58,17 +60,25 @@ pub struct NewNode {
     pub hardware_uuid: String,
     /// See [`Node::platform_type`].
     pub platform_type: String,
+    /// See [`Node::platform`].
+    pub platform: String,
     /// See [`Node::host_details`].
     pub host_details: serde_json::Value,
     /// The enroll time.
     pub now: UnixSeconds,
 }
 
-/// A page request for [`NodeStore::list_nodes`].
+/// A page request for [`NodeStore::list_nodes`]; every filter given must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ListNodes {
     /// Only nodes of this environment.
     pub environment: Option<EnvironmentName>,
+    /// Only nodes of this platform name (`linux`, `darwin`, ...).
+    pub platform: Option<String>,
+    /// Only nodes whose host identifier or hostname contains this text (case-insensitive).
+    pub search: Option<String>,
+    /// Only nodes seen at or after this time.
+    pub seen_since: Option<UnixSeconds>,
     /// Only nodes whose id sorts after this one (the cursor of the previous page).
     pub after: Option<NodeId>,
     /// At most this many nodes (0 means the backend's default page size of 100).

@@ -2,17 +2,67 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::types::{NodeId, QueryId, UnixSeconds};
+use crate::types::{EnvironmentName, NodeId, QueryId, UnixSeconds};
 
-/// A distributed (live) query to be delivered to a set of nodes.
+/// Which nodes a live query is for.
+///
+/// A node is targeted when it is listed in `node_ids`, or when the query is broad (`all`, or
+/// any `environments` or `platforms` given) and the node passes both filters: its environment
+/// is in `environments` (or that list is empty) and its platform is in `platforms` (or that
+/// list is empty). So `environments: [prod], platforms: [linux]` means Linux hosts in prod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryTargets {
+    /// Every node (still narrowed by `environments` and `platforms` when given).
+    #[serde(default)]
+    pub all: bool,
+    /// Environments whose nodes are targeted.
+    #[serde(default)]
+    pub environments: Vec<EnvironmentName>,
+    /// Platform names (`linux`, `darwin`, `windows`, `freebsd`) whose nodes are targeted.
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    /// Nodes targeted by id, whatever the filters.
+    #[serde(default)]
+    pub node_ids: Vec<NodeId>,
+}
+
+impl QueryTargets {
+    /// True when the filters (not only listed ids) select nodes, so nodes enrolled later can
+    /// match too.
+    pub fn is_broad(&self) -> bool {
+        self.all || !self.environments.is_empty() || !self.platforms.is_empty()
+    }
+
+    /// True when nothing is targeted at all.
+    pub fn is_empty(&self) -> bool {
+        !self.is_broad() && self.node_ids.is_empty()
+    }
+
+    /// Whether a node with this id, environment and platform is targeted.
+    pub fn matches(&self, id: &NodeId, environment: &EnvironmentName, platform: &str) -> bool {
+        if self.node_ids.contains(id) {
+            return true;
+        }
+        self.is_broad()
+            && (self.environments.is_empty() || self.environments.contains(environment))
+            && (self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform))
+    }
+}
+
+/// A distributed (live) query, a campaign: SQL and the nodes it is for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewQuery {
     /// The id agents see and answer with.
     pub id: QueryId,
     /// The SQL to run.
     pub sql: String,
-    /// The nodes that should receive it.
+    /// Which nodes it is for; broad targets also reach nodes enrolled later.
+    pub targets: QueryTargets,
+    /// The nodes targeted at creation: made pending at once, so a query's state lists every
+    /// node known to be targeted.
     pub node_ids: Vec<NodeId>,
+    /// Who created it.
+    pub created_by: String,
     /// When it was created.
     pub created_at: UnixSeconds,
     /// After this time it is no longer delivered.
@@ -26,10 +76,27 @@ pub struct DistributedQuery {
     pub id: QueryId,
     /// See [`NewQuery::sql`].
     pub sql: String,
+    /// See [`NewQuery::targets`].
+    pub targets: QueryTargets,
+    /// See [`NewQuery::created_by`].
+    pub created_by: String,
     /// See [`NewQuery::created_at`].
     pub created_at: UnixSeconds,
     /// See [`NewQuery::expires_at`].
     pub expires_at: Option<UnixSeconds>,
+    /// When it was cancelled: it is then delivered to no one more.
+    pub cancelled_at: Option<UnixSeconds>,
+}
+
+/// The node asking for its queries, with what broad targets match on.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeRef<'a> {
+    /// Its id.
+    pub id: &'a NodeId,
+    /// Its environment.
+    pub environment: &'a EnvironmentName,
+    /// Its platform name.
+    pub platform: &'a str,
 }
 
 /// A query handed to a node by `distributed/read`.
@@ -87,6 +154,8 @@ pub struct QueryTarget {
     pub state: DeliveryState,
     /// When the state last changed.
     pub updated_at: UnixSeconds,
+    /// The node's error message when the state is [`DeliveryState::Failed`].
+    pub message: Option<String>,
 }
 
 /// What a node answered for one query in `distributed/write`.
@@ -119,7 +188,9 @@ pub struct NodeQueryResult {
 ///
 /// # Contract
 /// - [`QueryStore::take_pending_queries`] hands each (query, node) to the node at most once,
-///   even when called concurrently, and never after the query expired.
+///   even when called concurrently, never after the query expired or was cancelled. It also
+///   hands out live broad queries whose targets match the node but that had no pending entry
+///   for it (nodes enrolled after the query was created).
 /// - [`QueryStore::record_result`] is idempotent: a resent answer replaces the earlier one.
 ///
 /// # Errors
@@ -127,16 +198,27 @@ pub struct NodeQueryResult {
 /// does not target; `Unavailable` / `Backend` for backend failures.
 #[async_trait]
 pub trait QueryStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a query and makes it pending for each of its nodes.
+    /// Stores a query and makes it pending for each of its `node_ids`.
     async fn create_query(&self, query: &NewQuery) -> Result<()>;
 
     /// The query with `id`.
     async fn query(&self, id: &QueryId) -> Result<DistributedQuery>;
 
-    /// The queries pending for `node` that have not expired at `now`, marking them delivered.
+    /// Queries newest first, one page at a time: those created before the query `before`
+    /// (the cursor of the previous page), at most `limit` (0: 100).
+    async fn list_queries(
+        &self,
+        before: Option<&QueryId>,
+        limit: usize,
+    ) -> Result<Vec<DistributedQuery>>;
+
+    /// Stops delivering the query; answers already stored stay.
+    async fn cancel_query(&self, id: &QueryId, now: UnixSeconds) -> Result<()>;
+
+    /// The queries for `node` that are live at `now`, marking them delivered.
     async fn take_pending_queries(
         &self,
-        node: &NodeId,
+        node: NodeRef<'_>,
         now: UnixSeconds,
     ) -> Result<Vec<PendingQuery>>;
 
@@ -146,6 +228,12 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every targeted node's state, ordered by node id.
     async fn query_targets(&self, id: &QueryId) -> Result<Vec<QueryTarget>>;
 
-    /// Every stored answer, ordered by node id.
-    async fn query_results(&self, id: &QueryId) -> Result<Vec<NodeQueryResult>>;
+    /// Stored answers ordered by node id, one page at a time: those of nodes after `after`,
+    /// at most `limit` (0: 100).
+    async fn query_results(
+        &self,
+        id: &QueryId,
+        after: Option<&NodeId>,
+        limit: usize,
+    ) -> Result<Vec<NodeQueryResult>>;
 }

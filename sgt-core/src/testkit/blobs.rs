@@ -96,3 +96,30 @@ pub async fn concat_with_missing_part_is_not_found(store: &dyn BlobStore) {
         ErrorKind::NotFound
     );
 }
+
+/// Ranges read the right bytes, shorter at the end, empty past it.
+pub async fn read_range_reads_pieces(store: &dyn BlobStore) {
+    let data = Bytes::from((0..=255u8).cycle().take(10_000).collect::<Vec<_>>());
+    store.put(&key("r"), data.clone()).await.unwrap();
+    assert_eq!(
+        store.read_range(&key("r"), 0, 100).await.unwrap(),
+        data.slice(0..100)
+    );
+    assert_eq!(
+        store.read_range(&key("r"), 9_990, 100).await.unwrap(),
+        data.slice(9_990..)
+    );
+    assert!(store
+        .read_range(&key("r"), 20_000, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .read_range(&key("nope"), 0, 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}

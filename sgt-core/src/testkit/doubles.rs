@@ -221,6 +221,13 @@ impl BlobStore for MemoryBlobStore {
         Ok(self.get(key).await?.len() as u64)
     }
 
+    async fn read_range(&self, key: &BlobKey, offset: u64, len: u64) -> Result<Bytes> {
+        let blob = self.get(key).await?;
+        let start = (offset as usize).min(blob.len());
+        let end = start.saturating_add(len as usize).min(blob.len());
+        Ok(blob.slice(start..end))
+    }
+
     async fn concat(&self, target: &BlobKey, parts: &[BlobKey]) -> Result<u64> {
         let mut blobs = lock(&self.blobs);
         let mut joined = Vec::new();
@@ -376,9 +383,21 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.query(id).await
         }
+        async fn list_queries(
+            &self,
+            before: Option<&QueryId>,
+            limit: usize,
+        ) -> Result<Vec<DistributedQuery>> {
+            self.fault().await?;
+            self.inner.list_queries(before, limit).await
+        }
+        async fn cancel_query(&self, id: &QueryId, now: UnixSeconds) -> Result<()> {
+            self.fault().await?;
+            self.inner.cancel_query(id, now).await
+        }
         async fn take_pending_queries(
             &self,
-            node: &NodeId,
+            node: NodeRef<'_>,
             now: UnixSeconds,
         ) -> Result<Vec<PendingQuery>> {
             self.fault().await?;
@@ -392,9 +411,14 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.query_targets(id).await
         }
-        async fn query_results(&self, id: &QueryId) -> Result<Vec<NodeQueryResult>> {
+        async fn query_results(
+            &self,
+            id: &QueryId,
+            after: Option<&NodeId>,
+            limit: usize,
+        ) -> Result<Vec<NodeQueryResult>> {
             self.fault().await?;
-            self.inner.query_results(id).await
+            self.inner.query_results(id, after, limit).await
         }
     }
 
@@ -429,6 +453,66 @@ mod faulty_store_impls {
         async fn list_carves(&self, node: Option<&NodeId>) -> Result<Vec<CarveSession>> {
             self.fault().await?;
             self.inner.list_carves(node).await
+        }
+    }
+
+    #[async_trait]
+    impl UserStore for FaultyStore {
+        async fn create_user(&self, user: &User) -> Result<()> {
+            self.fault().await?;
+            self.inner.create_user(user).await
+        }
+        async fn user(&self, username: &Username) -> Result<User> {
+            self.fault().await?;
+            self.inner.user(username).await
+        }
+        async fn list_users(&self) -> Result<Vec<User>> {
+            self.fault().await?;
+            self.inner.list_users().await
+        }
+        async fn update_user(&self, user: &User) -> Result<()> {
+            self.fault().await?;
+            self.inner.update_user(user).await
+        }
+        async fn delete_user(&self, username: &Username) -> Result<()> {
+            self.fault().await?;
+            self.inner.delete_user(username).await
+        }
+        async fn create_token(&self, token: &ApiToken) -> Result<()> {
+            self.fault().await?;
+            self.inner.create_token(token).await
+        }
+        async fn token_by_hash(&self, token_hash: &str) -> Result<ApiToken> {
+            self.fault().await?;
+            self.inner.token_by_hash(token_hash).await
+        }
+        async fn list_tokens(&self, username: Option<&Username>) -> Result<Vec<ApiToken>> {
+            self.fault().await?;
+            self.inner.list_tokens(username).await
+        }
+        async fn delete_token(&self, id: &str) -> Result<()> {
+            self.fault().await?;
+            self.inner.delete_token(id).await
+        }
+    }
+
+    #[async_trait]
+    impl AuditStore for FaultyStore {
+        async fn append_audit(&self, entry: &AuditEntry) -> Result<()> {
+            self.fault().await?;
+            self.inner.append_audit(entry).await
+        }
+        async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+            self.fault().await?;
+            self.inner.list_audit(before, limit).await
+        }
+        async fn record_secret_use(&self, secret_id: &str, now: UnixSeconds) -> Result<()> {
+            self.fault().await?;
+            self.inner.record_secret_use(secret_id, now).await
+        }
+        async fn secret_usage(&self) -> Result<Vec<SecretUsage>> {
+            self.fault().await?;
+            self.inner.secret_usage().await
         }
     }
 }

@@ -53,6 +53,16 @@ macro_rules! store_conformance_tests {
                 duplicate_query_is_refused,
                 carve_blocks_are_counted_once,
                 carve_finish_and_list,
+                broad_queries_reach_nodes_enrolled_later,
+                targets_filter_by_environment_and_platform,
+                cancelled_queries_are_not_delivered,
+                list_queries_pages_newest_first,
+                query_results_page_by_node,
+                list_nodes_filters,
+                users_round_trip,
+                tokens_round_trip,
+                audit_log_pages_newest_first,
+                secret_usage_is_counted,
             ]
         );
     };
@@ -105,6 +115,7 @@ macro_rules! blob_store_conformance_tests {
                 delete_is_idempotent,
                 concat_joins_in_order,
                 concat_with_missing_part_is_not_found,
+                read_range_reads_pieces,
             ]
         );
     };

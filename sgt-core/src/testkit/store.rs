@@ -19,8 +19,18 @@ pub fn new_node(environment: &str, host: &str, uuid: &str, now: UnixSeconds) -> 
         host_identifier: HostIdentifier::parse(host).unwrap(),
         hardware_uuid: uuid.to_owned(),
         platform_type: "9".to_owned(),
+        platform: "linux".to_owned(),
         host_details: json!({"system_info": {"hostname": host, "uuid": uuid}, "osquery_info": {"version": "5.23.1"}}),
         now,
+    }
+}
+
+/// The [`NodeRef`] of a stored node.
+pub fn node_ref(node: &Node) -> NodeRef<'_> {
+    NodeRef {
+        id: &node.id,
+        environment: &node.environment,
+        platform: &node.platform,
     }
 }
 
@@ -41,6 +51,7 @@ pub async fn enroll_creates_a_node(store: &dyn Store) {
     assert_eq!(node.host_identifier, request.host_identifier);
     assert_eq!(node.hardware_uuid, "U1");
     assert_eq!(node.platform_type, "9");
+    assert_eq!(node.platform, "linux");
     assert_eq!(node.host_details, request.host_details);
     assert_eq!(node.osquery_version(), Some("5.23.1"));
     assert_eq!(node.enrolled_at, 1000);
@@ -57,11 +68,13 @@ pub async fn enroll_same_identity_rekeys(store: &dyn Store) {
         .unwrap();
     let mut again = new_node("default", "web-01", "U1", 2000);
     again.platform_type = "21".into();
+    again.platform = "darwin".into();
     let second = store.enroll_node(again.clone()).await.unwrap();
     assert_eq!(second.id, first.id);
     assert_eq!(second.enrolled_at, 1000);
     assert_eq!(second.last_seen, 2000);
     assert_eq!(second.platform_type, "21");
+    assert_eq!(second.platform, "darwin");
     assert!(second.key.ct_eq(&again.key));
     let old = store.node_by_key(&first.key).await.unwrap_err();
     assert_eq!(old.kind(), ErrorKind::NotFound);
@@ -125,6 +138,7 @@ pub async fn list_nodes_pages_and_filters(store: &dyn Store) {
                 environment: Some(env("default")),
                 after: after.clone(),
                 limit: 2,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -145,7 +159,12 @@ pub async fn delete_node_revokes_its_key(store: &dyn Store) {
     let query = NewQuery {
         id: QueryId::generate(),
         sql: "SELECT 1;".into(),
+        targets: QueryTargets {
+            node_ids: vec![node.id.clone()],
+            ..Default::default()
+        },
         node_ids: vec![node.id.clone()],
+        created_by: "tester".into(),
         created_at: 1000,
         expires_at: None,
     };
@@ -160,7 +179,7 @@ pub async fn delete_node_revokes_its_key(store: &dyn Store) {
         ErrorKind::NotFound
     );
     assert!(store
-        .take_pending_queries(&node.id, 1001)
+        .take_pending_queries(node_ref(&node), 1001)
         .await
         .unwrap()
         .is_empty());
@@ -256,19 +275,24 @@ pub async fn pending_queries_are_delivered_once(store: &dyn Store) {
     let query = NewQuery {
         id: QueryId::generate(),
         sql: "SELECT * FROM osquery_info;".into(),
+        targets: QueryTargets {
+            node_ids: vec![a.id.clone(), b.id.clone()],
+            ..Default::default()
+        },
         node_ids: vec![a.id.clone(), b.id.clone()],
+        created_by: "tester".into(),
         created_at: 1000,
         expires_at: None,
     };
     store.create_query(&query).await.unwrap();
     assert!(store
-        .take_pending_queries(&other.id, 1001)
+        .take_pending_queries(node_ref(&other), 1001)
         .await
         .unwrap()
         .is_empty());
     let (first, second) = tokio::join!(
-        store.take_pending_queries(&a.id, 1001),
-        store.take_pending_queries(&a.id, 1001)
+        store.take_pending_queries(node_ref(&a), 1001),
+        store.take_pending_queries(node_ref(&a), 1001)
     );
     let delivered: Vec<PendingQuery> = first.unwrap().into_iter().chain(second.unwrap()).collect();
     assert_eq!(
@@ -279,7 +303,7 @@ pub async fn pending_queries_are_delivered_once(store: &dyn Store) {
         }]
     );
     assert!(store
-        .take_pending_queries(&a.id, 1002)
+        .take_pending_queries(node_ref(&a), 1002)
         .await
         .unwrap()
         .is_empty());
@@ -297,13 +321,18 @@ pub async fn expired_queries_are_not_delivered(store: &dyn Store) {
     let query = NewQuery {
         id: QueryId::generate(),
         sql: "SELECT 1;".into(),
+        targets: QueryTargets {
+            node_ids: vec![a.id.clone()],
+            ..Default::default()
+        },
         node_ids: vec![a.id.clone()],
+        created_by: "tester".into(),
         created_at: 1000,
         expires_at: Some(1100),
     };
     store.create_query(&query).await.unwrap();
     assert!(store
-        .take_pending_queries(&a.id, 1100)
+        .take_pending_queries(node_ref(&a), 1100)
         .await
         .unwrap()
         .is_empty());
@@ -329,18 +358,26 @@ pub async fn query_results_are_idempotent(store: &dyn Store) {
     let query = NewQuery {
         id: QueryId::generate(),
         sql: "SELECT 1;".into(),
+        targets: QueryTargets {
+            node_ids: vec![a.id.clone(), b.id.clone()],
+            ..Default::default()
+        },
         node_ids: vec![a.id.clone(), b.id.clone()],
+        created_by: "tester".into(),
         created_at: 1000,
         expires_at: None,
     };
     store.create_query(&query).await.unwrap();
-    store.take_pending_queries(&a.id, 1001).await.unwrap();
+    store
+        .take_pending_queries(node_ref(&a), 1001)
+        .await
+        .unwrap();
     let ok = result(&query.id, 0, json!([{"1": "1"}, {"1": "2"}]));
     store.record_result(&a.id, &ok).await.unwrap();
     store.record_result(&a.id, &ok).await.unwrap();
     let failed = result(&query.id, 1, json!([]));
     store.record_result(&b.id, &failed).await.unwrap();
-    let results = store.query_results(&query.id).await.unwrap();
+    let results = store.query_results(&query.id, None, 0).await.unwrap();
     assert_eq!(results.len(), 2);
     let of = |id: &NodeId| results.iter().find(|r| &r.node_id == id).unwrap();
     assert_eq!(of(&a.id).result, ok);
@@ -358,7 +395,12 @@ pub async fn results_for_untargeted_nodes_are_refused(store: &dyn Store) {
     let query = NewQuery {
         id: QueryId::generate(),
         sql: "SELECT 1;".into(),
+        targets: QueryTargets {
+            node_ids: vec![a.id.clone()],
+            ..Default::default()
+        },
         node_ids: vec![a.id.clone()],
+        created_by: "tester".into(),
         created_at: 1000,
         expires_at: None,
     };
@@ -373,7 +415,11 @@ pub async fn results_for_untargeted_nodes_are_refused(store: &dyn Store) {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(store.query_results(&query.id).await.unwrap().is_empty());
+    assert!(store
+        .query_results(&query.id, None, 0)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(
         store.query(&QueryId::generate()).await.unwrap_err().kind(),
         ErrorKind::NotFound
@@ -386,7 +432,12 @@ pub async fn duplicate_query_is_refused(store: &dyn Store) {
     let query = NewQuery {
         id: QueryId::generate(),
         sql: "SELECT 1;".into(),
+        targets: QueryTargets {
+            node_ids: vec![a.id.clone()],
+            ..Default::default()
+        },
         node_ids: vec![a.id.clone()],
+        created_by: "tester".into(),
         created_at: 1000,
         expires_at: None,
     };
@@ -494,4 +545,420 @@ pub async fn carve_finish_and_list(store: &dyn Store) {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
+}
+
+fn broad_query(targets: QueryTargets, node_ids: Vec<NodeId>, created_at: UnixSeconds) -> NewQuery {
+    NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1;".into(),
+        targets,
+        node_ids,
+        created_by: "tester".into(),
+        created_at,
+        expires_at: Some(created_at + 3600),
+    }
+}
+
+/// A broad query reaches nodes enrolled after it was made, once each.
+pub async fn broad_queries_reach_nodes_enrolled_later(store: &dyn Store) {
+    let early = enrolled(store, "early").await;
+    let query = broad_query(
+        QueryTargets {
+            environments: vec![env("default")],
+            ..Default::default()
+        },
+        vec![early.id.clone()],
+        1000,
+    );
+    store.create_query(&query).await.unwrap();
+    let late = enrolled(store, "late").await;
+    let elsewhere = store
+        .enroll_node(new_node("other", "x", "", 1000))
+        .await
+        .unwrap();
+    for node in [&early, &late] {
+        let got = store
+            .take_pending_queries(node_ref(node), 1001)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "{}", node.host_identifier);
+        assert_eq!(got[0].id, query.id);
+        assert!(store
+            .take_pending_queries(node_ref(node), 1002)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    assert!(store
+        .take_pending_queries(node_ref(&elsewhere), 1001)
+        .await
+        .unwrap()
+        .is_empty());
+    let targets = store.query_targets(&query.id).await.unwrap();
+    assert_eq!(targets.len(), 2);
+    assert!(targets.iter().all(|t| t.state == DeliveryState::Delivered));
+}
+
+/// Environment and platform filters both apply; listed ids always do.
+pub async fn targets_filter_by_environment_and_platform(store: &dyn Store) {
+    let linux = enrolled(store, "linux-1").await;
+    let mut mac_request = new_node("default", "mac-1", "M", 1000);
+    mac_request.platform = "darwin".into();
+    mac_request.platform_type = "21".into();
+    let mac = store.enroll_node(mac_request).await.unwrap();
+    let query = broad_query(
+        QueryTargets {
+            environments: vec![env("default")],
+            platforms: vec!["darwin".into()],
+            ..Default::default()
+        },
+        vec![],
+        1000,
+    );
+    store.create_query(&query).await.unwrap();
+    assert!(store
+        .take_pending_queries(node_ref(&linux), 1001)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .take_pending_queries(node_ref(&mac), 1001)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A cancelled query is handed to no one more; its answers stay.
+pub async fn cancelled_queries_are_not_delivered(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    let query = broad_query(
+        QueryTargets {
+            all: true,
+            ..Default::default()
+        },
+        vec![a.id.clone(), b.id.clone()],
+        1000,
+    );
+    store.create_query(&query).await.unwrap();
+    store
+        .take_pending_queries(node_ref(&a), 1001)
+        .await
+        .unwrap();
+    store
+        .record_result(&a.id, &result(&query.id, 0, json!([{"x": "1"}])))
+        .await
+        .unwrap();
+    store.cancel_query(&query.id, 1002).await.unwrap();
+    assert!(store
+        .take_pending_queries(node_ref(&b), 1003)
+        .await
+        .unwrap()
+        .is_empty());
+    let late = enrolled(store, "late").await;
+    assert!(store
+        .take_pending_queries(node_ref(&late), 1003)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.query(&query.id).await.unwrap().cancelled_at,
+        Some(1002)
+    );
+    assert_eq!(
+        store.query_results(&query.id, None, 0).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store
+            .cancel_query(&QueryId::generate(), 1)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// Queries list newest first, page by page, with their targets and creator.
+pub async fn list_queries_pages_newest_first(store: &dyn Store) {
+    let mut made = Vec::new();
+    for i in 0..5 {
+        let q = broad_query(
+            QueryTargets {
+                all: true,
+                ..Default::default()
+            },
+            vec![],
+            1000 + i,
+        );
+        store.create_query(&q).await.unwrap();
+        made.push(q.id);
+    }
+    let mut seen = Vec::new();
+    let mut before: Option<QueryId> = None;
+    loop {
+        let page = store.list_queries(before.as_ref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 2);
+        before = Some(page.last().unwrap().id.clone());
+        seen.extend(page);
+    }
+    let ids: Vec<QueryId> = seen.iter().map(|q| q.id.clone()).collect();
+    made.reverse();
+    assert_eq!(ids, made);
+    assert!(seen[0].targets.all);
+    assert_eq!(seen[0].created_by, "tester");
+}
+
+/// Results page by node id.
+pub async fn query_results_page_by_node(store: &dyn Store) {
+    let mut nodes = Vec::new();
+    for i in 0..5 {
+        nodes.push(enrolled(store, &format!("n{i}")).await);
+    }
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.id.clone()).collect();
+    let query = broad_query(
+        QueryTargets {
+            node_ids: ids.clone(),
+            ..Default::default()
+        },
+        ids.clone(),
+        1000,
+    );
+    store.create_query(&query).await.unwrap();
+    for node in &nodes {
+        store
+            .record_result(
+                &node.id,
+                &result(&query.id, 0, json!([{"n": node.id.as_str()}])),
+            )
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    let mut after: Option<NodeId> = None;
+    loop {
+        let page = store
+            .query_results(&query.id, after.as_ref(), 2)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = Some(page.last().unwrap().node_id.clone());
+        got.extend(page.into_iter().map(|r| r.node_id));
+    }
+    let mut expected = ids;
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+/// Node listing filters by platform, text in identifier or hostname, and last seen.
+pub async fn list_nodes_filters(store: &dyn Store) {
+    let a = store
+        .enroll_node(new_node("default", "Web-Alpha", "A", 1000))
+        .await
+        .unwrap();
+    let mut mac = new_node("default", "mac-beta", "B", 2000);
+    mac.platform = "darwin".into();
+    let b = store.enroll_node(mac).await.unwrap();
+    let list = |request: ListNodes| async move {
+        store
+            .list_nodes(&request)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        list(ListNodes {
+            platform: Some("darwin".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![b.id.clone()]
+    );
+    assert_eq!(
+        list(ListNodes {
+            search: Some("alpha".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![a.id.clone()]
+    );
+    assert_eq!(
+        list(ListNodes {
+            seen_since: Some(1500),
+            ..Default::default()
+        })
+        .await,
+        vec![b.id.clone()]
+    );
+}
+
+fn user(name: &str, role: Role) -> User {
+    User {
+        username: Username::parse(name).unwrap(),
+        role,
+        password_hash: format!("$argon2id$fake${name}"),
+        created_at: 1000,
+    }
+}
+
+/// Users are created, read, listed, updated and deleted; names are unique.
+pub async fn users_round_trip(store: &dyn Store) {
+    let alice = user("alice", Role::Operator);
+    store.create_user(&alice).await.unwrap();
+    store.create_user(&user("bob", Role::Viewer)).await.unwrap();
+    assert_eq!(
+        store.create_user(&alice).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(store.user(&alice.username).await.unwrap(), alice);
+    let names: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.username.to_string())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let mut promoted = alice.clone();
+    promoted.role = Role::Admin;
+    promoted.password_hash = "$argon2id$new".into();
+    store.update_user(&promoted).await.unwrap();
+    assert_eq!(store.user(&alice.username).await.unwrap(), promoted);
+    store.delete_user(&alice.username).await.unwrap();
+    assert_eq!(
+        store.user(&alice.username).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.update_user(&promoted).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.delete_user(&alice.username).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+fn token(id: &str, owner: &str, created_at: UnixSeconds) -> ApiToken {
+    ApiToken {
+        id: id.into(),
+        username: Username::parse(owner).unwrap(),
+        kind: TokenKind::Api,
+        name: format!("token {id}"),
+        token_hash: format!("hash-{id}"),
+        created_at,
+        expires_at: Some(9999),
+    }
+}
+
+/// Tokens are found by hash, listed, deleted, and go with their user.
+pub async fn tokens_round_trip(store: &dyn Store) {
+    store
+        .create_user(&user("alice", Role::Operator))
+        .await
+        .unwrap();
+    store.create_user(&user("bob", Role::Viewer)).await.unwrap();
+    let t1 = token("t1", "alice", 1);
+    let t2 = token("t2", "alice", 2);
+    let t3 = token("t3", "bob", 3);
+    for t in [&t1, &t2, &t3] {
+        store.create_token(t).await.unwrap();
+    }
+    assert_eq!(
+        store.create_token(&t1).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(store.token_by_hash("hash-t2").await.unwrap(), t2);
+    let alices = store
+        .list_tokens(Some(&Username::parse("alice").unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(alices, vec![t1.clone(), t2.clone()]);
+    assert_eq!(store.list_tokens(None).await.unwrap().len(), 3);
+    store.delete_token("t1").await.unwrap();
+    assert_eq!(
+        store.token_by_hash("hash-t1").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.delete_token("t1").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    store
+        .delete_user(&Username::parse("alice").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.token_by_hash("hash-t2").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(store.token_by_hash("hash-t3").await.unwrap(), t3);
+}
+
+/// Audit entries list newest first, page by page; ids are unique.
+pub async fn audit_log_pages_newest_first(store: &dyn Store) {
+    let entries: Vec<AuditEntry> = (0..5)
+        .map(|i| AuditEntry {
+            id: format!("{:015}-{i}", 1000 + i),
+            at: 1000 + i,
+            actor: "alice".into(),
+            action: "environment.create".into(),
+            target: format!("env{i}"),
+            detail: json!({"i": i}),
+        })
+        .collect();
+    for e in &entries {
+        store.append_audit(e).await.unwrap();
+    }
+    assert_eq!(
+        store.append_audit(&entries[0]).await.unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let mut got = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let page = store.list_audit(before.as_deref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = Some(page.last().unwrap().id.clone());
+        got.extend(page);
+    }
+    let mut expected = entries;
+    expected.reverse();
+    assert_eq!(got, expected);
+}
+
+/// Secret usage counts every enroll and keeps the latest time.
+pub async fn secret_usage_is_counted(store: &dyn Store) {
+    store.record_secret_use("s1", 100).await.unwrap();
+    store.record_secret_use("s1", 300).await.unwrap();
+    store.record_secret_use("s1", 200).await.unwrap();
+    store.record_secret_use("s2", 50).await.unwrap();
+    let usage = store.secret_usage().await.unwrap();
+    assert_eq!(
+        usage,
+        vec![
+            SecretUsage {
+                secret_id: "s1".into(),
+                use_count: 3,
+                last_used_at: 300
+            },
+            SecretUsage {
+                secret_id: "s2".into(),
+                use_count: 1,
+                last_used_at: 50
+            },
+        ]
+    );
 }
