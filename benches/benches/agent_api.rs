@@ -90,7 +90,10 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let fx = runtime.block_on(fixture());
-    let routes = sgt_core::http::routes(Arc::clone(&fx.service));
+    let admin = Arc::new(sgt_core::admin::AdminService::new(
+        fx.service.backends().clone(),
+    ));
+    let routes = sgt_core::http::routes(Arc::clone(&fx.service), admin);
 
     c.bench_function("config_render", |b| {
         b.to_async(&runtime)

@@ -16,6 +16,26 @@ pub struct Created {
     pub environment: bool,
     /// An enroll secret was created and written to the enroll secret file.
     pub enroll_secret: bool,
+    /// User `admin` was created and its password written to the admin password file.
+    pub admin_user: bool,
+}
+
+/// Creates user `admin` with a random password written to `password_file` (mode 0600),
+/// when the store has no user yet and the file does not exist.
+///
+/// # Errors
+/// Backend failures, or the file cannot be written.
+pub async fn bootstrap_admin(
+    admin: &sgt_core::admin::AdminService,
+    password_file: &Path,
+) -> anyhow::Result<bool> {
+    if password_file.exists() || !admin.backends().store.list_users().await?.is_empty() {
+        return Ok(false);
+    }
+    let password = sgt_core::types::random_hex(12);
+    write_secret_file(password_file, &password)?;
+    let username = sgt_core::types::Username::parse("admin")?;
+    Ok(admin.ensure_first_admin(&username, &password).await?)
 }
 
 /// Creates what a fresh data directory lacks; leaves everything that exists alone.

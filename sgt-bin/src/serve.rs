@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sgt_core::admin::AdminService;
 use sgt_core::agent::AgentService;
 use sgt_core::http::{serve, tls_server_config, Listener};
 use tokio::net::TcpListener;
@@ -13,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backends::build_backends;
-use crate::bootstrap::bootstrap;
+use crate::bootstrap::{bootstrap, bootstrap_admin};
 use crate::settings::{Settings, StorageSetting, TlsSetting};
 use crate::tls_files::TlsFiles;
 
@@ -113,6 +114,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         ));
     }
 
+    let admin = Arc::new(AdminService::new(backends.clone()));
+    let password_file = std::path::absolute(settings.admin_password_file())?;
+    if bootstrap_admin(&admin, &password_file).await? {
+        report.push(format!(
+            "created user \"admin\"; its password is in {}",
+            password_file.display()
+        ));
+    }
+
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -127,7 +137,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = serve(listener, service, listener_mode, shutdown).await {
+            if let Err(e) = serve(listener, service, admin, listener_mode, shutdown).await {
                 tracing::error!(error = %e, "server stopped");
             }
         }

@@ -274,6 +274,11 @@ impl Settings {
         })
     }
 
+    /// The file holding the first admin user's password (mode 0600).
+    pub fn admin_password_file(&self) -> PathBuf {
+        self.data_dir.join("admin_password")
+    }
+
     /// The file osquery reads its enroll secret from (`--enroll_secret_path`).
     pub fn enroll_secret_file(&self) -> PathBuf {
         self.data_dir.join("enroll_secret")

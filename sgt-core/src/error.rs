@@ -17,8 +17,10 @@ pub enum ErrorKind {
     Conflict,
     /// The request is malformed or breaks a limit; retrying it unchanged fails again.
     InvalidInput,
-    /// The caller is not who it claims to be (unknown node key, wrong secret).
+    /// The caller is not who it claims to be (unknown node key, wrong secret, bad token).
     Unauthorized,
+    /// The caller is known but not allowed to do this.
+    Forbidden,
     /// A transient failure (throttled, timed out, overloaded): retrying later may work.
     Unavailable,
     /// The backend cannot do this operation at all.
@@ -61,6 +63,12 @@ pub enum Error {
         /// Why, safe to show to the caller; never contains the credential.
         message: String,
     },
+    /// See [`ErrorKind::Forbidden`].
+    #[error("forbidden: {message}")]
+    Forbidden {
+        /// What is not allowed, safe to show to the caller.
+        message: String,
+    },
     /// See [`ErrorKind::Unavailable`].
     #[error("unavailable: {message}")]
     Unavailable {
@@ -96,6 +104,7 @@ impl Error {
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::InvalidInput { .. } => ErrorKind::InvalidInput,
             Error::Unauthorized { .. } => ErrorKind::Unauthorized,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Backend { .. } => ErrorKind::Backend,
@@ -138,6 +147,13 @@ impl Error {
     /// A [`Error::Unauthorized`] with a message safe to show the caller.
     pub fn unauthorized(message: impl fmt::Display) -> Self {
         Error::Unauthorized {
+            message: message.to_string(),
+        }
+    }
+
+    /// A [`Error::Forbidden`] with a message safe to show the caller.
+    pub fn forbidden(message: impl fmt::Display) -> Self {
+        Error::Forbidden {
             message: message.to_string(),
         }
     }

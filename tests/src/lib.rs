@@ -82,6 +82,7 @@ impl TestServer {
         sgt_bin::bootstrap::bootstrap(&backends, &sgt_data.join("enroll_secret"))
             .await
             .unwrap();
+        let admin = Arc::new(sgt_core::admin::AdminService::new(backends.clone()));
         let service = Arc::new(AgentService::new(backends));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -89,6 +90,7 @@ impl TestServer {
         tokio::spawn(sgt_core::http::serve(
             listener,
             Arc::clone(&service),
+            admin,
             sgt_core::http::Listener::Tls(tls),
             async move {
                 let _ = stopped.await;

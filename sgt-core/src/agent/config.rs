@@ -66,7 +66,7 @@ pub fn default_config() -> serde_json::Value {
 }
 
 impl AgentService {
-    /// The config document for `node`'s environment.
+    /// The config document for `node`'s environment, rendered for its platform.
     ///
     /// `etag` is what the agent sent (`None` for agents that send no `etag` field). Such
     /// agents always get the document without an etag, byte-identical while it is unchanged.
@@ -77,7 +77,8 @@ impl AgentService {
     /// `NotFound` when the node's environment was deleted; backend errors as they come.
     pub async fn config(&self, node: &Node, etag: Option<&str>) -> Result<ConfigReply> {
         let environment = self.backends.store.environment(&node.environment).await?;
-        let mut config = environment.config;
+        let mut config =
+            crate::config_doc::render_for_platform(&environment.config, &node.platform);
         let object = config
             .as_object_mut()
             .ok_or_else(|| Error::invalid_input("stored config is not a JSON object"))?;

@@ -3,6 +3,7 @@
 //! Every agent endpoint is `POST /api/v1/osquery/<name>` with a JSON body; every answer,
 //! errors included, is a JSON object (never an empty body, never a non-object root).
 
+mod admin;
 mod agent;
 pub(crate) mod reply;
 pub(crate) mod request;
@@ -17,6 +18,13 @@ use warp::{Filter, Rejection};
 
 pub use server::{serve, tls_server_config, Listener};
 
+/// The admin routes' documentation: (method, path, role, summary) of every admin route, the
+/// source of `GET /api/v1/openapi.json`.
+pub fn admin_routes() -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
+    admin::openapi::ROUTES
+}
+
+use crate::admin::AdminService;
 use crate::agent::AgentService;
 
 /// Paths of the agent endpoints, for flag files and clients.
@@ -37,16 +45,23 @@ pub mod paths {
     pub const CARVE_CONTINUE: &str = "/api/v1/osquery/carve/continue";
 }
 
-/// Every route the server answers: the agent API and `GET /healthz`, with every rejection
-/// (unknown path, wrong method, body too large) turned into a JSON error.
+/// Every route the server answers: the agent API, the admin API and `GET /healthz`, with
+/// every rejection (unknown path, wrong method, body too large) turned into a JSON error.
 pub fn routes(
     service: Arc<AgentService>,
+    admin: Arc<AdminService>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| reply::json_bytes(StatusCode::OK, &br#"{"status":"ok"}"#[..]));
     let agent = agent::routes(service);
-    health.or(agent).unify().recover(rejection_response).unify()
+    health
+        .or(agent)
+        .unify()
+        .or(admin::routes(admin))
+        .unify()
+        .recover(rejection_response)
+        .unify()
 }
 
 async fn rejection_response(rejection: Rejection) -> Result<Response, Infallible> {

@@ -48,6 +48,7 @@ pub(crate) fn error_response(err: &Error) -> Response {
         }
         ErrorKind::InvalidInput => (StatusCode::BAD_REQUEST, err.to_string()),
         ErrorKind::NotFound => (StatusCode::NOT_FOUND, err.to_string()),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, err.to_string()),
         ErrorKind::AlreadyExists | ErrorKind::Conflict => (StatusCode::CONFLICT, err.to_string()),
         ErrorKind::Unavailable => {
             tracing::warn!(error = %err, "request failed: backend unavailable");

@@ -42,12 +42,7 @@ impl AgentRequest {
     /// Invalid UTF-8 inside strings is replaced by U+FFFD rather than refused: osquery does not
     /// validate the UTF-8 of distributed query results.
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        let raw = self.decoded_body()?;
-        let text: Cow<'_, str> = String::from_utf8_lossy(&raw);
-        if !text.trim_start().starts_with('{') {
-            return Err(Error::invalid_input("request body must be a JSON object"));
-        }
-        serde_json::from_str(&text).map_err(json_error)
+        parse_json(&self.decoded_body()?)
     }
 
     fn decoded_body(&self) -> Result<Cow<'_, [u8]>> {
@@ -90,6 +85,16 @@ impl AgentRequest {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| Error::unauthorized("no node key"))
     }
+}
+
+/// Parses a body that must be a JSON object into `T`. Invalid UTF-8 inside strings becomes
+/// U+FFFD; errors say where and what without echoing the request's values.
+pub(crate) fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T> {
+    let text: Cow<'_, str> = String::from_utf8_lossy(raw);
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::invalid_input("request body must be a JSON object"));
+    }
+    serde_json::from_str(&text).map_err(json_error)
 }
 
 /// A JSON error message that says where and what, without echoing the request's values.

@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admin::AdminService;
 use crate::agent::AgentService;
 use crate::error::{Error, Result};
 
@@ -61,10 +62,11 @@ pub fn tls_server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Se
 pub async fn serve(
     listener: TcpListener,
     service: Arc<AgentService>,
+    admin: Arc<AdminService>,
     mode: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
-    let app = warp::service(super::routes(service));
+    let app = warp::service(super::routes(service, admin));
     let acceptor = match &mode {
         Listener::Tls(config) => Some(TlsAcceptor::from(Arc::clone(config))),
         Listener::PlainHttp => None,

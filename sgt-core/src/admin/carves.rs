@@ -1,0 +1,170 @@
+//! File carves: asking a node for files, following uploads, downloading archives.
+
+use serde::{Deserialize, Serialize};
+
+use super::queries::NewCampaign;
+use super::{AdminService, Caller, QueryView};
+use crate::agent::carve_archive_key;
+use crate::blobs::BlobKey;
+use crate::error::{Error, Result};
+use crate::store::{CarveSession, QueryTargets, Role};
+use crate::types::{CarveSessionId, NodeId};
+
+/// A request to carve files off a node.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarveRequest {
+    /// The node.
+    pub node_id: NodeId,
+    /// An absolute path; `%` makes it a SQL `LIKE` pattern (e.g. `/var/log/%.log`).
+    pub path: String,
+}
+
+/// A carve session with its progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct CarveView {
+    /// The session.
+    #[serde(flatten)]
+    pub session: CarveSession,
+    /// Percent of blocks received.
+    pub progress_percent: u64,
+}
+
+impl From<CarveSession> for CarveView {
+    fn from(session: CarveSession) -> Self {
+        let progress_percent = (session.blocks_received * 100)
+            .checked_div(session.carve.block_count)
+            .unwrap_or(0);
+        CarveView {
+            session,
+            progress_percent,
+        }
+    }
+}
+
+/// Where an assembled archive is and what it is.
+#[derive(Debug, Clone)]
+pub struct ArchiveInfo {
+    /// Blob key.
+    pub key: BlobKey,
+    /// Size in bytes.
+    pub size: u64,
+    /// `application/zstd` for compressed carves, else `application/x-tar`.
+    pub content_type: &'static str,
+    /// A file name for downloads.
+    pub file_name: String,
+}
+
+fn carve_sql(path: &str) -> Result<String> {
+    let absolute = path.starts_with('/')
+        || (path.len() > 2
+            && path.as_bytes()[1] == b':'
+            && path.as_bytes()[0].is_ascii_alphabetic());
+    if !absolute || path.len() > 4096 || path.chars().any(char::is_control) {
+        return Err(Error::invalid_input(
+            "path must be an absolute path of at most 4096 printable characters",
+        ));
+    }
+    let quoted = path.replace('\'', "''");
+    let op = if path.contains('%') { "LIKE" } else { "=" };
+    Ok(format!(
+        "SELECT * FROM carves WHERE carve = 1 AND path {op} '{quoted}';"
+    ))
+}
+
+impl AdminService {
+    /// Asks a node for files (operators and admins): a live query on the `carves` table that
+    /// makes the agent upload them as one archive. The upload appears in the carve list when
+    /// it starts (within about a minute of the agent running the query).
+    ///
+    /// # Errors
+    /// `Forbidden`; `InvalidInput` for a bad path or unknown node.
+    pub async fn request_carve(&self, caller: &Caller, request: CarveRequest) -> Result<QueryView> {
+        caller.require(Role::Operator)?;
+        let sql = carve_sql(&request.path)?;
+        self.create_campaign(
+            caller,
+            NewCampaign {
+                sql,
+                targets: QueryTargets {
+                    node_ids: vec![request.node_id],
+                    ..Default::default()
+                },
+                expires_in_seconds: None,
+            },
+        )
+        .await
+    }
+
+    /// Carve sessions, newest first, optionally of one node.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn list_carves(&self, caller: &Caller, node: Option<&str>) -> Result<Vec<CarveView>> {
+        caller.require(Role::Viewer)?;
+        let node = node
+            .map(|n| NodeId::parse(n).map_err(|_| Error::invalid_input("bad node id")))
+            .transpose()?;
+        Ok(self
+            .backends
+            .store
+            .list_carves(node.as_ref())
+            .await?
+            .into_iter()
+            .map(CarveView::from)
+            .collect())
+    }
+
+    /// One carve session.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn carve(&self, caller: &Caller, session: &str) -> Result<CarveView> {
+        caller.require(Role::Viewer)?;
+        let id = CarveSessionId::parse(session).map_err(|_| Error::not_found("carve"))?;
+        Ok(self.backends.store.carve(&id).await?.into())
+    }
+
+    /// Where the assembled archive of a complete carve is, for streaming it.
+    ///
+    /// # Errors
+    /// `NotFound`; `Conflict` while the carve is not complete.
+    pub async fn carve_archive(&self, caller: &Caller, session: &str) -> Result<ArchiveInfo> {
+        let carve = self.carve(caller, session).await?;
+        if carve.session.status != crate::store::CarveStatus::Complete {
+            return Err(Error::conflict("the carve is not complete yet"));
+        }
+        let id = carve.session.carve.session_id;
+        let key = carve_archive_key(&id);
+        let size = self.backends.blobs.size(&key).await?;
+        let head = self.backends.blobs.read_range(&key, 0, 4).await?;
+        let zstd = head.as_ref() == [0x28, 0xb5, 0x2f, 0xfd];
+        Ok(ArchiveInfo {
+            key,
+            size,
+            content_type: if zstd {
+                "application/zstd"
+            } else {
+                "application/x-tar"
+            },
+            file_name: format!("carve-{id}.{}", if zstd { "tar.zst" } else { "tar" }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carve_sql;
+
+    #[test]
+    fn carve_paths_are_quoted_and_checked() {
+        assert_eq!(
+            carve_sql("/etc/pass'wd").unwrap(),
+            "SELECT * FROM carves WHERE carve = 1 AND path = '/etc/pass''wd';"
+        );
+        assert!(carve_sql("/var/log/%.log").unwrap().contains("LIKE"));
+        assert!(carve_sql("C:\\Windows\\x").is_ok());
+        assert!(carve_sql("relative").is_err());
+        assert!(carve_sql("/a\nb").is_err());
+    }
+}

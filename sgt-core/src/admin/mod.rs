@@ -1,0 +1,130 @@
+//! The admin service: what each admin API call does, with who may do it and an audit record
+//! of every change. Independent of HTTP.
+
+mod auth;
+mod carves;
+mod environments;
+mod nodes;
+mod queries;
+mod users;
+
+use serde::Serialize;
+
+pub use crate::config_doc::validate_config;
+pub use auth::{hash_password, LoginOutcome, NewTokenOutcome, TokenView, SESSION_SECONDS};
+pub use carves::{ArchiveInfo, CarveRequest, CarveView};
+pub use environments::{EnvironmentView, NewSecretOutcome, SecretView};
+pub use nodes::NodeView;
+pub use queries::{NewCampaign, QueryView, ResultView};
+pub use users::UserView;
+
+use crate::agent::Backends;
+use crate::error::{Error, Result};
+use crate::store::{AuditEntry, Role};
+use crate::types::{now_unix, random_hex, Username};
+
+/// Who is calling, as proven by their bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// The user.
+    pub username: Username,
+    /// Their role.
+    pub role: Role,
+}
+
+impl Caller {
+    /// `Forbidden` unless the caller's role is at least `role`.
+    ///
+    /// # Errors
+    /// `Forbidden` naming the role needed.
+    pub fn require(&self, role: Role) -> Result<()> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "this needs the {} role",
+                role.as_str()
+            )))
+        }
+    }
+}
+
+/// A page of items and the cursor of the next page (`None` on the last page).
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` out of a request for `limit`, whose cursor is `cursor_of(last)`.
+    pub fn new(items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+        let next_cursor = if items.len() == limit {
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
+/// Page sizes: default 100, at most 1000.
+pub fn page_limit(requested: Option<usize>) -> usize {
+    requested.unwrap_or(100).clamp(1, 1000)
+}
+
+/// Handles admin API calls against the [`Backends`].
+#[derive(Debug)]
+pub struct AdminService {
+    backends: Backends,
+}
+
+impl AdminService {
+    /// A service over `backends`.
+    pub fn new(backends: Backends) -> Self {
+        AdminService { backends }
+    }
+
+    /// The backends this service runs on.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Records a change. A change that happened is not undone if recording fails; the
+    /// failure is logged instead, loudly.
+    async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: serde_json::Value) {
+        let at = now_unix();
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let entry = AuditEntry {
+            id: format!("{millis:015}-{}", random_hex(4)),
+            at,
+            actor: caller.username.to_string(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+        };
+        if let Err(e) = self.backends.store.append_audit(&entry).await {
+            tracing::error!(error = %e, action, target, actor = %caller.username, "audit entry not recorded");
+        }
+    }
+
+    /// The audit log, newest first.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn audit_log(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AuditEntry>> {
+        caller.require(Role::Viewer)?;
+        let items = self.backends.store.list_audit(cursor, limit).await?;
+        Ok(Page::new(items, limit, |e| e.id.clone()))
+    }
+}

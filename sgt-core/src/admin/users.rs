@@ -1,0 +1,180 @@
+//! Admin API users.
+
+use serde::Serialize;
+
+use super::auth::hash_password;
+use super::{AdminService, Caller};
+use crate::error::{Error, Result};
+use crate::store::{Role, User};
+use crate::types::{now_unix, UnixSeconds, Username};
+
+/// A user as listed: never the password hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    /// Login name.
+    pub username: Username,
+    /// Role.
+    pub role: Role,
+    /// Created.
+    pub created_at: UnixSeconds,
+}
+
+impl From<User> for UserView {
+    fn from(u: User) -> Self {
+        UserView {
+            username: u.username,
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}
+
+impl AdminService {
+    /// Creates the first user, `username` with the admin role, unless any user exists.
+    /// Returns true if it did. For `sgt serve`'s first start.
+    ///
+    /// # Errors
+    /// Backend errors; `InvalidInput` for a short password.
+    pub async fn ensure_first_admin(&self, username: &Username, password: &str) -> Result<bool> {
+        if !self.backends.store.list_users().await?.is_empty() {
+            return Ok(false);
+        }
+        self.backends
+            .store
+            .create_user(&User {
+                username: username.clone(),
+                role: Role::Admin,
+                password_hash: hash_password(password)?,
+                created_at: now_unix(),
+            })
+            .await?;
+        Ok(true)
+    }
+
+    /// Every user.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn list_users(&self, caller: &Caller) -> Result<Vec<UserView>> {
+        caller.require(Role::Viewer)?;
+        Ok(self
+            .backends
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .map(UserView::from)
+            .collect())
+    }
+
+    /// One user.
+    ///
+    /// # Errors
+    /// `NotFound`; backend errors.
+    pub async fn user(&self, caller: &Caller, username: &str) -> Result<UserView> {
+        caller.require(Role::Viewer)?;
+        let name = Username::parse(username).map_err(|_| Error::not_found("user"))?;
+        Ok(self.backends.store.user(&name).await?.into())
+    }
+
+    /// Creates a user (admins only).
+    ///
+    /// # Errors
+    /// `Forbidden`; `InvalidInput` for a bad name or short password; `AlreadyExists`.
+    pub async fn create_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        role: Role,
+        password: &str,
+    ) -> Result<UserView> {
+        caller.require(Role::Admin)?;
+        let user = User {
+            username: Username::parse(username)?,
+            role,
+            password_hash: hash_password(password)?,
+            created_at: now_unix(),
+        };
+        self.backends.store.create_user(&user).await?;
+        self.audit(
+            caller,
+            "user.create",
+            user.username.as_str(),
+            serde_json::json!({"role": role}),
+        )
+        .await;
+        Ok(user.into())
+    }
+
+    /// Changes a user's role (admins only) or password (admins, or the user themself).
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`; `InvalidInput` for a short password; `Conflict` when it
+    /// would leave no admin.
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        username: &str,
+        role: Option<Role>,
+        password: Option<&str>,
+    ) -> Result<UserView> {
+        let name = Username::parse(username).map_err(|_| Error::not_found("user"))?;
+        let own_password_only = name == caller.username && role.is_none();
+        if !own_password_only {
+            caller.require(Role::Admin)?;
+        }
+        let mut user = self.backends.store.user(&name).await?;
+        if let Some(role) = role {
+            if user.role == Role::Admin && role != Role::Admin {
+                self.keep_one_admin(&name).await?;
+            }
+            user.role = role;
+        }
+        if let Some(password) = password {
+            user.password_hash = hash_password(password)?;
+        }
+        self.backends.store.update_user(&user).await?;
+        self.audit(
+            caller,
+            "user.update",
+            name.as_str(),
+            serde_json::json!({"role": role, "password_changed": password.is_some()}),
+        )
+        .await;
+        Ok(user.into())
+    }
+
+    /// Deletes a user and their tokens (admins only).
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`; `Conflict` when it is the last admin.
+    pub async fn delete_user(&self, caller: &Caller, username: &str) -> Result<()> {
+        caller.require(Role::Admin)?;
+        let name = Username::parse(username).map_err(|_| Error::not_found("user"))?;
+        let user = self.backends.store.user(&name).await?;
+        if user.role == Role::Admin {
+            self.keep_one_admin(&name).await?;
+        }
+        self.backends.store.delete_user(&name).await?;
+        self.audit(caller, "user.delete", name.as_str(), serde_json::json!({}))
+            .await;
+        Ok(())
+    }
+
+    async fn keep_one_admin(&self, leaving: &Username) -> Result<()> {
+        let others = self
+            .backends
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .filter(|u| u.role == Role::Admin && &u.username != leaving)
+            .count();
+        if others == 0 {
+            return Err(Error::conflict(
+                "the last admin cannot be removed or demoted",
+            ));
+        }
+        Ok(())
+    }
+}

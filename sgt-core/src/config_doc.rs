@@ -1,0 +1,273 @@
+//! The osquery config document: what the server accepts from operators, and how it is
+//! rendered for one node.
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+
+/// The largest config osquery 4.3 to 5.23.1 accepts (compact JSON); newer agents take 4 MiB.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// osquery refuses configs nested this deep or deeper.
+const MAX_DEPTH: usize = 32;
+/// Keys the server owns in a served config.
+const RESERVED_KEYS: [&str; 3] = ["etag", "error", "node_invalid"];
+
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn check_queries(queries: &Value, context: &str) -> Result<()> {
+    let queries = queries
+        .as_object()
+        .ok_or_else(|| Error::invalid_input(format!("{context} must be an object")))?;
+    for (name, query) in queries {
+        let here = format!("{context}.{name}");
+        let query = query
+            .as_object()
+            .ok_or_else(|| Error::invalid_input(format!("{here} must be an object")))?;
+        match query.get("query") {
+            Some(Value::String(sql)) if !sql.trim().is_empty() => {}
+            _ => {
+                return Err(Error::invalid_input(format!(
+                    "{here}.query must be a non-empty string"
+                )))
+            }
+        }
+        if let Some(interval) = query.get("interval") {
+            let seconds = match interval {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse().ok(),
+                _ => None,
+            };
+            if !seconds.is_some_and(|s| (1..=604_800).contains(&s)) {
+                return Err(Error::invalid_input(format!(
+                    "{here}.interval must be 1 to 604800 seconds"
+                )));
+            }
+        }
+        if let Some(platform) = query.get("platform") {
+            if !platform.is_string() {
+                return Err(Error::invalid_input(format!(
+                    "{here}.platform must be a string"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks an osquery config document before it is stored, so agents never receive one they
+/// would refuse or misread: a JSON object of at most 1 MiB and less than 32 levels deep, with
+/// no `etag`, `error` or `node_invalid` key; `options` an object; every `schedule` entry and
+/// pack query an object with a non-empty `query` and an `interval` of 1 to 604800 seconds;
+/// every pack inline (osquery's TLS plugin cannot fetch pack files).
+///
+/// # Errors
+/// `InvalidInput` naming the first problem.
+pub fn validate_config(config: &Value) -> Result<()> {
+    let root = config
+        .as_object()
+        .ok_or_else(|| Error::invalid_input("config must be a JSON object"))?;
+    for key in RESERVED_KEYS {
+        if root.contains_key(key) {
+            return Err(Error::invalid_input(format!(
+                "config must not have a top-level \"{key}\" key"
+            )));
+        }
+    }
+    let size = serde_json::to_vec(config)
+        .map_err(|e| Error::invalid_input(e.to_string()))?
+        .len();
+    if size > MAX_CONFIG_BYTES {
+        return Err(Error::invalid_input(format!(
+            "config is {size} bytes; osquery accepts at most {MAX_CONFIG_BYTES}"
+        )));
+    }
+    if depth(config) >= MAX_DEPTH {
+        return Err(Error::invalid_input(format!(
+            "config is nested {MAX_DEPTH} levels or deeper; osquery refuses it"
+        )));
+    }
+    if let Some(options) = root.get("options") {
+        if !options.is_object() {
+            return Err(Error::invalid_input("options must be an object"));
+        }
+    }
+    if let Some(schedule) = root.get("schedule") {
+        check_queries(schedule, "schedule")?;
+    }
+    if let Some(packs) = root.get("packs") {
+        let packs = packs
+            .as_object()
+            .ok_or_else(|| Error::invalid_input("packs must be an object"))?;
+        for (name, pack) in packs {
+            validate_pack(name, pack)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks one inline pack: an object with a `queries` object, optional `discovery` strings.
+///
+/// # Errors
+/// `InvalidInput` naming the problem.
+pub fn validate_pack(name: &str, pack: &Value) -> Result<()> {
+    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
+        return Err(Error::invalid_input(
+            "pack name must be 1 to 128 characters without '/'",
+        ));
+    }
+    let pack = pack.as_object().ok_or_else(|| {
+        Error::invalid_input(format!(
+            "packs.{name} must be an inline object (osquery cannot fetch pack files over TLS)"
+        ))
+    })?;
+    match pack.get("queries") {
+        Some(queries) => check_queries(queries, &format!("packs.{name}.queries"))?,
+        None => {
+            return Err(Error::invalid_input(format!(
+                "packs.{name}.queries is missing"
+            )))
+        }
+    }
+    if let Some(discovery) = pack.get("discovery") {
+        let ok = discovery
+            .as_array()
+            .is_some_and(|d| d.iter().all(Value::is_string));
+        if !ok {
+            return Err(Error::invalid_input(format!(
+                "packs.{name}.discovery must be an array of SQL strings"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether osquery on `platform` (`linux`, `darwin`, `windows`, `freebsd`) would run
+/// something whose `platform` value is `filter` (comma-separated, as osquery reads it).
+/// Unknown words and unknown node platforms keep the entry: the agent has the last word.
+pub fn platform_matches(filter: &str, platform: &str) -> bool {
+    if platform.is_empty() {
+        return true;
+    }
+    filter.split(',').map(str::trim).any(|word| match word {
+        "" | "any" | "all" => true,
+        "posix" => matches!(platform, "linux" | "darwin" | "freebsd"),
+        "linux" | "ubuntu" | "centos" => platform == "linux",
+        "darwin" => platform == "darwin",
+        "windows" => platform == "windows",
+        "freebsd" => platform == "freebsd",
+        _ => true,
+    })
+}
+
+fn keep_for_platform(entry: &Value, platform: &str) -> bool {
+    match entry.get("platform").and_then(Value::as_str) {
+        Some(filter) => platform_matches(filter, platform),
+        None => true,
+    }
+}
+
+fn filter_queries(queries: &mut Map<String, Value>, platform: &str) {
+    queries.retain(|_, query| keep_for_platform(query, platform));
+}
+
+/// The config as one node of `platform` should get it: scheduled queries and packs (and pack
+/// queries) for other platforms left out. `shard` is left for osquery, which applies it from
+/// its own hostname.
+pub fn render_for_platform(config: &Value, platform: &str) -> Value {
+    let mut config = config.clone();
+    if let Some(Value::Object(schedule)) = config.get_mut("schedule") {
+        filter_queries(schedule, platform);
+    }
+    if let Some(Value::Object(packs)) = config.get_mut("packs") {
+        packs.retain(|_, pack| keep_for_platform(pack, platform));
+        for pack in packs.values_mut() {
+            if let Some(Value::Object(queries)) = pack.get_mut("queries") {
+                filter_queries(queries, platform);
+            }
+        }
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn valid_configs_pass_and_bad_ones_are_named() {
+        assert!(validate_config(&crate::agent::default_config()).is_ok());
+        let cases = [
+            (json!([]), "JSON object"),
+            (json!({"error": "x"}), "\"error\""),
+            (json!({"etag": "x"}), "\"etag\""),
+            (json!({"options": []}), "options"),
+            (
+                json!({"schedule": {"q": {"interval": 60}}}),
+                "schedule.q.query",
+            ),
+            (
+                json!({"schedule": {"q": {"query": "SELECT 1;", "interval": 0}}}),
+                "interval",
+            ),
+            (
+                json!({"schedule": {"q": {"query": "SELECT 1;", "interval": 700000}}}),
+                "interval",
+            ),
+            (
+                json!({"packs": {"p": "/etc/osquery/packs/p.conf"}}),
+                "inline",
+            ),
+            (json!({"packs": {"p": {}}}), "queries is missing"),
+            (
+                json!({"packs": {"p": {"queries": {}, "discovery": [1]}}}),
+                "discovery",
+            ),
+        ];
+        for (config, needle) in cases {
+            let err = validate_config(&config).unwrap_err().to_string();
+            assert!(err.contains(needle), "{config}: {err}");
+        }
+        let mut deep = json!(1);
+        for _ in 0..40 {
+            deep = json!({ "d": deep });
+        }
+        assert!(validate_config(&json!({"options": {"x": deep}})).is_err());
+        let big = "x".repeat(MAX_CONFIG_BYTES);
+        assert!(validate_config(&json!({"options": {"x": big}})).is_err());
+    }
+
+    #[test]
+    fn rendering_drops_other_platforms_only() {
+        let config = json!({
+            "schedule": {
+                "all": {"query": "SELECT 1;"},
+                "mac": {"query": "SELECT 2;", "platform": "darwin"},
+                "nix": {"query": "SELECT 3;", "platform": "posix"},
+                "win": {"query": "SELECT 4;", "platform": "windows", "shard": 10},
+            },
+            "packs": {
+                "macpack": {"platform": "darwin", "queries": {"a": {"query": "SELECT 5;"}}},
+                "mixed": {"queries": {"l": {"query": "SELECT 6;", "platform": "linux"}, "w": {"query": "SELECT 7;", "platform": "windows"}}},
+            }
+        });
+        let linux = render_for_platform(&config, "linux");
+        let names: Vec<&String> = linux["schedule"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["all", "nix"]);
+        assert!(linux["packs"].get("macpack").is_none());
+        assert!(linux["packs"]["mixed"]["queries"].get("w").is_none());
+        assert!(linux["packs"]["mixed"]["queries"].get("l").is_some());
+        let windows = render_for_platform(&config, "windows");
+        assert_eq!(
+            windows["schedule"]["win"]["shard"], 10,
+            "shard is left to osquery"
+        );
+        assert_eq!(render_for_platform(&config, ""), config);
+    }
+}
