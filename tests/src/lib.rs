@@ -193,6 +193,53 @@ impl TestServer {
         (status, value)
     }
 
+    /// A session token for user `admin`, whose password the first start wrote to a file.
+    pub async fn admin_token(&self) -> String {
+        let password = std::fs::read_to_string(self.data_dir().join("admin_password")).unwrap();
+        self.login("admin", password.trim()).await
+    }
+
+    /// Logs in; returns the session token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                "/api/v1/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Calls the admin API; returns the status and the JSON body (`null` for an empty one).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("non-JSON body from {path}: {e}: {bytes:?}"))
+        };
+        (status, value)
+    }
+
     /// Every record the file log sink holds for `log_type`, oldest first.
     pub fn log_records(&self, log_type: LogType) -> Vec<Value> {
         let dir = self.data_dir().join("logs");
@@ -278,6 +325,14 @@ impl<'a> Agent<'a> {
             self.node_key = key.to_owned();
         }
         (status, body)
+    }
+
+    /// An agent for `host` that has not enrolled yet, with a given hardware uuid.
+    pub fn with_uuid(server: &'a TestServer, host: &str, uuid: &str) -> Agent<'a> {
+        Agent {
+            uuid: uuid.to_owned(),
+            ..Agent::new(server, host)
+        }
     }
 
     /// Enrolls with the server's secret and asserts it worked.

@@ -1,0 +1,714 @@
+//! The admin API over TLS: campaigns, roles, secret rotation, config and packs, nodes, carves,
+//! the audit log, and the OpenAPI document checked against the live router.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sgt_tests::{distinct_bytes, Agent, TestServer};
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const DELETE: Method = Method::DELETE;
+
+async fn create_env_with_secret(server: &TestServer, admin: &str, name: &str) -> String {
+    let (status, body) = server
+        .admin(
+            POST,
+            "/api/v1/environments",
+            Some(admin),
+            Some(json!({"name": name})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, secret) = server
+        .admin(
+            POST,
+            &format!("/api/v1/environments/{name}/secrets"),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{secret}");
+    secret["secret"].as_str().unwrap().to_owned()
+}
+
+async fn create_user(server: &TestServer, admin: &str, name: &str, role: &str) -> String {
+    let password = format!("{name}-password-123");
+    let (status, body) = server
+        .admin(
+            POST,
+            "/api/v1/users",
+            Some(admin),
+            Some(json!({"username": name, "role": role, "password": password})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(body.get("password_hash").is_none());
+    server.login(name, &password).await
+}
+
+async fn enrolled<'a>(server: &'a TestServer, host: &str, secret: &str) -> Agent<'a> {
+    let mut agent = Agent::new(server, host);
+    let (status, body) = agent.enroll_with(secret).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    agent
+}
+
+#[tokio::test]
+async fn a_campaign_reaches_only_its_environment_once_including_later_enrollees() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let prod = create_env_with_secret(&server, &admin, "prod").await;
+    let dev = create_env_with_secret(&server, &admin, "dev").await;
+    let operator = create_user(&server, &admin, "olivia", "operator").await;
+
+    let prod_a = enrolled(&server, "prod-a", &prod).await;
+    let prod_b = enrolled(&server, "prod-b", &prod).await;
+    let dev_a = enrolled(&server, "dev-a", &dev).await;
+
+    let (status, campaign) = server
+        .admin(
+            POST,
+            "/api/v1/queries",
+            Some(&operator),
+            Some(json!({"sql": "SELECT version FROM osquery_info;", "targets": {"environments": ["prod"]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{campaign}");
+    assert_eq!(campaign["targeted"], 2);
+    assert_eq!(campaign["created_by"], "olivia");
+    let id = campaign["id"].as_str().unwrap().to_owned();
+
+    // A prod host enrolling after the campaign was made gets it too.
+    let prod_late = enrolled(&server, "prod-late", &prod).await;
+
+    for agent in [&prod_a, &prod_b, &prod_late] {
+        let (_, read) = agent.distributed_read().await;
+        assert_eq!(
+            read["queries"][&id], "SELECT version FROM osquery_info;",
+            "{}",
+            agent.host_identifier
+        );
+        let (_, again) = agent.distributed_read().await;
+        assert_eq!(
+            again,
+            json!({"queries": {}}),
+            "delivered once to {}",
+            agent.host_identifier
+        );
+    }
+    assert_eq!(dev_a.distributed_read().await.1, json!({"queries": {}}));
+
+    for agent in [&prod_a, &prod_b, &prod_late] {
+        let answer = json!({"queries": {&id: [{"version": format!("5.23.1-{}", agent.host_identifier)}]}, "statuses": {&id: 0}});
+        assert_eq!(agent.distributed_write(answer).await.0, StatusCode::OK);
+    }
+    // The dev host answering a query it never got is ignored.
+    let stray = json!({"queries": {&id: [{"version": "x"}]}, "statuses": {&id: 0}});
+    assert_eq!(dev_a.distributed_write(stray).await.0, StatusCode::OK);
+
+    let (status, shown) = server
+        .admin(GET, &format!("/api/v1/queries/{id}"), Some(&operator), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (shown["targeted"].clone(), shown["succeeded"].clone()),
+        (json!(3), json!(3))
+    );
+
+    // Results, paginated, each with the host it came from.
+    let mut hosts = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/queries/{id}/results?limit=2&cursor={c}"),
+            None => format!("/api/v1/queries/{id}/results?limit=2"),
+        };
+        let (status, page) = server.admin(GET, &path, Some(&operator), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            let host = item["host_identifier"].as_str().unwrap().to_owned();
+            assert_eq!(item["rows"][0]["version"], format!("5.23.1-{host}"));
+            hosts.push(host);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    hosts.sort();
+    assert_eq!(hosts, ["prod-a", "prod-b", "prod-late"]);
+
+    let (_, targets) = server
+        .admin(
+            GET,
+            &format!("/api/v1/queries/{id}/targets"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert!(targets
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "succeeded"));
+
+    // Cancelled: a prod host enrolling now does not get it.
+    let (status, _) = server
+        .admin(
+            POST,
+            &format!("/api/v1/queries/{id}/cancel"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let after_cancel = enrolled(&server, "prod-after-cancel", &prod).await;
+    assert_eq!(
+        after_cancel.distributed_read().await.1,
+        json!({"queries": {}})
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn roles_are_enforced_on_every_route() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    create_env_with_secret(&server, &admin, "prod").await;
+    let viewer = create_user(&server, &admin, "vic", "viewer").await;
+    let operator = create_user(&server, &admin, "otto", "operator").await;
+    let mut agent = Agent::new(&server, "h1");
+    agent.enroll().await;
+    let node_id = server
+        .backends()
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+
+    let writes: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            POST,
+            "/api/v1/environments".into(),
+            Some(json!({"name": "x"})),
+        ),
+        (DELETE, "/api/v1/environments/prod".into(), None),
+        (
+            PUT,
+            "/api/v1/environments/prod/config".into(),
+            Some(json!({"options": {}})),
+        ),
+        (
+            PUT,
+            "/api/v1/environments/prod/packs/p".into(),
+            Some(json!({"queries": {}})),
+        ),
+        (DELETE, "/api/v1/environments/prod/packs/p".into(), None),
+        (POST, "/api/v1/environments/prod/secrets".into(), None),
+        (DELETE, "/api/v1/environments/prod/secrets/any".into(), None),
+        (DELETE, format!("/api/v1/nodes/{node_id}"), None),
+        (
+            POST,
+            "/api/v1/queries".into(),
+            Some(json!({"sql": "SELECT 1;", "targets": {"all": true}})),
+        ),
+        (POST, "/api/v1/queries/any/cancel".into(), None),
+        (
+            POST,
+            "/api/v1/carves".into(),
+            Some(json!({"node_id": node_id, "path": "/etc/hosts"})),
+        ),
+        (
+            POST,
+            "/api/v1/users".into(),
+            Some(json!({"username": "x", "role": "admin", "password": "long-enough-pw"})),
+        ),
+        (
+            Method::PATCH,
+            "/api/v1/users/otto".into(),
+            Some(json!({"role": "admin"})),
+        ),
+        (DELETE, "/api/v1/users/otto".into(), None),
+        (POST, "/api/v1/tokens".into(), Some(json!({"name": "ci"}))),
+        (DELETE, "/api/v1/tokens/any".into(), None),
+    ];
+    for (method, path, body) in &writes {
+        let (status, answer) = server
+            .admin(method.clone(), path, Some(&viewer), body.clone())
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "viewer {method} {path}: {answer}"
+        );
+        assert_eq!(answer["error"]["code"], "forbidden");
+        let (status, answer) = server.admin(method.clone(), path, None, body.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "anonymous {method} {path}: {answer}"
+        );
+        assert_eq!(answer["error"]["code"], "unauthorized");
+    }
+    // Admin-only writes are refused to operators too.
+    for (method, path, body) in &writes[..2] {
+        let (status, _) = server
+            .admin(method.clone(), path, Some(&operator), body.clone())
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "operator {method} {path}");
+    }
+    // Nothing changed.
+    assert_eq!(
+        server
+            .backends()
+            .store
+            .list_environments()
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(agent.config().await.0, StatusCode::OK);
+
+    // Viewers read everything.
+    for path in [
+        "/api/v1/environments",
+        "/api/v1/nodes",
+        "/api/v1/queries",
+        "/api/v1/carves",
+        "/api/v1/users",
+        "/api/v1/audit",
+        "/api/v1/environments/prod/config",
+        "/api/v1/environments/prod/secrets",
+    ] {
+        let (status, answer) = server.admin(GET, path, Some(&viewer), None).await;
+        assert_eq!(status, StatusCode::OK, "viewer GET {path}: {answer}");
+        let (status, _) = server.admin(GET, path, None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous GET {path}");
+    }
+
+    // An API token works until revoked, then at once it does not.
+    let (status, created) = server
+        .admin(
+            POST,
+            "/api/v1/tokens",
+            Some(&operator),
+            Some(json!({"name": "ci", "expires_in_days": 30})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let api_token = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        server
+            .admin(GET, "/api/v1/me", Some(&api_token), None)
+            .await
+            .1["username"],
+        "otto"
+    );
+    let (_, listed) = server
+        .admin(GET, "/api/v1/tokens", Some(&operator), None)
+        .await;
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t.get("token").is_none() && t.get("token_hash").is_none()));
+    let token_id = created["id"].as_str().unwrap();
+    let (status, _) = server
+        .admin(
+            DELETE,
+            &format!("/api/v1/tokens/{token_id}"),
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server
+        .admin(GET, "/api/v1/me", Some(&api_token), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A deleted user's session stops working at once.
+    let (status, _) = server
+        .admin(DELETE, "/api/v1/users/vic", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&viewer), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Wrong passwords and unknown users get the same answer.
+    let (s1, b1) = server
+        .admin(
+            POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "otto", "password": "wrong-password"})),
+        )
+        .await;
+    let (s2, b2) = server
+        .admin(
+            POST,
+            "/api/v1/login",
+            None,
+            Some(json!({"username": "nobody", "password": "wrong-password"})),
+        )
+        .await;
+    assert_eq!((s1, &b1), (s2, &b2));
+    assert_eq!(s1, StatusCode::UNAUTHORIZED);
+    // The last admin cannot be removed.
+    let (status, body) = server
+        .admin(DELETE, "/api/v1/users/admin", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_rotate_without_downtime() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let old = create_env_with_secret(&server, &admin, "prod").await;
+    let (_, listed) = server
+        .admin(GET, "/api/v1/environments/prod/secrets", Some(&admin), None)
+        .await;
+    let old_id = listed[0]["id"].as_str().unwrap().to_owned();
+    assert!(listed[0].get("secret").is_none(), "values are never listed");
+
+    let early = enrolled(&server, "early", &old).await;
+    let (status, new) = server
+        .admin(
+            POST,
+            "/api/v1/environments/prod/secrets",
+            Some(&admin),
+            Some(json!({"expires_in_days": 365})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let new = new["secret"].as_str().unwrap().to_owned();
+    // Both secrets enroll while they overlap.
+    let with_new = enrolled(&server, "with-new", &new).await;
+    let with_old = enrolled(&server, "with-old", &old).await;
+
+    let (status, _) = server
+        .admin(
+            DELETE,
+            &format!("/api/v1/environments/prod/secrets/{old_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // Enrolled agents keep working whichever secret they used.
+    for agent in [&early, &with_new, &with_old] {
+        assert_eq!(
+            agent.config().await.0,
+            StatusCode::OK,
+            "{}",
+            agent.host_identifier
+        );
+    }
+    // New enrolls with the old secret are refused at once; the new one works.
+    let mut late = Agent::new(&server, "late");
+    assert_eq!(
+        late.enroll_with(&old).await,
+        (StatusCode::UNAUTHORIZED, json!({"node_invalid": true}))
+    );
+    assert_eq!(late.enroll_with(&new).await.0, StatusCode::OK);
+
+    let (_, listed) = server
+        .admin(GET, "/api/v1/environments/prod/secrets", Some(&admin), None)
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["use_count"], 2);
+    assert!(listed[0]["last_used_at"].is_number());
+    assert!(listed[0]["expires_at"].is_number());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn config_and_packs_reach_agents_per_platform() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut linux = Agent::new(&server, "linux-host");
+    linux.enroll().await;
+
+    let bad = json!({"schedule": {"q": {"query": "SELECT 1;", "interval": 0}}});
+    let (status, body) = server
+        .admin(
+            PUT,
+            "/api/v1/environments/default/config",
+            Some(&admin),
+            Some(bad),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("interval"));
+    let before = linux.config().await.1;
+    assert!(
+        before["schedule"]["osquery_info"].is_object(),
+        "bad config changed nothing"
+    );
+
+    let config = json!({"options": {"distributed_interval": 30}, "schedule": {"uptime": {"query": "SELECT * FROM uptime;", "interval": 60}}});
+    let (status, stored) = server
+        .admin(
+            PUT,
+            "/api/v1/environments/default/config",
+            Some(&admin),
+            Some(config.clone()),
+        )
+        .await;
+    assert_eq!((status, stored), (StatusCode::OK, config.clone()));
+    let pack = json!({"platform": "darwin", "queries": {"apps": {"query": "SELECT name FROM apps;", "interval": 3600}}});
+    let (status, _) = server
+        .admin(
+            PUT,
+            "/api/v1/environments/default/packs/mac",
+            Some(&admin),
+            Some(pack.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let everywhere = json!({"queries": {"users": {"query": "SELECT * FROM users;", "interval": 600}, "winonly": {"query": "SELECT 1;", "platform": "windows"}}});
+    server
+        .admin(
+            PUT,
+            "/api/v1/environments/default/packs/base",
+            Some(&admin),
+            Some(everywhere),
+        )
+        .await;
+
+    let (_, seen) = linux.config().await;
+    assert_eq!(seen["options"]["distributed_interval"], 30);
+    assert!(
+        seen["packs"].get("mac").is_none(),
+        "darwin pack left out for linux"
+    );
+    assert!(seen["packs"]["base"]["queries"].get("users").is_some());
+    assert!(seen["packs"]["base"]["queries"].get("winonly").is_none());
+
+    let mut mac = Agent::new(&server, "mac-host");
+    let (_, enrolled) = server
+        .post(sgt_core::http::paths::ENROLL, &json!({"enroll_secret": server.enroll_secret(), "host_identifier": "mac-host", "platform_type": "21", "host_details": {}}))
+        .await;
+    mac.node_key = enrolled["node_key"].as_str().unwrap().to_owned();
+    assert_eq!(mac.config().await.1["packs"]["mac"], pack);
+
+    let (_, packs) = server
+        .admin(
+            GET,
+            "/api/v1/environments/default/packs",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(packs.as_object().unwrap().len(), 2);
+    let (status, _) = server
+        .admin(
+            DELETE,
+            "/api/v1/environments/default/packs/mac",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert!(mac.config().await.1["packs"].get("mac").is_none());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn nodes_are_listed_filtered_and_deleted() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut a = Agent::new(&server, "web-alpha");
+    a.enroll().await;
+    let mut b = Agent::new(&server, "db-beta");
+    b.enroll().await;
+    let (_, page) = server
+        .admin(GET, "/api/v1/nodes?search=alpha", Some(&admin), None)
+        .await;
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["host_identifier"], "web-alpha");
+    assert_eq!(items[0]["platform"], "linux");
+    assert_eq!(items[0]["osquery_version"], "5.23.1");
+    assert!(items[0].get("key").is_none() && items[0].get("node_key").is_none());
+    let id = items[0]["id"].as_str().unwrap().to_owned();
+    let (_, shown) = server
+        .admin(GET, &format!("/api/v1/nodes/{id}"), Some(&admin), None)
+        .await;
+    assert_eq!(
+        shown["host_details"]["system_info"]["hostname"],
+        "web-alpha"
+    );
+    let (_, linux) = server
+        .admin(
+            GET,
+            "/api/v1/nodes?platform=linux&environment=default",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(linux["items"].as_array().unwrap().len(), 2);
+    let (status, _) = server
+        .admin(DELETE, &format!("/api/v1/nodes/{id}"), Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(a.config().await.1, json!({"node_invalid": true}));
+    assert_eq!(b.config().await.0, StatusCode::OK);
+    let (status, body) = server
+        .admin(GET, "/api/v1/nodes?limit=abc", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_carve_is_requested_followed_and_downloaded() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut agent = Agent::new(&server, "suspect");
+    agent.enroll().await;
+    let node_id = server
+        .backends()
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+    let (status, query) = server
+        .admin(
+            POST,
+            "/api/v1/carves",
+            Some(&admin),
+            Some(json!({"node_id": node_id, "path": "/tmp/evil's file"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{query}");
+    let id = query["id"].as_str().unwrap();
+    let (_, read) = agent.distributed_read().await;
+    assert_eq!(
+        read["queries"][id],
+        "SELECT * FROM carves WHERE carve = 1 AND path = '/tmp/evil''s file';"
+    );
+
+    let archive = distinct_bytes(3 * 8192 + 100);
+    let session = agent.carve(&archive, 8192).await;
+    let (_, carves) = server
+        .admin(
+            GET,
+            &format!("/api/v1/carves?node_id={node_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(carves[0]["session_id"], session.as_str());
+    assert_eq!(carves[0]["status"], "complete");
+    assert_eq!(carves[0]["progress_percent"], 100);
+
+    let response = server
+        .client()
+        .get(server.url(&format!("/api/v1/carves/{session}/archive")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-tar");
+    assert_eq!(
+        response.headers()["content-length"],
+        archive.len().to_string().as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), archive);
+    let (status, _) = server
+        .admin(
+            GET,
+            &format!("/api/v1/carves/{session}/archive"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_change_is_audited() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    create_env_with_secret(&server, &admin, "corp").await;
+    let (_, log) = server.admin(GET, "/api/v1/audit", Some(&admin), None).await;
+    let actions: Vec<&str> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["secret.create", "environment.create"]);
+    assert!(log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor"] == "admin"));
+    assert!(!log.to_string().contains(&server.enroll_secret()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_router() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let (status, doc) = server.admin(GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = 0;
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            documented += 1;
+            assert!(operation["responses"].is_object(), "{method} {path}");
+            // Parameters get values no resource has, so nothing real is touched.
+            let concrete: String = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "zz-none" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body =
+                matches!(method, Method::POST | Method::PUT | Method::PATCH).then(|| json!({}));
+            let (status, answer) = server
+                .admin(method.clone(), &concrete, Some(&admin), body)
+                .await;
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} not routed: {answer}"
+            );
+            assert_ne!(
+                answer["error"]["message"], "no such endpoint",
+                "{method} {path} not routed"
+            );
+        }
+    }
+    assert_eq!(documented, sgt_core::http::admin_routes().len());
+    // And a path that is not documented is not routed.
+    let (status, answer) = server
+        .admin(GET, "/api/v1/undocumented", Some(&admin), None)
+        .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    server.stop().await;
+}
