@@ -3,6 +3,7 @@
 
 pub mod backends;
 pub mod bootstrap;
+pub mod cli;
 pub mod osquery_flags;
 pub mod serve;
 pub mod settings;

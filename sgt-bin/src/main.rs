@@ -24,6 +24,8 @@ enum Command {
         #[arg(long)]
         hostname: Option<String>,
     },
+    #[command(flatten)]
+    Admin(sgt_bin::cli::AdminCommand),
 }
 
 #[derive(Args)]
@@ -61,8 +63,17 @@ impl ServerArgs {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_tracing();
@@ -72,6 +83,10 @@ fn main() -> anyhow::Result<()> {
                 .build()?
                 .block_on(serve(settings))
         }
+        Command::Admin(command) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(sgt_bin::cli::run(command)),
         Command::OsqueryFlags { server, hostname } => {
             let settings = server.settings()?;
             if !settings.enroll_secret_file().exists() {

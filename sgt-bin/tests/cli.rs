@@ -8,16 +8,26 @@ use std::time::Duration;
 
 const SGT: &str = env!("CARGO_BIN_EXE_sgt");
 
+/// A running `sgt serve`, killed if a test ends without terminating it.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `sgt serve` on a free port; returns the child, its printed lines up to the
 /// "listening on" line, and the URL.
-fn start(data_dir: &Path) -> (Child, Vec<String>, String, mpsc::Receiver<String>) {
+fn start(data_dir: &Path) -> (Server, Vec<String>, String, mpsc::Receiver<String>) {
     start_with(data_dir, &[])
 }
 
 fn start_with(
     data_dir: &Path,
     env: &[(&str, &str)],
-) -> (Child, Vec<String>, String, mpsc::Receiver<String>) {
+) -> (Server, Vec<String>, String, mpsc::Receiver<String>) {
     let mut child = Command::new(SGT)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -44,12 +54,13 @@ fn start_with(
         };
         seen.push(line.clone());
         if let Some(url) = line.strip_prefix("sgt: listening on ") {
-            return (child, seen, url.to_owned(), lines);
+            return (Server(child), seen, url.to_owned(), lines);
         }
     }
 }
 
-fn terminate(child: &mut Child) {
+fn terminate(server: &mut Server) {
+    let child = &mut server.0;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -195,5 +206,191 @@ async fn insecure_http_serves_plain_http_for_a_tls_terminating_balancer() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
+    terminate(&mut child);
+}
+
+/// Runs `sgt ARGS` with the connection settings in `env`; returns (success, stdout, stderr).
+fn sgt(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = Command::new(SGT)
+        .args(args)
+        .env_remove("SGT_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_cli_drives_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut child, _, url, _rest) = start(&data);
+    let ca = data.join("tls/ca.pem");
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let base = format!("https://localhost:{port}");
+    let ca_text = ca.to_str().unwrap().to_owned();
+    let conn = [
+        ("SGT_URL", base.as_str()),
+        ("SGT_CA_CERT", ca_text.as_str()),
+    ];
+
+    let password_file = data.join("admin_password");
+    let (ok, token, err) = sgt(
+        &["login", "--password-file", password_file.to_str().unwrap()],
+        &conn,
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_owned();
+    let authed: Vec<(&str, &str)> = conn
+        .iter()
+        .copied()
+        .chain([("SGT_TOKEN", token.as_str())])
+        .collect();
+
+    let (ok, _, err) = sgt(&["env", "create", "prod"], &authed);
+    assert!(ok, "{err}");
+    let (ok, secret, err) = sgt(&["secret", "create", "prod"], &authed);
+    assert!(ok, "{err}");
+    let secret = secret.trim().to_owned();
+    assert_eq!(secret.len(), 64);
+
+    // An agent in prod, answering whatever live query it is handed.
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let enrolled: serde_json::Value = client
+        .post(format!("{base}/api/v1/osquery/enroll"))
+        .json(&serde_json::json!({"enroll_secret": secret, "host_identifier": "prod-web-1", "platform_type": "9", "host_details": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let node_key = enrolled["node_key"].as_str().unwrap().to_owned();
+    let agent = tokio::spawn({
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            for _ in 0..200 {
+                let read: serde_json::Value = client
+                    .post(format!("{base}/api/v1/osquery/distributed/read"))
+                    .json(&serde_json::json!({"node_key": node_key}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if let Some((id, _)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
+                    let answer = serde_json::json!({"node_key": node_key, "queries": {id: [{"version": "5.23.1"}]}, "statuses": {id: 0}});
+                    client
+                        .post(format!("{base}/api/v1/osquery/distributed/write"))
+                        .json(&answer)
+                        .send()
+                        .await
+                        .unwrap();
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the agent never got the query");
+        }
+    });
+    let run = tokio::task::spawn_blocking({
+        let authed: Vec<(String, String)> = authed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move || {
+            let env: Vec<(&str, &str)> = authed
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            sgt(
+                &[
+                    "query",
+                    "run",
+                    "SELECT version FROM osquery_info;",
+                    "--env",
+                    "prod",
+                    "--wait",
+                    "20s",
+                    "--json",
+                ],
+                &env,
+            )
+        }
+    });
+    let (ok, out, err) = run.await.unwrap();
+    agent.await.unwrap();
+    assert!(ok, "{err}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(answer["results"][0]["host_identifier"], "prod-web-1");
+    assert_eq!(answer["results"][0]["rows"][0]["version"], "5.23.1");
+    assert_eq!(answer["query"]["succeeded"], 1);
+
+    // The table output names the host and the column.
+    let query_id = answer["query"]["id"].as_str().unwrap();
+    let (ok, table, _) = sgt(&["query", "results", query_id], &authed);
+    assert!(ok);
+    assert!(
+        table.contains("prod-web-1") && table.contains("VERSION") && table.contains("5.23.1"),
+        "{table}"
+    );
+
+    // Config as code: create, update, then nothing to do.
+    let file = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &file,
+        "environments:\n  prod:\n    config:\n      schedule:\n        uptime: {query: \"SELECT * FROM uptime;\", interval: 300}\n  lab: {}\n",
+    )
+    .unwrap();
+    let (ok, out, err) = sgt(&["apply", "-f", file.to_str().unwrap()], &authed);
+    assert!(ok, "{err}");
+    assert_eq!(out, "lab: created\nprod: config updated\n");
+    let (ok, out, _) = sgt(&["apply", "-f", file.to_str().unwrap()], &authed);
+    assert!(ok);
+    assert_eq!(out, "lab: unchanged\nprod: unchanged\n");
+    std::fs::write(&file, "environments:\n  prod:\n    confg: {}\n").unwrap();
+    let (ok, _, err) = sgt(&["apply", "-f", file.to_str().unwrap()], &authed);
+    assert!(!ok && err.contains("unknown key"), "{err}");
+
+    // A viewer is refused writes with a clear message and a failing exit code.
+    let with_password: Vec<(&str, &str)> = authed
+        .iter()
+        .copied()
+        .chain([("SGT_PASSWORD", "viewer-password-1")])
+        .collect();
+    let (ok, _, err) = sgt(
+        &["user", "create", "vic", "--role", "viewer"],
+        &with_password,
+    );
+    assert!(ok, "{err}");
+    let viewer_conn: Vec<(&str, &str)> = conn
+        .iter()
+        .copied()
+        .chain([("SGT_PASSWORD", "viewer-password-1")])
+        .collect();
+    let (ok, viewer_token, err) = sgt(&["login", "--username", "vic"], &viewer_conn);
+    assert!(ok, "{err}");
+    let viewer: Vec<(&str, &str)> = conn
+        .iter()
+        .copied()
+        .chain([("SGT_TOKEN", viewer_token.trim())])
+        .collect();
+    let (ok, out, _) = sgt(&["env", "list"], &viewer);
+    assert!(ok && out.contains("prod"));
+    let (ok, _, err) = sgt(&["env", "create", "nope"], &viewer);
+    assert!(!ok);
+    assert!(
+        err.starts_with("error: ") && err.contains("HTTP 403"),
+        "{err}"
+    );
     terminate(&mut child);
 }

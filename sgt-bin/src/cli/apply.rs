@@ -1,0 +1,121 @@
+//! `sgt apply -f FILE`: config as code. For every environment in the file: create it if
+//! missing, then make its config (with the file's packs merged in as `packs`) match the file.
+//! Environments not in the file are left alone.
+
+use anyhow::{bail, Context};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::client::ApiClient;
+use super::seg;
+
+/// The desired config of one environment as the file describes it.
+fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
+    let spec = spec
+        .as_object()
+        .with_context(|| format!("environments.{name} must be a mapping"))?;
+    for key in spec.keys() {
+        if key != "config" && key != "packs" {
+            bail!("environments.{name}.{key}: unknown key (known: config, packs)");
+        }
+    }
+    let mut config = match spec.get("config") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(config)) => config.clone(),
+        Some(_) => bail!("environments.{name}.config must be a mapping"),
+    };
+    match spec.get("packs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(packs)) => {
+            if config.contains_key("packs") {
+                bail!("environments.{name}: give packs either under config or beside it, not both");
+            }
+            config.insert("packs".into(), Value::Object(packs.clone()));
+        }
+        Some(_) => bail!("environments.{name}.packs must be a mapping"),
+    }
+    Ok(Value::Object(config))
+}
+
+/// Applies `document`; prints one line per environment saying what changed.
+///
+/// # Errors
+/// A malformed document (nothing is changed then), or the server's refusal.
+pub(super) async fn apply(api: &ApiClient, document: &Value, dry_run: bool) -> anyhow::Result<()> {
+    let environments = document
+        .get("environments")
+        .and_then(Value::as_object)
+        .context("the file must have an `environments` mapping")?;
+    // Check the whole file before changing anything.
+    let mut plan = Vec::new();
+    for (name, spec) in environments {
+        plan.push((name.clone(), desired_config(name, spec)?));
+    }
+    let existing: Vec<String> = api
+        .get("/api/v1/environments")
+        .await?
+        .as_array()
+        .map(|envs| {
+            envs.iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (name, config) in plan {
+        let would = if dry_run { "would be " } else { "" };
+        if !existing.contains(&name) {
+            if !dry_run {
+                api.call(
+                    Method::POST,
+                    "/api/v1/environments",
+                    Some(&json!({"name": name, "config": config})),
+                )
+                .await?;
+            }
+            println!("{name}: {would}created");
+            continue;
+        }
+        let current = api
+            .get(&format!("/api/v1/environments/{}/config", seg(&name)))
+            .await?;
+        if current == config {
+            println!("{name}: unchanged");
+            continue;
+        }
+        if !dry_run {
+            api.call(
+                Method::PUT,
+                &format!("/api/v1/environments/{}/config", seg(&name)),
+                Some(&config),
+            )
+            .await?;
+        }
+        println!("{name}: config {would}updated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::desired_config;
+    use serde_json::json;
+
+    #[test]
+    fn packs_merge_into_the_config_and_mistakes_are_named() {
+        let config = desired_config(
+            "prod",
+            &json!({"config": {"options": {"a": 1}}, "packs": {"p": {"queries": {}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            config,
+            json!({"options": {"a": 1}, "packs": {"p": {"queries": {}}}})
+        );
+        assert!(desired_config("prod", &json!({"confg": {}}))
+            .unwrap_err()
+            .to_string()
+            .contains("unknown key"));
+        assert!(desired_config("prod", &json!({"config": {"packs": {}}, "packs": {}})).is_err());
+        assert!(desired_config("prod", &json!([])).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Printing answers: human-readable tables, or JSON with `--json`.
+
+use comfy_table::{presets, ContentArrangement, Table};
+use serde_json::Value;
+
+/// A cell's text: strings bare, null empty, times as given, the rest as JSON.
+pub(super) fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints `items` as a table of `columns` (JSON keys), headed by their names.
+pub(super) fn table(items: &[Value], columns: &[&str]) {
+    let mut table = Table::new();
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(columns.iter().map(|c| c.to_uppercase()));
+    for item in items {
+        table.add_row(columns.iter().map(|c| cell(&item[*c])));
+    }
+    println!("{table}");
+}
+
+/// Prints a JSON value, pretty.
+pub(super) fn json(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+/// Prints one object as `key: value` lines.
+pub(super) fn fields(value: &Value) {
+    if let Some(object) = value.as_object() {
+        let width = object.keys().map(String::len).max().unwrap_or(0);
+        for (key, v) in object {
+            println!("{key:width$}  {}", cell(v));
+        }
+    } else {
+        json(value);
+    }
+}
+
+/// Prints query results: one line per row, the host first, then every column seen.
+pub(super) fn results(results: &[Value]) {
+    let mut columns: Vec<String> = Vec::new();
+    for result in results {
+        for row in result["rows"].as_array().into_iter().flatten() {
+            for key in row.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !columns.contains(key) {
+                    columns.push(key.clone());
+                }
+            }
+        }
+    }
+    let mut table = Table::new();
+    let mut header = vec!["HOST".to_owned()];
+    header.extend(columns.iter().map(|c| c.to_uppercase()));
+    table
+        .load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header);
+    for result in results {
+        let host = cell(&result["host_identifier"]);
+        if result["status"] != 0 {
+            table.add_row(vec![host, format!("error: {}", cell(&result["message"]))]);
+            continue;
+        }
+        for row in result["rows"].as_array().into_iter().flatten() {
+            let mut line = vec![host.clone()];
+            line.extend(columns.iter().map(|c| cell(&row[c])));
+            table.add_row(line);
+        }
+    }
+    println!("{table}");
+}
