@@ -99,6 +99,7 @@ async fn first_start_creates_everything_and_restart_reuses_it() {
         "created SQLite database",
         "created environment \"default\"",
         "created enroll secret",
+        "created user \"admin\"",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -108,6 +109,7 @@ async fn first_start_creates_everything_and_restart_reuses_it() {
         "tls/key.pem",
         "tls/ca.pem",
         "enroll_secret",
+        "admin_password",
     ] {
         assert!(data.join(file).exists(), "{file} missing");
     }
@@ -122,6 +124,7 @@ async fn first_start_creates_everything_and_restart_reuses_it() {
                 & 0o777
         };
         assert_eq!(mode("enroll_secret"), 0o600);
+        assert_eq!(mode("admin_password"), 0o600);
         assert_eq!(mode("tls/key.pem"), 0o600);
         assert_eq!(
             std::fs::metadata(&data).unwrap().permissions().mode() & 0o777,
@@ -129,6 +132,7 @@ async fn first_start_creates_everything_and_restart_reuses_it() {
         );
     }
     let secret = std::fs::read_to_string(data.join("enroll_secret")).unwrap();
+    let admin_password = std::fs::read_to_string(data.join("admin_password")).unwrap();
     let cert = std::fs::read(data.join("tls/cert.pem")).unwrap();
     assert_eq!(
         healthz(&url, &data.join("tls/ca.pem")).await,
@@ -146,6 +150,10 @@ async fn first_start_creates_everything_and_restart_reuses_it() {
     assert_eq!(
         std::fs::read_to_string(data.join("enroll_secret")).unwrap(),
         secret
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("admin_password")).unwrap(),
+        admin_password
     );
     assert_eq!(std::fs::read(data.join("tls/cert.pem")).unwrap(), cert);
     assert_eq!(
