@@ -3,7 +3,9 @@
 //! Each case is a plain `pub async fn` taking the backend as `&dyn Trait`, asserting error
 //! kinds rather than messages. The `*_conformance_tests!` macros expand every case of a trait
 //! into one named `#[tokio::test]`, given an expression that builds a fresh backend, so a
-//! backend crate runs the whole suite with one line per trait and no list can drift.
+//! backend crate runs the whole suite with one line per trait and no list can drift. With
+//! `skip_unless = GUARD`, each test first evaluates `GUARD` and returns early when it is false
+//! (for suites that need an external service; the guard decides whether to skip or fail).
 
 pub mod blobs;
 pub mod doubles;
@@ -12,15 +14,19 @@ pub mod secrets;
 pub mod store;
 
 /// Expands `cases` into one `#[tokio::test]` each, calling `$module::$case(&*backend)` on a
-/// backend built by `$make` (an async expression evaluated afresh for every test).
+/// backend built by `$make` (an async expression evaluated afresh for every test), when
+/// `$guard` (evaluated first) is true.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! conformance_cases {
-    ($make:expr, $module:path, [$($case:ident),* $(,)?]) => {
+    ($make:expr, $guard:expr, $module:path, [$($case:ident),* $(,)?]) => {
         $(
             #[::tokio::test]
             async fn $case() {
                 use $module as suite;
+                if !$guard {
+                    return;
+                }
                 let backend = $make.await;
                 suite::$case(&*backend).await;
             }
@@ -35,6 +41,42 @@ macro_rules! store_conformance_tests {
     ($make:expr) => {
         $crate::conformance_cases!(
             $make,
+            true,
+            $crate::testkit::store,
+            [
+                enroll_creates_a_node,
+                enroll_same_identity_rekeys,
+                enroll_other_identity_creates_another_node,
+                unknown_key_and_id_are_not_found,
+                list_nodes_pages_and_filters,
+                delete_node_revokes_its_key,
+                last_seen_moves_forward_only,
+                environments_round_trip,
+                environment_config_is_replaced_whole,
+                pending_queries_are_delivered_once,
+                expired_queries_are_not_delivered,
+                query_results_are_idempotent,
+                results_for_untargeted_nodes_are_refused,
+                duplicate_query_is_refused,
+                carve_blocks_are_counted_once,
+                carve_finish_and_list,
+                broad_queries_reach_nodes_enrolled_later,
+                targets_filter_by_environment_and_platform,
+                cancelled_queries_are_not_delivered,
+                list_queries_pages_newest_first,
+                query_results_page_by_node,
+                list_nodes_filters,
+                users_round_trip,
+                tokens_round_trip,
+                audit_log_pages_newest_first,
+                secret_usage_is_counted,
+            ]
+        );
+    };
+    ($make:expr, skip_unless = $guard:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $guard,
             $crate::testkit::store,
             [
                 enroll_creates_a_node,
@@ -74,6 +116,19 @@ macro_rules! secret_store_conformance_tests {
     ($make:expr) => {
         $crate::conformance_cases!(
             $make,
+            true,
+            $crate::testkit::secrets,
+            [
+                secrets_add_list_revoke,
+                several_secrets_per_environment,
+                duplicate_secret_id_is_refused,
+            ]
+        );
+    };
+    ($make:expr, skip_unless = $guard:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $guard,
             $crate::testkit::secrets,
             [
                 secrets_add_list_revoke,
@@ -90,6 +145,20 @@ macro_rules! log_sink_conformance_tests {
     ($make:expr) => {
         $crate::conformance_cases!(
             $make,
+            true,
+            $crate::testkit::log_sink,
+            [
+                appended_lines_are_readable,
+                empty_batch_is_accepted,
+                batches_keep_their_order,
+                concurrent_appends_lose_nothing,
+            ]
+        );
+    };
+    ($make:expr, skip_unless = $guard:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $guard,
             $crate::testkit::log_sink,
             [
                 appended_lines_are_readable,
@@ -107,6 +176,23 @@ macro_rules! blob_store_conformance_tests {
     ($make:expr) => {
         $crate::conformance_cases!(
             $make,
+            true,
+            $crate::testkit::blobs,
+            [
+                put_get_round_trip,
+                put_replaces_whole,
+                missing_blob_is_not_found,
+                delete_is_idempotent,
+                concat_joins_in_order,
+                concat_with_missing_part_is_not_found,
+                read_range_reads_pieces,
+            ]
+        );
+    };
+    ($make:expr, skip_unless = $guard:expr) => {
+        $crate::conformance_cases!(
+            $make,
+            $guard,
             $crate::testkit::blobs,
             [
                 put_get_round_trip,

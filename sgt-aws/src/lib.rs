@@ -1,0 +1,21 @@
+//! sgt-aws: sgt's backends on AWS managed services.
+//!
+//! - [`S3BlobStore`]: carve blocks and archives in S3 (archives assembled by multipart upload).
+//! - [`SsmSecrets`]: enroll secrets as SecureString parameters, read at start and refreshed on
+//!   a timer, never per request.
+//! - [`FirehoseSink`]: log lines through Kinesis Data Firehose, in AWS-sized batches, retried
+//!   record by record, acknowledged only when every record was accepted.
+//!
+//! [`aws_config_for`] builds the one `SdkConfig` they share; all AWS error classification is
+//! in one private module.
+
+mod blobs;
+mod config;
+mod errors;
+mod firehose;
+mod secrets;
+
+pub use blobs::S3BlobStore;
+pub use config::{aws_config_for, s3_client, AwsSettings};
+pub use firehose::FirehoseSink;
+pub use secrets::SsmSecrets;
