@@ -193,6 +193,45 @@ impl TestServer {
         (status, value)
     }
 
+    /// The one node enrolled so far.
+    pub async fn only_node(&self) -> sgt_core::store::Node {
+        let nodes = self
+            .backends()
+            .store
+            .list_nodes(&Default::default())
+            .await
+            .unwrap();
+        assert_eq!(nodes.len(), 1, "expected exactly one node");
+        nodes.into_iter().next().unwrap()
+    }
+
+    /// Stores live query `id` with `sql` for `node`, straight through the store.
+    pub async fn create_query_for(
+        &self,
+        node: &sgt_core::types::NodeId,
+        id: &str,
+        sql: &str,
+    ) -> sgt_core::types::QueryId {
+        let id = sgt_core::types::QueryId::parse(id).unwrap();
+        self.backends()
+            .store
+            .create_query(&sgt_core::store::NewQuery {
+                id: id.clone(),
+                sql: sql.into(),
+                targets: sgt_core::store::QueryTargets {
+                    node_ids: vec![node.clone()],
+                    ..Default::default()
+                },
+                node_ids: vec![node.clone()],
+                created_by: "test".into(),
+                created_at: sgt_core::types::now_unix(),
+                expires_at: None,
+            })
+            .await
+            .unwrap();
+        id
+    }
+
     /// A session token for user `admin`, whose password the first start wrote to a file.
     pub async fn admin_token(&self) -> String {
         let password = std::fs::read_to_string(self.data_dir().join("admin_password")).unwrap();

@@ -7,8 +7,8 @@ use sgt_core::agent::carve_archive_key;
 use sgt_core::blobs::BlobKey;
 use sgt_core::http::paths;
 use sgt_core::log_sink::LogType;
-use sgt_core::store::{CarveStatus, DeliveryState, NewQuery};
-use sgt_core::types::{now_unix, CarveSessionId, NodeKey, QueryId};
+use sgt_core::store::{CarveStatus, DeliveryState};
+use sgt_core::types::{now_unix, CarveSessionId, NodeKey};
 use sgt_tests::{distinct_bytes, sha256_hex, Agent, TestServer};
 
 fn result_lines(host: &str) -> Vec<Value> {
@@ -145,24 +145,9 @@ async fn an_agent_lives_its_whole_life_over_tls() {
     // A live query: delivered once, answered, stored.
     let (_, nothing) = agent.distributed_read().await;
     assert_eq!(nothing, json!({"queries": {}}));
-    let query_id = QueryId::parse("q-1").unwrap();
-    server
-        .backends()
-        .store
-        .create_query(&NewQuery {
-            id: query_id.clone(),
-            sql: "SELECT version FROM osquery_info;".into(),
-            targets: sgt_core::store::QueryTargets {
-                node_ids: vec![node.id.clone()],
-                ..Default::default()
-            },
-            node_ids: vec![node.id.clone()],
-            created_by: "test".into(),
-            created_at: now_unix(),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
+    let query_id = server
+        .create_query_for(&node.id, "q-1", "SELECT version FROM osquery_info;")
+        .await;
     let (_, work) = agent.distributed_read().await;
     assert_eq!(
         work,

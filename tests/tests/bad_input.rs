@@ -5,8 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sgt_core::http::paths;
 use sgt_core::log_sink::LogType;
-use sgt_core::store::NewQuery;
-use sgt_core::types::{now_unix, CarveSessionId, QueryId};
+use sgt_core::types::{CarveSessionId, QueryId};
 use sgt_tests::{gzip, Agent, TestServer};
 
 /// What must not change when a request is refused.
@@ -73,31 +72,10 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
     let mut agent = Agent::new(&server, "victim");
     agent.enroll().await;
     let key = agent.node_key.clone();
-    let node = server
-        .backends()
-        .store
-        .list_nodes(&Default::default())
-        .await
-        .unwrap()[0]
-        .clone();
-    let query = QueryId::parse("q-hostile").unwrap();
-    server
-        .backends()
-        .store
-        .create_query(&NewQuery {
-            id: query.clone(),
-            sql: "SELECT 1;".into(),
-            targets: sgt_core::store::QueryTargets {
-                node_ids: vec![node.id.clone()],
-                ..Default::default()
-            },
-            node_ids: vec![node.id.clone()],
-            created_by: "test".into(),
-            created_at: now_unix(),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
+    let node = server.only_node().await;
+    let query = server
+        .create_query_for(&node.id, "q-hostile", "SELECT 1;")
+        .await;
     let (_, started) = agent
         .call(
             paths::CARVE_START,
@@ -537,31 +515,10 @@ async fn invalid_utf8_in_result_rows_is_stored_replaced() {
     let server = TestServer::start().await;
     let mut agent = Agent::new(&server, "h");
     agent.enroll().await;
-    let node = server
-        .backends()
-        .store
-        .list_nodes(&Default::default())
-        .await
-        .unwrap()[0]
-        .clone();
-    let query = QueryId::parse("q-utf8").unwrap();
-    server
-        .backends()
-        .store
-        .create_query(&NewQuery {
-            id: query.clone(),
-            sql: "SELECT path FROM file;".into(),
-            targets: sgt_core::store::QueryTargets {
-                node_ids: vec![node.id.clone()],
-                ..Default::default()
-            },
-            node_ids: vec![node.id.clone()],
-            created_by: "test".into(),
-            created_at: now_unix(),
-            expires_at: None,
-        })
-        .await
-        .unwrap();
+    let node = server.only_node().await;
+    let query = server
+        .create_query_for(&node.id, "q-utf8", "SELECT path FROM file;")
+        .await;
     // osquery does not escape distributed rows: raw invalid bytes reach the server.
     let mut body = format!(
         r#"{{"node_key":"{}","queries":{{"q-utf8":[{{"path":"/tmp/caf"#,
