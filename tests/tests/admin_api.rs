@@ -180,14 +180,7 @@ async fn roles_are_enforced_on_every_route() {
     let operator = create_user(&server, &admin, "otto", "operator").await;
     let mut agent = Agent::new(&server, "h1");
     agent.enroll().await;
-    let node_id = server
-        .backends()
-        .store
-        .list_nodes(&Default::default())
-        .await
-        .unwrap()[0]
-        .id
-        .to_string();
+    let node_id = server.only_node().await.id.to_string();
 
     let writes: Vec<(Method, String, Option<Value>)> = vec![
         (
@@ -579,14 +572,7 @@ async fn a_carve_is_requested_followed_and_downloaded() {
     let admin = server.admin_token().await;
     let mut agent = Agent::new(&server, "suspect");
     agent.enroll().await;
-    let node_id = server
-        .backends()
-        .store
-        .list_nodes(&Default::default())
-        .await
-        .unwrap()[0]
-        .id
-        .to_string();
+    let node_id = server.only_node().await.id.to_string();
     let (status, query) = server
         .admin(
             POST,
