@@ -32,6 +32,7 @@ impl LogSink for DiscardingSink {
             max_batch_records: 100_000,
             max_batch_bytes: 256 << 20,
             max_record_bytes: 64 << 20,
+            preserves_order: true,
         }
     }
 }

@@ -35,6 +35,11 @@ impl S3BlobStore {
         }
     }
 
+    /// A store built from the process's one SDK configuration.
+    pub fn from_config(config: &aws_config::SdkConfig, bucket: &str, prefix: &str) -> Self {
+        Self::new(crate::s3_client(config), bucket, prefix)
+    }
+
     fn key(&self, key: &BlobKey) -> String {
         if self.prefix.is_empty() {
             key.as_str().to_owned()

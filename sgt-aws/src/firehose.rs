@@ -36,6 +36,11 @@ impl FirehoseSink {
         }
     }
 
+    /// A sink built from the process's one SDK configuration.
+    pub fn from_config(config: &aws_config::SdkConfig, stream: &str) -> Self {
+        Self::new(aws_sdk_firehose::Client::new(config), stream)
+    }
+
     /// Sends one chunk, resending the records Firehose refused, until all are accepted.
     async fn put_chunk(&self, mut records: Vec<Vec<u8>>) -> Result<()> {
         let mut wait = Duration::from_millis(100);
@@ -125,6 +130,7 @@ impl LogSink for FirehoseSink {
             max_batch_bytes: MAX_BATCH_BYTES,
             // The record wraps the line with node and environment fields.
             max_record_bytes: MAX_RECORD_BYTES - 1024,
+            preserves_order: false,
         }
     }
 }

@@ -13,8 +13,10 @@ mod blobs;
 mod config;
 mod errors;
 mod firehose;
+pub mod provision;
 mod secrets;
 
+pub use aws_config::SdkConfig;
 pub use blobs::S3BlobStore;
 pub use config::{aws_config_for, s3_client, AwsSettings};
 pub use firehose::FirehoseSink;

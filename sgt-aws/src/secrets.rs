@@ -68,6 +68,18 @@ impl SsmSecrets {
         Ok(secrets)
     }
 
+    /// [`SsmSecrets::open`] with a client built from the process's one SDK configuration.
+    ///
+    /// # Errors
+    /// The first read's failure.
+    pub async fn open_with(
+        config: &aws_config::SdkConfig,
+        prefix: &str,
+        refresh: Duration,
+    ) -> Result<Arc<SsmSecrets>> {
+        Self::open(aws_sdk_ssm::Client::new(config), prefix, refresh).await
+    }
+
     /// Reads every secret from SSM into the cache.
     ///
     /// # Errors

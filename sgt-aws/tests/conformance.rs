@@ -41,12 +41,15 @@ async fn sdk() -> SdkConfig {
 
 async fn new_bucket(config: &SdkConfig) -> String {
     let bucket = format!("sgt-test-{}", random_hex(6));
-    s3_client(config)
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
+    assert!(sgt_aws::provision::ensure_bucket(config, &bucket)
         .await
-        .expect("bucket created");
+        .unwrap());
+    assert!(
+        !sgt_aws::provision::ensure_bucket(config, &bucket)
+            .await
+            .unwrap(),
+        "idempotent"
+    );
     bucket
 }
 
@@ -188,29 +191,20 @@ impl SinkUnderTest for FirehoseUnderTest {
 
 mod firehose_sink {
     use super::*;
-    use aws_sdk_firehose::types::{DeliveryStreamType, ExtendedS3DestinationConfiguration};
 
     async fn make() -> Arc<FirehoseUnderTest> {
         let config = sdk().await;
         let bucket = new_bucket(&config).await;
         let stream = format!("sgt-test-{}", random_hex(6));
-        let firehose = aws_sdk_firehose::Client::new(&config);
-        firehose
-            .create_delivery_stream()
-            .delivery_stream_name(&stream)
-            .delivery_stream_type(DeliveryStreamType::DirectPut)
-            .extended_s3_destination_configuration(
-                ExtendedS3DestinationConfiguration::builder()
-                    .role_arn("arn:aws:iam::123456789012:role/sgt-firehose")
-                    .bucket_arn(format!("arn:aws:s3:::{bucket}"))
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("delivery stream created");
+        let role = "arn:aws:iam::123456789012:role/sgt-firehose";
+        let provision = sgt_aws::provision::ensure_delivery_stream;
+        assert!(provision(&config, &stream, &bucket, role).await.unwrap());
+        assert!(
+            !provision(&config, &stream, &bucket, role).await.unwrap(),
+            "idempotent"
+        );
         Arc::new(FirehoseUnderTest {
-            sink: FirehoseSink::new(firehose, stream),
+            sink: FirehoseSink::from_config(&config, &stream),
             s3: s3_client(&config),
             bucket,
         })

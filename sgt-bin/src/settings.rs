@@ -32,6 +32,13 @@ pub enum SecretsSetting {
         /// The secrets file.
         path: PathBuf,
     },
+    /// SSM Parameter Store under a path prefix (`ssm:///sgt/prod`), refreshed on a timer.
+    Ssm {
+        /// The parameter path prefix.
+        prefix: String,
+        /// How often every instance re-reads the secrets.
+        refresh: std::time::Duration,
+    },
 }
 
 /// Where log lines go.
@@ -44,6 +51,11 @@ pub enum LogSinkSetting {
         /// Rotation size in bytes.
         rotate_bytes: u64,
     },
+    /// A Kinesis Data Firehose delivery stream (`firehose://STREAM`).
+    Firehose {
+        /// The delivery stream's name.
+        stream: String,
+    },
 }
 
 /// Where carve blobs live.
@@ -54,6 +66,24 @@ pub enum BlobsSetting {
         /// The directory.
         path: PathBuf,
     },
+    /// An S3 bucket, keys under a prefix (`s3://BUCKET/PREFIX`).
+    S3 {
+        /// The bucket.
+        bucket: String,
+        /// The key prefix (may be empty).
+        prefix: String,
+    },
+}
+
+/// Where AWS is, for the AWS backends (`[aws]` in the file); unset values come from the
+/// standard AWS environment (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credentials chain).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsSetting {
+    /// An explicit endpoint, e.g. an emulator's.
+    pub endpoint_url: Option<String>,
+    /// The region.
+    pub region: Option<String>,
 }
 
 /// The server's TLS material.
@@ -89,6 +119,17 @@ pub struct Settings {
     pub log_sink: LogSinkSetting,
     /// The blob backend.
     pub blobs: BlobsSetting,
+    /// AWS endpoint and region, for the AWS backends.
+    pub aws: AwsSetting,
+}
+
+impl Settings {
+    /// True when any backend is an AWS one.
+    pub fn uses_aws(&self) -> bool {
+        matches!(self.secrets, SecretsSetting::Ssm { .. })
+            || matches!(self.log_sink, LogSinkSetting::Firehose { .. })
+            || matches!(self.blobs, BlobsSetting::S3 { .. })
+    }
 }
 
 /// Values from flags or environment variables; `None` where neither was given.
@@ -121,6 +162,7 @@ struct FileSettings {
     secrets: Option<BackendSpec>,
     log_sink: Option<BackendSpec>,
     blobs: Option<BackendSpec>,
+    aws: Option<AwsSetting>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -138,28 +180,41 @@ struct BackendTable {
     kind: String,
     path: Option<PathBuf>,
     rotate_bytes: Option<u64>,
+    refresh_seconds: Option<u64>,
 }
 
 impl BackendSpec {
-    /// (scheme, path, rotate_bytes)
-    fn parts(&self, what: &str) -> anyhow::Result<(String, Option<PathBuf>, Option<u64>)> {
+    /// (scheme, path, rotate_bytes, refresh_seconds)
+    fn parts(&self, what: &str) -> anyhow::Result<BackendParts> {
         match self {
             BackendSpec::Url(url) => {
                 let (scheme, rest) = url
                     .split_once("://")
                     .with_context(|| format!("{what}: {url:?} is not SCHEME://PATH"))?;
                 let path = (!rest.is_empty()).then(|| PathBuf::from(rest));
-                Ok((scheme.to_owned(), path, None))
+                Ok((scheme.to_owned(), path, None, None))
             }
-            BackendSpec::Table(t) => Ok((t.kind.clone(), t.path.clone(), t.rotate_bytes)),
+            BackendSpec::Table(t) => Ok((
+                t.kind.clone(),
+                t.path.clone(),
+                t.rotate_bytes,
+                t.refresh_seconds,
+            )),
         }
     }
 }
 
-fn aws_not_built(what: &str, kind: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what}: backend {kind:?} is not available: this sgt was built without the aws feature"
-    )
+type BackendParts = (String, Option<PathBuf>, Option<u64>, Option<u64>);
+
+/// The text of a path setting that names an AWS resource.
+fn aws_name(what: &str, path: Option<PathBuf>) -> anyhow::Result<String> {
+    let name = path
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name.trim_matches('/').is_empty() {
+        bail!("{what}: give the AWS resource, e.g. firehose://STREAM, s3://BUCKET/PREFIX, ssm:///PREFIX");
+    }
+    Ok(name)
 }
 
 impl Settings {
@@ -206,11 +261,13 @@ impl Settings {
             None => StorageSetting::Sqlite {
                 path: data_dir.join("sgt.db"),
             },
-            Some((kind, path, _)) => match kind.as_str() {
+            Some((kind, path, _, _)) => match kind.as_str() {
                 "sqlite" => StorageSetting::Sqlite {
                     path: path.unwrap_or_else(|| data_dir.join("sgt.db")),
                 },
-                "dynamodb" => return Err(aws_not_built("storage", &kind)),
+                "dynamodb" => bail!(
+                    "storage: the DynamoDB store does not exist yet; use sqlite (the AWS secrets, log sink and blobs can be combined with it)"
+                ),
                 _ => bail!("storage: unknown backend {kind:?} (known: sqlite)"),
             },
         };
@@ -223,12 +280,15 @@ impl Settings {
             None => SecretsSetting::File {
                 path: data_dir.join("enroll_secrets.json"),
             },
-            Some((kind, path, _)) => match kind.as_str() {
+            Some((kind, path, _, refresh)) => match kind.as_str() {
                 "file" => SecretsSetting::File {
                     path: path.unwrap_or_else(|| data_dir.join("enroll_secrets.json")),
                 },
-                "ssm" => return Err(aws_not_built("secrets", &kind)),
-                _ => bail!("secrets: unknown backend {kind:?} (known: file)"),
+                "ssm" => SecretsSetting::Ssm {
+                    prefix: aws_name("secrets", path)?,
+                    refresh: std::time::Duration::from_secs(refresh.unwrap_or(30).max(1)),
+                },
+                _ => bail!("secrets: unknown backend {kind:?} (known: file, ssm)"),
             },
         };
         let default_rotate = 256 * 1024 * 1024;
@@ -242,25 +302,37 @@ impl Settings {
                 dir: data_dir.join("logs"),
                 rotate_bytes: default_rotate,
             },
-            Some((kind, path, rotate)) => match kind.as_str() {
+            Some((kind, path, rotate, _)) => match kind.as_str() {
                 "file" => LogSinkSetting::File {
                     dir: path.unwrap_or_else(|| data_dir.join("logs")),
                     rotate_bytes: rotate.unwrap_or(default_rotate),
                 },
-                "firehose" => return Err(aws_not_built("log_sink", &kind)),
-                _ => bail!("log_sink: unknown backend {kind:?} (known: file)"),
+                "firehose" => LogSinkSetting::Firehose {
+                    stream: aws_name("log_sink", path)?.trim_matches('/').to_owned(),
+                },
+                _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
             },
         };
         let blobs = match file.blobs.as_ref().map(|s| s.parts("blobs")).transpose()? {
             None => BlobsSetting::Dir {
                 path: data_dir.join("blobs"),
             },
-            Some((kind, path, _)) => match kind.as_str() {
+            Some((kind, path, _, _)) => match kind.as_str() {
                 "file" | "dir" => BlobsSetting::Dir {
                     path: path.unwrap_or_else(|| data_dir.join("blobs")),
                 },
-                "s3" => return Err(aws_not_built("blobs", &kind)),
-                _ => bail!("blobs: unknown backend {kind:?} (known: file)"),
+                "s3" => {
+                    let name = aws_name("blobs", path)?;
+                    let (bucket, prefix) = name
+                        .trim_matches('/')
+                        .split_once('/')
+                        .unwrap_or((name.trim_matches('/'), ""));
+                    BlobsSetting::S3 {
+                        bucket: bucket.to_owned(),
+                        prefix: prefix.to_owned(),
+                    }
+                }
+                _ => bail!("blobs: unknown backend {kind:?} (known: file, s3)"),
             },
         };
         Ok(Settings {
@@ -271,6 +343,7 @@ impl Settings {
             secrets,
             log_sink,
             blobs,
+            aws: file.aws.unwrap_or_default(),
         })
     }
 
@@ -346,6 +419,61 @@ mod tests {
     }
 
     #[test]
+    fn aws_backends_parse_from_urls_and_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgt.toml");
+        std::fs::write(
+            &path,
+            "secrets = \"ssm:///sgt/prod\"\nlog_sink = \"firehose://sgt-prod-logs\"\nblobs = \"s3://sgt-carves/prod\"\n[aws]\nendpoint_url = \"http://127.0.0.1:5000\"\nregion = \"eu-west-1\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.secrets,
+            SecretsSetting::Ssm {
+                prefix: "/sgt/prod".into(),
+                refresh: std::time::Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            s.log_sink,
+            LogSinkSetting::Firehose {
+                stream: "sgt-prod-logs".into()
+            }
+        );
+        assert_eq!(
+            s.blobs,
+            BlobsSetting::S3 {
+                bucket: "sgt-carves".into(),
+                prefix: "prod".into()
+            }
+        );
+        assert_eq!(s.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(s.uses_aws());
+        std::fs::write(
+            &path,
+            "[secrets]\ntype = \"ssm\"\npath = \"/sgt/dev\"\nrefresh_seconds = 5\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&Overrides {
+            config_file: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            s.secrets,
+            SecretsSetting::Ssm {
+                prefix: "/sgt/dev".into(),
+                refresh: std::time::Duration::from_secs(5)
+            }
+        );
+    }
+
+    #[test]
     fn bad_settings_are_explained() {
         let bad_listen = Overrides {
             listen: Some("localhost".into()),
@@ -368,7 +496,18 @@ mod tests {
             ..Default::default()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("without the aws feature"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("DynamoDB store does not exist yet"),
+            "{err}"
+        );
+        std::fs::write(&path, "log_sink = \"firehose://\"\n").unwrap();
+        let err = Settings::resolve(&Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("firehose://STREAM"), "{err}");
         std::fs::write(&path, "listen_on = \"x\"\n").unwrap();
         let err = Settings::resolve(&Overrides {
             config_file: Some(path),

@@ -73,7 +73,8 @@ fn push_json_string(out: &mut String, value: &str) {
     out.push_str(&serde_json::to_string(value).unwrap_or_default());
 }
 
-/// What a sink can take in one [`LogSink::append`] call; callers split batches to fit.
+/// What a sink can take in one [`LogSink::append`] call (callers split batches to fit), and
+/// whether it keeps order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkLimits {
     /// Most records per call.
@@ -82,6 +83,9 @@ pub struct SinkLimits {
     pub max_batch_bytes: usize,
     /// Largest single record the sink stores whole.
     pub max_record_bytes: usize,
+    /// True when batches appended one after another are read back in that order. Delivery
+    /// streams (Firehose) do not promise it.
+    pub preserves_order: bool,
 }
 
 /// A destination for log lines.

@@ -264,6 +264,7 @@ impl LogSink for FileLogSink {
             max_batch_records: 100_000,
             max_batch_bytes: 256 * 1024 * 1024,
             max_record_bytes: 64 * 1024 * 1024,
+            preserves_order: true,
         }
     }
 }

@@ -44,8 +44,16 @@ fn client_trusting(ca_file: &std::path::Path) -> reqwest::Client {
 impl TestServer {
     /// `sgt serve` as a user runs it, in a fresh data directory, on a free loopback port.
     pub async fn start() -> TestServer {
+        Self::start_with_config("").await
+    }
+
+    /// `sgt serve` with a settings file holding `toml`.
+    pub async fn start_with_config(toml: &str) -> TestServer {
         let data_dir = TempDir::new().unwrap();
+        let config_file = data_dir.path().join("sgt.toml");
+        std::fs::write(&config_file, toml).unwrap();
         let settings = Settings::resolve(&Overrides {
+            config_file: Some(config_file),
             data_dir: Some(data_dir.path().join("sgt-data")),
             listen: Some("127.0.0.1:0".into()),
             ..Default::default()

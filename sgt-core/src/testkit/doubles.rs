@@ -54,6 +54,7 @@ impl LogSink for RecordingLogSink {
             max_batch_records: usize::MAX,
             max_batch_bytes: usize::MAX,
             max_record_bytes: usize::MAX,
+            preserves_order: true,
         }
     }
 }
