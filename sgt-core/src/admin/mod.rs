@@ -59,8 +59,10 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// A page of `items` out of a request for `limit`, whose cursor is `cursor_of(last)`.
+    /// A page of `items` out of a request for `limit` (0: the default page size, as the
+    /// stores read it), whose cursor is `cursor_of(last)`.
     pub fn new(items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+        let limit = page_limit((limit > 0).then_some(limit));
         let next_cursor = if items.len() == limit {
             items.last().map(cursor_of)
         } else {

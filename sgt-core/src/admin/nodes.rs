@@ -58,12 +58,11 @@ impl AdminService {
         mut filter: ListNodes,
     ) -> Result<Page<NodeView>> {
         caller.require(Role::Viewer)?;
-        let limit = filter.limit;
-        if let Some(search) = &filter.search {
-            if search.len() > 256 {
-                return Err(Error::invalid_input("search is longer than 256 bytes"));
-            }
+        if filter.search.as_ref().is_some_and(|s| s.len() > 256) {
+            return Err(Error::invalid_input("search is longer than 256 bytes"));
         }
+        // 0 means the default page size; the cursor logic needs the real one.
+        let limit = super::page_limit((filter.limit > 0).then_some(filter.limit));
         filter.limit = limit;
         let nodes = self.backends.store.list_nodes(&filter).await?;
         let items = nodes.into_iter().map(|n| NodeView::new(n, false)).collect();
