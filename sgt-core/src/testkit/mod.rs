@@ -39,39 +39,7 @@ macro_rules! conformance_cases {
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($make:expr) => {
-        $crate::conformance_cases!(
-            $make,
-            true,
-            $crate::testkit::store,
-            [
-                enroll_creates_a_node,
-                enroll_same_identity_rekeys,
-                enroll_other_identity_creates_another_node,
-                unknown_key_and_id_are_not_found,
-                list_nodes_pages_and_filters,
-                delete_node_revokes_its_key,
-                last_seen_moves_forward_only,
-                environments_round_trip,
-                environment_config_is_replaced_whole,
-                pending_queries_are_delivered_once,
-                expired_queries_are_not_delivered,
-                query_results_are_idempotent,
-                results_for_untargeted_nodes_are_refused,
-                duplicate_query_is_refused,
-                carve_blocks_are_counted_once,
-                carve_finish_and_list,
-                broad_queries_reach_nodes_enrolled_later,
-                targets_filter_by_environment_and_platform,
-                cancelled_queries_are_not_delivered,
-                list_queries_pages_newest_first,
-                query_results_page_by_node,
-                list_nodes_filters,
-                users_round_trip,
-                tokens_round_trip,
-                audit_log_pages_newest_first,
-                secret_usage_is_counted,
-            ]
-        );
+        $crate::store_conformance_tests!($make, skip_unless = true);
     };
     ($make:expr, skip_unless = $guard:expr) => {
         $crate::conformance_cases!(
@@ -114,16 +82,7 @@ macro_rules! store_conformance_tests {
 #[macro_export]
 macro_rules! secret_store_conformance_tests {
     ($make:expr) => {
-        $crate::conformance_cases!(
-            $make,
-            true,
-            $crate::testkit::secrets,
-            [
-                secrets_add_list_revoke,
-                several_secrets_per_environment,
-                duplicate_secret_id_is_refused,
-            ]
-        );
+        $crate::secret_store_conformance_tests!($make, skip_unless = true);
     };
     ($make:expr, skip_unless = $guard:expr) => {
         $crate::conformance_cases!(
@@ -143,17 +102,7 @@ macro_rules! secret_store_conformance_tests {
 #[macro_export]
 macro_rules! log_sink_conformance_tests {
     ($make:expr) => {
-        $crate::conformance_cases!(
-            $make,
-            true,
-            $crate::testkit::log_sink,
-            [
-                appended_lines_are_readable,
-                empty_batch_is_accepted,
-                batches_keep_their_order,
-                concurrent_appends_lose_nothing,
-            ]
-        );
+        $crate::log_sink_conformance_tests!($make, skip_unless = true);
     };
     ($make:expr, skip_unless = $guard:expr) => {
         $crate::conformance_cases!(
@@ -174,20 +123,7 @@ macro_rules! log_sink_conformance_tests {
 #[macro_export]
 macro_rules! blob_store_conformance_tests {
     ($make:expr) => {
-        $crate::conformance_cases!(
-            $make,
-            true,
-            $crate::testkit::blobs,
-            [
-                put_get_round_trip,
-                put_replaces_whole,
-                missing_blob_is_not_found,
-                delete_is_idempotent,
-                concat_joins_in_order,
-                concat_with_missing_part_is_not_found,
-                read_range_reads_pieces,
-            ]
-        );
+        $crate::blob_store_conformance_tests!($make, skip_unless = true);
     };
     ($make:expr, skip_unless = $guard:expr) => {
         $crate::conformance_cases!(
