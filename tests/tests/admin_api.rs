@@ -698,3 +698,31 @@ async fn the_openapi_document_matches_the_router() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn expired_tokens_are_refused_and_purged_at_the_next_login() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let store = &server.backends().store;
+    let username = sgt_core::types::Username::parse("admin").unwrap();
+    // Age every token of admin's: it is now past its expiry.
+    for mut token in store.list_tokens(Some(&username)).await.unwrap() {
+        store.delete_token(&token.id).await.unwrap();
+        token.expires_at = Some(sgt_core::types::now_unix() - 1);
+        store.create_token(&token).await.unwrap();
+    }
+    let (status, _) = server.admin(GET, "/api/v1/me", Some(&admin), None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an expired token is refused"
+    );
+    let fresh = server.admin_token().await;
+    let left = store.list_tokens(Some(&username)).await.unwrap();
+    assert_eq!(left.len(), 1, "only the new session remains: {left:?}");
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&fresh), None).await.0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}

@@ -113,7 +113,8 @@ impl From<ApiToken> for TokenView {
 }
 
 impl AdminService {
-    /// Checks a user name and password; returns a session token.
+    /// Checks a user name and password; returns a session token. The user's expired tokens
+    /// are deleted on the way.
     ///
     /// # Errors
     /// `Unauthorized` for an unknown user or a wrong password (the same answer for both).
@@ -141,6 +142,7 @@ impl AdminService {
             _ => return Err(refused()),
         };
         let now = now_unix();
+        self.purge_expired_tokens(&user.username, now).await;
         let token = format!("sgt_{}", random_hex(32));
         let expires_at = now + SESSION_SECONDS;
         self.backends
@@ -161,6 +163,26 @@ impl AdminService {
             username: user.username,
             role: user.role,
         })
+    }
+
+    /// Deletes `username`'s expired tokens, so sessions do not pile up. Failures are logged:
+    /// an expired token is refused whether or not it is deleted.
+    async fn purge_expired_tokens(&self, username: &Username, now: UnixSeconds) {
+        let tokens = match self.backends.store.list_tokens(Some(username)).await {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                tracing::warn!(error = %e, "expired tokens not purged");
+                return;
+            }
+        };
+        for token in tokens
+            .iter()
+            .filter(|t| t.expires_at.is_some_and(|e| e <= now))
+        {
+            if let Err(e) = self.backends.store.delete_token(&token.id).await {
+                tracing::warn!(error = %e, token_id = %token.id, "expired token not purged");
+            }
+        }
     }
 
     /// The caller a bearer token belongs to.
