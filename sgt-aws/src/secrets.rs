@@ -120,8 +120,12 @@ impl SsmSecrets {
             }
         }
         secrets.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        *self.cache.write().unwrap_or_else(|e| e.into_inner()) = secrets;
+        *self.cache_mut() = secrets;
         Ok(())
+    }
+
+    fn cache_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<EnrollSecret>> {
+        self.cache.write().unwrap_or_else(|e| e.into_inner())
     }
 
     fn parameter(&self, id: &str) -> Result<String> {
@@ -162,10 +166,7 @@ impl SecretStore for SsmSecrets {
             .send()
             .await
             .map_err(|e| classify(BACKEND, "enroll secret", e))?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(secret.clone());
+        self.cache_mut().push(secret.clone());
         Ok(())
     }
 
@@ -176,10 +177,7 @@ impl SecretStore for SsmSecrets {
             .send()
             .await
             .map_err(|e| classify(BACKEND, "enroll secret", e))?;
-        self.cache
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|s| s.id != id);
+        self.cache_mut().retain(|s| s.id != id);
         Ok(())
     }
 }

@@ -70,13 +70,17 @@ fn terminate(server: &mut Server) {
     assert!(exit.success(), "sgt exits cleanly on SIGTERM: {exit}");
 }
 
-async fn healthz(url: &str, ca: &Path) -> serde_json::Value {
-    let port = url.rsplit(':').next().unwrap();
-    let client = reqwest::Client::builder()
+/// An HTTPS client trusting the server's generated CA.
+fn client_trusting(ca: &Path) -> reqwest::Client {
+    reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap())
         .build()
-        .unwrap();
-    client
+        .unwrap()
+}
+
+async fn healthz(url: &str, ca: &Path) -> serde_json::Value {
+    let port = url.rsplit(':').next().unwrap();
+    client_trusting(ca)
         .get(format!("https://localhost:{port}/healthz"))
         .send()
         .await
@@ -268,10 +272,7 @@ async fn the_cli_drives_the_admin_api() {
     assert_eq!(secret.len(), 64);
 
     // An agent in prod, answering whatever live query it is handed.
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
-        .build()
-        .unwrap();
+    let client = client_trusting(&ca);
     let enrolled: serde_json::Value = client
         .post(format!("{base}/api/v1/osquery/enroll"))
         .json(&serde_json::json!({"enroll_secret": secret, "host_identifier": "prod-web-1", "platform_type": "9", "host_details": {}}))

@@ -47,7 +47,18 @@ impl LogBatch {
     /// `{"node_id":…,"environment":…,"log_type":…,"received_at":…,"line":{…the line…}}`,
     /// compact, without a trailing newline.
     pub fn record(&self, line: &RawValue) -> String {
-        let mut out = String::with_capacity(line.get().len() + 128);
+        Self::wrap(&self.record_prefix(), line)
+    }
+
+    /// Every line as a [`LogBatch::record`]; the part shared by all lines is built once.
+    pub fn records(&self) -> impl Iterator<Item = String> + '_ {
+        let prefix = self.record_prefix();
+        self.lines.iter().map(move |l| Self::wrap(&prefix, l))
+    }
+
+    /// Everything of a record before the line itself.
+    fn record_prefix(&self) -> String {
+        let mut out = String::with_capacity(128);
         out.push_str("{\"node_id\":");
         push_json_string(&mut out, self.node_id.as_str());
         out.push_str(",\"environment\":");
@@ -57,14 +68,15 @@ impl LogBatch {
         out.push_str("\",\"received_at\":");
         out.push_str(&self.received_at.to_string());
         out.push_str(",\"line\":");
-        out.push_str(line.get());
-        out.push('}');
         out
     }
 
-    /// Every line as a [`LogBatch::record`].
-    pub fn records(&self) -> impl Iterator<Item = String> + '_ {
-        self.lines.iter().map(|l| self.record(l))
+    fn wrap(prefix: &str, line: &RawValue) -> String {
+        let mut out = String::with_capacity(prefix.len() + line.get().len() + 1);
+        out.push_str(prefix);
+        out.push_str(line.get());
+        out.push('}');
+        out
     }
 }
 

@@ -10,17 +10,27 @@ use sgt_core::testkit::doubles::{FaultyLogSink, FaultyStore, MemoryBlobStore, Re
 use sgt_local::{FileSecrets, SqliteStore};
 use sgt_tests::{Agent, TestServer};
 
-#[tokio::test]
-async fn a_failing_sink_gets_an_error_and_the_resend_is_stored_once() {
+/// The agent API over TLS on `store` and `sink`, with file secrets in a temporary directory
+/// (kept alive by the returned guard) and in-memory blobs.
+async fn serve_on(
+    store: Arc<dyn sgt_core::store::Store>,
+    sink: Arc<dyn sgt_core::log_sink::LogSink>,
+) -> (TestServer, tempfile::TempDir) {
     let secrets_dir = tempfile::tempdir().unwrap();
-    let sink = Arc::new(FaultyLogSink::failing_first(RecordingLogSink::new(), 2));
     let backends = Backends {
-        store: Arc::new(SqliteStore::in_memory().await.unwrap()),
+        store,
         secrets: Arc::new(FileSecrets::open(secrets_dir.path().join("secrets.json")).unwrap()),
-        log_sink: Arc::clone(&sink) as _,
+        log_sink: sink,
         blobs: Arc::new(MemoryBlobStore::new()),
     };
-    let server = TestServer::with_backends(backends).await;
+    (TestServer::with_backends(backends).await, secrets_dir)
+}
+
+#[tokio::test]
+async fn a_failing_sink_gets_an_error_and_the_resend_is_stored_once() {
+    let sink = Arc::new(FaultyLogSink::failing_first(RecordingLogSink::new(), 2));
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let (server, _secrets_dir) = serve_on(store, Arc::clone(&sink) as _).await;
     let mut agent = Agent::new(&server, "h");
     agent.enroll().await;
     let lines: Vec<_> = (0..10)
@@ -53,19 +63,12 @@ async fn a_failing_sink_gets_an_error_and_the_resend_is_stored_once() {
 
 #[tokio::test]
 async fn a_store_outage_answers_errors_then_recovers() {
-    let secrets_dir = tempfile::tempdir().unwrap();
     let store = Arc::new(FaultyStore::failing_first(
         Arc::new(SqliteStore::in_memory().await.unwrap()),
         0,
     ));
     let sink = Arc::new(RecordingLogSink::new());
-    let backends = Backends {
-        store: Arc::clone(&store) as _,
-        secrets: Arc::new(FileSecrets::open(secrets_dir.path().join("secrets.json")).unwrap()),
-        log_sink: Arc::clone(&sink) as _,
-        blobs: Arc::new(MemoryBlobStore::new()),
-    };
-    let server = TestServer::with_backends(backends).await;
+    let (server, _secrets_dir) = serve_on(Arc::clone(&store) as _, Arc::clone(&sink) as _).await;
     let mut agent = Agent::new(&server, "h");
     agent.enroll().await;
 

@@ -52,18 +52,12 @@ impl AdminService {
     ///
     /// # Errors
     /// `InvalidInput` for a malformed cursor or environment; backend errors.
-    pub async fn list_nodes(
-        &self,
-        caller: &Caller,
-        mut filter: ListNodes,
-    ) -> Result<Page<NodeView>> {
+    pub async fn list_nodes(&self, caller: &Caller, filter: ListNodes) -> Result<Page<NodeView>> {
         caller.require(Role::Viewer)?;
         if filter.search.as_ref().is_some_and(|s| s.len() > 256) {
             return Err(Error::invalid_input("search is longer than 256 bytes"));
         }
-        // 0 means the default page size; the cursor logic needs the real one.
-        let limit = super::page_limit((filter.limit > 0).then_some(filter.limit));
-        filter.limit = limit;
+        let limit = filter.limit;
         let nodes = self.backends.store.list_nodes(&filter).await?;
         let items = nodes.into_iter().map(|n| NodeView::new(n, false)).collect();
         Ok(Page::new(items, limit, |n: &NodeView| n.id.to_string()))
