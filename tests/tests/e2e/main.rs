@@ -1,0 +1,10 @@
+//! The end-to-end tests, linked into one test binary: every module here starts real servers
+//! over TLS. One binary instead of one per file keeps link time and disk use down, since each
+//! binary links the whole server including the AWS SDK.
+
+mod admin_api;
+mod agent_lifecycle;
+mod aws_backends;
+mod backend_faults;
+mod bad_input;
+mod transport;
