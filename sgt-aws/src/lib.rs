@@ -1,5 +1,7 @@
 //! sgt-aws: sgt's backends on AWS managed services.
 //!
+//! - [`DynamoStore`]: the store (nodes, environments, live queries, carves, users, audit) on
+//!   DynamoDB tables, no Scan on any request path; see `sgt-aws/README.md` for the design.
 //! - [`S3BlobStore`]: carve blocks and archives in S3 (archives assembled by multipart upload).
 //! - [`SsmSecrets`]: enroll secrets as SecureString parameters, read at start and refreshed on
 //!   a timer, never per request.
@@ -11,6 +13,7 @@
 
 mod blobs;
 mod config;
+pub mod dynamodb;
 mod errors;
 mod firehose;
 pub mod provision;
@@ -19,5 +22,6 @@ mod secrets;
 pub use aws_config::SdkConfig;
 pub use blobs::S3BlobStore;
 pub use config::{aws_config_for, s3_client, AwsSettings};
+pub use dynamodb::DynamoStore;
 pub use firehose::FirehoseSink;
 pub use secrets::SsmSecrets;

@@ -236,3 +236,229 @@ mod firehose_sink {
         assert_eq!(seen, (0..1234).collect::<Vec<u64>>());
     }
 }
+
+mod dynamodb_store {
+    use super::*;
+    use serde_json::json;
+    use sgt_aws::DynamoStore;
+    use sgt_core::store::*;
+    use sgt_core::testkit::store::{new_node, node_ref};
+    use sgt_core::types::*;
+
+    /// A store on freshly provisioned tables of a random prefix, overflowing into a new bucket.
+    async fn make() -> Arc<DynamoStore> {
+        let config = sdk().await;
+        let prefix = format!("sgt-test-{}", random_hex(6));
+        let created = sgt_aws::provision::ensure_tables(&config, &prefix)
+            .await
+            .unwrap();
+        assert_eq!(created.len(), sgt_aws::dynamodb::TABLES.len());
+        let bucket = new_bucket(&config).await;
+        let overflow = Arc::new(S3BlobStore::new(s3_client(&config), bucket, "store"));
+        Arc::new(DynamoStore::from_config(&config, &prefix, overflow))
+    }
+    sgt_core::store_conformance_tests!(make(), skip_unless = aws_available());
+
+    #[tokio::test]
+    async fn provisioning_twice_creates_nothing_more() {
+        if !aws_available() {
+            return;
+        }
+        let config = sdk().await;
+        let prefix = format!("sgt-test-{}", random_hex(6));
+        let first = sgt_aws::provision::ensure_tables(&config, &prefix)
+            .await
+            .unwrap();
+        assert_eq!(first.len(), sgt_aws::dynamodb::TABLES.len());
+        let second = sgt_aws::provision::ensure_tables(&config, &prefix)
+            .await
+            .unwrap();
+        assert!(second.is_empty(), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn values_over_the_item_limit_go_to_the_blob_store() {
+        if !aws_available() {
+            return;
+        }
+        let store = make().await;
+        let big = "x".repeat(450 * 1024);
+        let mut node = new_node("default", "big-host", "U", 1000);
+        node.host_details = json!({"system_info": {"hostname": "big-host"}, "extra": big});
+        let enrolled = store.enroll_node(node.clone()).await.unwrap();
+        assert_eq!(
+            store.node_by_key(&enrolled.key).await.unwrap().host_details,
+            node.host_details
+        );
+        // Re-keying replaces the big value.
+        let mut again = node.clone();
+        again.key = NodeKey::generate();
+        again.host_details = json!({"small": true});
+        let rekeyed = store.enroll_node(again).await.unwrap();
+        assert_eq!(rekeyed.host_details, json!({"small": true}));
+
+        let environment = Environment {
+            name: EnvironmentName::parse("big").unwrap(),
+            config: json!({"schedule": {}, "pad": big}),
+            created_at: 1,
+            config_updated_at: 1,
+        };
+        store.create_environment(&environment).await.unwrap();
+        assert_eq!(
+            store.environment(&environment.name).await.unwrap(),
+            environment
+        );
+        let small = json!({"options": {}});
+        store
+            .put_config(&environment.name, &small, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.environment(&environment.name).await.unwrap().config,
+            small
+        );
+
+        let query = NewQuery {
+            id: QueryId::generate(),
+            sql: "SELECT * FROM processes".into(),
+            targets: QueryTargets {
+                node_ids: vec![rekeyed.id.clone()],
+                ..Default::default()
+            },
+            node_ids: vec![rekeyed.id.clone()],
+            created_by: "alice".into(),
+            created_at: 10,
+            expires_at: None,
+        };
+        store.create_query(&query).await.unwrap();
+        let taken = store
+            .take_pending_queries(node_ref(&rekeyed), 11)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1);
+        let rows: Vec<serde_json::Value> = (0..3000)
+            .map(|i| json!({"pid": i.to_string(), "cmdline": "y".repeat(200)}))
+            .collect();
+        let result = QueryResult {
+            query_id: query.id.clone(),
+            status: 0,
+            rows: rows.clone(),
+            message: None,
+            stats: None,
+            received_at: 12,
+        };
+        store.record_result(&rekeyed.id, &result).await.unwrap();
+        let stored = store.query_results(&query.id, None, 0).await.unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].result, result);
+    }
+
+    #[tokio::test]
+    async fn concurrent_enrolls_of_one_host_leave_one_node() {
+        if !aws_available() {
+            return;
+        }
+        let store = make().await;
+        let attempts: Vec<NewNode> = (0..6)
+            .map(|_| new_node("default", "raced", "U", 1000))
+            .collect();
+        let enrolled =
+            futures_util::future::join_all(attempts.iter().map(|n| store.enroll_node(n.clone())))
+                .await;
+        let ids: std::collections::HashSet<NodeId> =
+            enrolled.into_iter().map(|r| r.unwrap().id).collect();
+        assert_eq!(ids.len(), 1, "one node for one identity");
+        let working: Vec<&NewNode> = {
+            let mut working = Vec::new();
+            for attempt in &attempts {
+                if store.node_by_key(&attempt.key).await.is_ok() {
+                    working.push(attempt);
+                }
+            }
+            working
+        };
+        assert_eq!(working.len(), 1, "exactly one key works");
+        let listed = store.list_nodes(&ListNodes::default()).await.unwrap();
+        assert_eq!(listed.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_blocks_complete_a_carve_exactly_once() {
+        if !aws_available() {
+            return;
+        }
+        let store = make().await;
+        let session_id = CarveSessionId::generate();
+        store
+            .create_carve(&NewCarve {
+                session_id: session_id.clone(),
+                node_id: NodeId::generate(),
+                carve_guid: "guid".into(),
+                request_id: "request".into(),
+                block_count: 8,
+                block_size: 10,
+                carve_size: 80,
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+        // Every block twice, all at once.
+        let blocks: Vec<u64> = (0..8).chain(0..8).collect();
+        let recorded = futures_util::future::join_all(
+            blocks
+                .iter()
+                .map(|b| store.record_carve_block(&session_id, *b)),
+        )
+        .await;
+        let recorded: Vec<BlockRecorded> = recorded.into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(recorded.iter().filter(|r| r.newly_recorded).count(), 8);
+        assert_eq!(
+            recorded
+                .iter()
+                .filter(|r| r.newly_recorded && r.blocks_received == 8)
+                .count(),
+            1
+        );
+        assert_eq!(store.carve(&session_id).await.unwrap().blocks_received, 8);
+    }
+
+    #[tokio::test]
+    async fn concurrent_reads_deliver_a_campaign_once() {
+        if !aws_available() {
+            return;
+        }
+        let store = make().await;
+        let early = store
+            .enroll_node(new_node("default", "early", "E", 1000))
+            .await
+            .unwrap();
+        let query = NewQuery {
+            id: QueryId::generate(),
+            sql: "SELECT 1".into(),
+            targets: QueryTargets {
+                all: true,
+                ..Default::default()
+            },
+            node_ids: vec![early.id.clone()],
+            created_by: "alice".into(),
+            created_at: 1000,
+            expires_at: None,
+        };
+        store.create_query(&query).await.unwrap();
+        let late = store
+            .enroll_node(new_node("default", "late", "L", 1001))
+            .await
+            .unwrap();
+        for node in [&early, &late] {
+            let reads = futures_util::future::join_all(
+                (0..5).map(|_| store.take_pending_queries(node_ref(node), 1002)),
+            )
+            .await;
+            let handed: usize = reads.into_iter().map(|r| r.unwrap().len()).sum();
+            assert_eq!(handed, 1, "{}", node.host_identifier);
+        }
+        let targets = store.query_targets(&query.id).await.unwrap();
+        assert_eq!(targets.len(), 2);
+        assert!(targets.iter().all(|t| t.state == DeliveryState::Delivered));
+    }
+}

@@ -6,6 +6,7 @@ use sgt_core::agent::Backends;
 use sgt_core::blobs::BlobStore;
 use sgt_core::log_sink::LogSink;
 use sgt_core::secrets::SecretStore;
+use sgt_core::store::Store;
 use sgt_local::{DirBlobStore, FileLogSink, FileLogSinkOptions, FileSecrets, SqliteStore};
 
 use crate::settings::{BlobsSetting, LogSinkSetting, SecretsSetting, Settings, StorageSetting};
@@ -18,9 +19,6 @@ use crate::settings::{BlobsSetting, LogSinkSetting, SecretsSetting, Settings, St
 /// an AWS backend is chosen in a build without the `aws` feature.
 pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
     let aws = aws::Aws::new(settings).await?;
-    let store = match &settings.storage {
-        StorageSetting::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
-    };
     let secrets: Arc<dyn SecretStore> = match &settings.secrets {
         SecretsSetting::File { path } => Arc::new(FileSecrets::open(path)?),
         SecretsSetting::Ssm { prefix, refresh } => aws.ssm_secrets(prefix, *refresh).await?,
@@ -37,6 +35,10 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
         BlobsSetting::Dir { path } => Arc::new(DirBlobStore::open(path)?),
         BlobsSetting::S3 { bucket, prefix } => aws.s3_blobs(bucket, prefix)?,
     };
+    let store: Arc<dyn Store> = match &settings.storage {
+        StorageSetting::Sqlite { path } => Arc::new(SqliteStore::open(path).await?),
+        StorageSetting::Dynamodb { prefix } => aws.dynamodb_store(prefix, Arc::clone(&blobs))?,
+    };
     Ok(Backends {
         store,
         secrets,
@@ -45,17 +47,40 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
     })
 }
 
+/// Creates the AWS resources the settings name (tables, buckets, delivery stream), leaving
+/// existing ones alone; one report line each.
+///
+/// # Errors
+/// AWS failures; a delivery stream to create without `--log-bucket` and
+/// `--firehose-role-arn`; an AWS backend in a build without the `aws` feature.
+pub async fn provision_aws(
+    settings: &Settings,
+    options: &crate::provision::ProvisionOptions,
+) -> anyhow::Result<Vec<String>> {
+    if !settings.uses_aws() {
+        return Ok(Vec::new());
+    }
+    aws::Aws::new(settings)
+        .await?
+        .provision(settings, options)
+        .await
+}
+
 #[cfg(feature = "aws")]
 mod aws {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use sgt_aws::{aws_config_for, AwsSettings, FirehoseSink, S3BlobStore, SdkConfig, SsmSecrets};
+    use sgt_aws::{
+        aws_config_for, AwsSettings, DynamoStore, FirehoseSink, S3BlobStore, SdkConfig, SsmSecrets,
+    };
     use sgt_core::blobs::BlobStore;
     use sgt_core::log_sink::LogSink;
     use sgt_core::secrets::SecretStore;
+    use sgt_core::store::Store;
 
-    use crate::settings::Settings;
+    use crate::provision::ProvisionOptions;
+    use crate::settings::{BlobsSetting, LogSinkSetting, Settings, StorageSetting};
 
     /// The process's one AWS SDK configuration, when an AWS backend is chosen.
     pub(super) struct Aws(Option<SdkConfig>);
@@ -73,7 +98,8 @@ mod aws {
             Ok(Aws(Some(config)))
         }
 
-        fn config(&self) -> anyhow::Result<&SdkConfig> {
+        /// The SDK configuration; an error when no AWS backend was chosen.
+        pub(super) fn config(&self) -> anyhow::Result<&SdkConfig> {
             self.0
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("no AWS configuration was loaded"))
@@ -85,6 +111,75 @@ mod aws {
             refresh: Duration,
         ) -> anyhow::Result<Arc<dyn SecretStore>> {
             Ok(SsmSecrets::open_with(self.config()?, prefix, refresh).await?)
+        }
+
+        pub(super) async fn provision(
+            &self,
+            settings: &Settings,
+            options: &ProvisionOptions,
+        ) -> anyhow::Result<Vec<String>> {
+            use sgt_aws::provision::{
+                delivery_stream_exists, ensure_bucket, ensure_delivery_stream, ensure_tables,
+            };
+            let config = self.config()?;
+            // Refuse before creating anything when the stream cannot be made.
+            let create_stream = match &settings.log_sink {
+                LogSinkSetting::Firehose { stream } => {
+                    let missing = !delivery_stream_exists(config, stream).await?;
+                    if missing
+                        && (options.log_bucket.is_none() || options.firehose_role_arn.is_none())
+                    {
+                        anyhow::bail!(
+                            "log_sink: Firehose delivery stream {stream} does not exist; give --log-bucket and --firehose-role-arn to create it"
+                        );
+                    }
+                    missing
+                }
+                _ => false,
+            };
+            let mut report = Vec::new();
+            if let StorageSetting::Dynamodb { prefix } = &settings.storage {
+                let created = ensure_tables(config, prefix).await?;
+                report.push(if created.is_empty() {
+                    format!("DynamoDB tables {prefix}-* exist")
+                } else {
+                    format!("created DynamoDB tables {}", created.join(", "))
+                });
+            }
+            if let BlobsSetting::S3 { bucket, .. } = &settings.blobs {
+                report.push(match ensure_bucket(config, bucket).await? {
+                    true => format!("created S3 bucket {bucket}"),
+                    false => format!("S3 bucket {bucket} exists"),
+                });
+            }
+            if let LogSinkSetting::Firehose { stream } = &settings.log_sink {
+                if !create_stream {
+                    report.push(format!("Firehose delivery stream {stream} exists"));
+                } else if let (Some(bucket), Some(role)) =
+                    (&options.log_bucket, &options.firehose_role_arn)
+                {
+                    if ensure_bucket(config, bucket).await? {
+                        report.push(format!("created S3 bucket {bucket}"));
+                    }
+                    ensure_delivery_stream(config, stream, bucket, role).await?;
+                    report.push(format!(
+                        "created Firehose delivery stream {stream} into bucket {bucket}"
+                    ));
+                }
+            }
+            Ok(report)
+        }
+
+        pub(super) fn dynamodb_store(
+            &self,
+            prefix: &str,
+            overflow: Arc<dyn BlobStore>,
+        ) -> anyhow::Result<Arc<dyn Store>> {
+            Ok(Arc::new(DynamoStore::from_config(
+                self.config()?,
+                prefix,
+                overflow,
+            )))
         }
 
         pub(super) fn firehose_sink(&self, stream: &str) -> anyhow::Result<Arc<dyn LogSink>> {
@@ -113,6 +208,7 @@ mod aws {
     use sgt_core::blobs::BlobStore;
     use sgt_core::log_sink::LogSink;
     use sgt_core::secrets::SecretStore;
+    use sgt_core::store::Store;
 
     use crate::settings::Settings;
 
@@ -129,6 +225,14 @@ mod aws {
             Ok(Aws)
         }
 
+        pub(super) async fn provision(
+            &self,
+            _settings: &Settings,
+            _options: &crate::provision::ProvisionOptions,
+        ) -> anyhow::Result<Vec<String>> {
+            Err(anyhow::anyhow!("this sgt was built without the aws feature, so it cannot provision AWS resources (build with --features aws)"))
+        }
+
         pub(super) async fn ssm_secrets(
             &self,
             _prefix: &str,
@@ -139,6 +243,14 @@ mod aws {
 
         pub(super) fn firehose_sink(&self, _stream: &str) -> anyhow::Result<Arc<dyn LogSink>> {
             Err(not_built("log_sink = firehose"))
+        }
+
+        pub(super) fn dynamodb_store(
+            &self,
+            _prefix: &str,
+            _overflow: Arc<dyn BlobStore>,
+        ) -> anyhow::Result<Arc<dyn Store>> {
+            Err(not_built("storage = dynamodb"))
         }
 
         pub(super) fn s3_blobs(

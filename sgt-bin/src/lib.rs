@@ -5,6 +5,7 @@ pub mod backends;
 pub mod bootstrap;
 pub mod cli;
 pub mod osquery_flags;
+pub mod provision;
 pub mod serve;
 pub mod settings;
 pub mod tls_files;

@@ -24,6 +24,18 @@ enum Command {
         #[arg(long)]
         hostname: Option<String>,
     },
+    /// Create what the configured backends need (DynamoDB tables, buckets, Firehose stream,
+    /// the default environment, its enroll secret and user admin); idempotent.
+    Provision {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Bucket for a new Firehose delivery stream to write into.
+        #[arg(long)]
+        log_bucket: Option<String>,
+        /// IAM role a new Firehose delivery stream writes with.
+        #[arg(long)]
+        firehose_role_arn: Option<String>,
+    },
     #[command(flatten)]
     Admin(sgt_bin::cli::AdminCommand),
 }
@@ -48,6 +60,18 @@ struct ServerArgs {
     /// Serve plain HTTP, for use behind a load balancer that terminates TLS.
     #[arg(long, env = "SGT_INSECURE_HTTP", value_parser = clap::builder::BoolishValueParser::new())]
     insecure_http: bool,
+    /// Store backend URL: sqlite://PATH or dynamodb://PREFIX [default: sqlite in the data dir].
+    #[arg(long, env = "SGT_STORAGE")]
+    storage: Option<String>,
+    /// Enroll secret backend URL: file://PATH or ssm:///PREFIX.
+    #[arg(long, env = "SGT_SECRETS")]
+    secrets: Option<String>,
+    /// Log sink URL: file://DIR or firehose://STREAM.
+    #[arg(long, env = "SGT_LOG_SINK")]
+    log_sink: Option<String>,
+    /// Blob backend URL: file://DIR or s3://BUCKET/PREFIX.
+    #[arg(long, env = "SGT_BLOBS")]
+    blobs: Option<String>,
 }
 
 impl ServerArgs {
@@ -59,6 +83,10 @@ impl ServerArgs {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             insecure_http: self.insecure_http,
+            storage: self.storage.clone(),
+            secrets: self.secrets.clone(),
+            log_sink: self.log_sink.clone(),
+            blobs: self.blobs.clone(),
         })
     }
 }
@@ -87,6 +115,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(sgt_bin::cli::run(command)),
+        Command::Provision {
+            server,
+            log_bucket,
+            firehose_role_arn,
+        } => {
+            let settings = server.settings()?;
+            let options = sgt_bin::provision::ProvisionOptions {
+                log_bucket,
+                firehose_role_arn,
+            };
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(sgt_bin::provision::provision(&settings, &options))?;
+            for line in report {
+                say(&line);
+            }
+            Ok(())
+        }
         Command::OsqueryFlags { server, hostname } => {
             let settings = server.settings()?;
             if !settings.enroll_secret_file().exists() {

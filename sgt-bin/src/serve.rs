@@ -93,10 +93,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         TlsSetting::Off => (Listener::PlainHttp, None),
     };
 
-    let StorageSetting::Sqlite { path: db_path } = &settings.storage;
-    let db_existed = db_path.exists();
+    let new_db = match &settings.storage {
+        StorageSetting::Sqlite { path } => (!path.exists()).then_some(path),
+        StorageSetting::Dynamodb { .. } => None,
+    };
     let backends = build_backends(settings).await?;
-    if !db_existed {
+    if let Some(db_path) = new_db {
         report.push(format!(
             "created SQLite database {}",
             std::path::absolute(db_path)?.display()
@@ -182,7 +184,7 @@ fn tls_from_files(
 }
 
 /// Creates `dir` (and parents) readable only by its owner: it holds node keys and secrets.
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -22,6 +22,12 @@ pub enum StorageSetting {
         /// The database file.
         path: PathBuf,
     },
+    /// DynamoDB tables named `<prefix>-<table>` (`dynamodb://PREFIX`), created by
+    /// `sgt provision`. Values too large for an item go to the blobs backend.
+    Dynamodb {
+        /// The table name prefix.
+        prefix: String,
+    },
 }
 
 /// Where enroll secrets live.
@@ -126,7 +132,8 @@ pub struct Settings {
 impl Settings {
     /// True when any backend is an AWS one.
     pub fn uses_aws(&self) -> bool {
-        matches!(self.secrets, SecretsSetting::Ssm { .. })
+        matches!(self.storage, StorageSetting::Dynamodb { .. })
+            || matches!(self.secrets, SecretsSetting::Ssm { .. })
             || matches!(self.log_sink, LogSinkSetting::Firehose { .. })
             || matches!(self.blobs, BlobsSetting::S3 { .. })
     }
@@ -147,6 +154,14 @@ pub struct Overrides {
     pub tls_key: Option<PathBuf>,
     /// `--insecure-http` / `SGT_INSECURE_HTTP`.
     pub insecure_http: bool,
+    /// `--storage` / `SGT_STORAGE`, a backend URL such as `dynamodb://prod`.
+    pub storage: Option<String>,
+    /// `--secrets` / `SGT_SECRETS`, e.g. `ssm:///sgt/prod`.
+    pub secrets: Option<String>,
+    /// `--log-sink` / `SGT_LOG_SINK`, e.g. `firehose://sgt-prod-logs`.
+    pub log_sink: Option<String>,
+    /// `--blobs` / `SGT_BLOBS`, e.g. `s3://bucket/carves`.
+    pub blobs: Option<String>,
 }
 
 /// The TOML file's shape. Every key is optional; backends take a URL shorthand or a table.
@@ -206,6 +221,21 @@ impl BackendSpec {
 
 type BackendParts = (String, Option<PathBuf>, Option<u64>, Option<u64>);
 
+/// A DynamoDB table prefix: tables are `<prefix>-<table>`, and table names allow only
+/// letters, digits, `_`, `-` and `.`.
+fn dynamodb_prefix(name: &str) -> anyhow::Result<String> {
+    let prefix = name.trim_matches('/');
+    let valid = !prefix.is_empty()
+        && prefix.len() <= 200
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if !valid {
+        bail!("storage: dynamodb://PREFIX takes letters, digits, '_', '-' and '.' only, got {prefix:?}");
+    }
+    Ok(prefix.to_owned())
+}
+
 /// The text of a path setting that names an AWS resource.
 fn aws_name(what: &str, path: Option<PathBuf>) -> anyhow::Result<String> {
     let name = path
@@ -252,12 +282,12 @@ impl Settings {
             (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
         };
 
-        let storage = match file
-            .storage
-            .as_ref()
-            .map(|s| s.parts("storage"))
-            .transpose()?
-        {
+        // A backend given as a flag or environment variable replaces the file's.
+        let chosen = |flag: &Option<String>, file: &Option<BackendSpec>, what: &str| match flag {
+            Some(url) => BackendSpec::Url(url.clone()).parts(what).map(Some),
+            None => file.as_ref().map(|s| s.parts(what)).transpose(),
+        };
+        let storage = match chosen(&overrides.storage, &file.storage, "storage")? {
             None => StorageSetting::Sqlite {
                 path: data_dir.join("sgt.db"),
             },
@@ -265,18 +295,13 @@ impl Settings {
                 "sqlite" => StorageSetting::Sqlite {
                     path: path.unwrap_or_else(|| data_dir.join("sgt.db")),
                 },
-                "dynamodb" => bail!(
-                    "storage: the DynamoDB store does not exist yet; use sqlite (the AWS secrets, log sink and blobs can be combined with it)"
-                ),
-                _ => bail!("storage: unknown backend {kind:?} (known: sqlite)"),
+                "dynamodb" => StorageSetting::Dynamodb {
+                    prefix: dynamodb_prefix(&aws_name("storage", path)?)?,
+                },
+                _ => bail!("storage: unknown backend {kind:?} (known: sqlite, dynamodb)"),
             },
         };
-        let secrets = match file
-            .secrets
-            .as_ref()
-            .map(|s| s.parts("secrets"))
-            .transpose()?
-        {
+        let secrets = match chosen(&overrides.secrets, &file.secrets, "secrets")? {
             None => SecretsSetting::File {
                 path: data_dir.join("enroll_secrets.json"),
             },
@@ -292,12 +317,7 @@ impl Settings {
             },
         };
         let default_rotate = 256 * 1024 * 1024;
-        let log_sink = match file
-            .log_sink
-            .as_ref()
-            .map(|s| s.parts("log_sink"))
-            .transpose()?
-        {
+        let log_sink = match chosen(&overrides.log_sink, &file.log_sink, "log_sink")? {
             None => LogSinkSetting::File {
                 dir: data_dir.join("logs"),
                 rotate_bytes: default_rotate,
@@ -313,7 +333,7 @@ impl Settings {
                 _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
             },
         };
-        let blobs = match file.blobs.as_ref().map(|s| s.parts("blobs")).transpose()? {
+        let blobs = match chosen(&overrides.blobs, &file.blobs, "blobs")? {
             None => BlobsSetting::Dir {
                 path: data_dir.join("blobs"),
             },
@@ -491,16 +511,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sgt.toml");
         std::fs::write(&path, "storage = \"dynamodb://prod\"\n").unwrap();
-        let err = Settings::resolve(&Overrides {
+        let from_file = Settings::resolve(&Overrides {
             config_file: Some(path.clone()),
             ..Default::default()
         })
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("DynamoDB store does not exist yet"),
-            "{err}"
+        .unwrap();
+        assert_eq!(
+            from_file.storage,
+            StorageSetting::Dynamodb {
+                prefix: "prod".into()
+            }
         );
+        assert!(from_file.uses_aws());
+        // A flag or environment variable wins over the file.
+        let from_flag = Settings::resolve(&Overrides {
+            config_file: Some(path.clone()),
+            storage: Some("sqlite:///tmp/x.db".into()),
+            log_sink: Some("firehose://logs".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            from_flag.storage,
+            StorageSetting::Sqlite {
+                path: "/tmp/x.db".into()
+            }
+        );
+        assert_eq!(
+            from_flag.log_sink,
+            LogSinkSetting::Firehose {
+                stream: "logs".into()
+            }
+        );
+        let err = Settings::resolve(&Overrides {
+            storage: Some("dynamodb://bad prefix!".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("letters, digits"), "{err}");
         std::fs::write(&path, "log_sink = \"firehose://\"\n").unwrap();
         let err = Settings::resolve(&Overrides {
             config_file: Some(path.clone()),

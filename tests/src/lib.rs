@@ -354,6 +354,11 @@ impl<'a> Agent<'a> {
         }
     }
 
+    /// From now on talks to `server` instead: another instance behind the same balancer.
+    pub fn via(&mut self, server: &'a TestServer) {
+        self.server = server;
+    }
+
     /// Enrolls with `secret`; returns the answer, keeping the key when one came back.
     pub async fn enroll_with(&mut self, secret: &str) -> (StatusCode, Value) {
         let (status, body) = self

@@ -8,7 +8,8 @@ use sgt_aws::{aws_config_for, s3_client, AwsSettings};
 use sgt_core::types::random_hex;
 use sgt_tests::{distinct_bytes, Agent, TestServer};
 
-fn emulator() -> Option<String> {
+/// The emulator's URL; panics under CI without it, `None` (test skipped loudly) elsewhere.
+pub(crate) fn emulator() -> Option<String> {
     match std::env::var("SGT_TEST_AWS_ENDPOINT") {
         Ok(url) => Some(url),
         Err(_) if std::env::var_os("CI").is_some() => {

@@ -8,3 +8,4 @@ mod aws_backends;
 mod backend_faults;
 mod bad_input;
 mod transport;
+mod two_instances;

@@ -1,0 +1,405 @@
+//! Nodes: the `nodes` table, with node keys and host identities as `lookups` items.
+
+use async_trait::async_trait;
+use futures_util::future;
+use sgt_core::store::{ListNodes, NewNode, Node, NodeStore};
+use sgt_core::types::{EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
+use sgt_core::{Error, Result};
+
+use super::item::{self, n, s, Item};
+use super::writes::{build_delete, build_put, delete, put};
+use super::{attrs, classify, condition_failed, names, DynamoStore, BACKEND, RACE_RETRIES};
+
+const DEFAULT_PAGE: usize = 100;
+/// How many last-seen updates are in flight at once.
+const LAST_SEEN_CONCURRENCY: usize = 16;
+
+/// The `lookups` item that maps a node key to its node id.
+fn key_lookup(key: &str) -> String {
+    format!("node-key/{key}")
+}
+
+/// The `lookups` item that maps a host identity (environment, host identifier, hardware uuid)
+/// to its node id: the host-identifier index enroll uses. JSON keeps the three parts apart
+/// whatever characters they hold.
+fn identity_lookup(environment: &str, host_identifier: &str, hardware_uuid: &str) -> String {
+    let parts = serde_json::json!([environment, host_identifier, hardware_uuid]);
+    format!("node-host/{parts}")
+}
+
+fn lookup_key(lookup: String) -> Item {
+    attrs([("lookup", s(lookup))])
+}
+
+fn node_key_of(id: &NodeId) -> Item {
+    attrs([("id", s(id.as_str()))])
+}
+
+impl DynamoStore {
+    /// The node item for `node` with id `id`, enrolled at `enrolled_at`, seen at `last_seen`.
+    async fn node_item(
+        &self,
+        node: &NewNode,
+        id: &NodeId,
+        enrolled_at: UnixSeconds,
+        last_seen: UnixSeconds,
+    ) -> Result<Item> {
+        let mut stored = attrs([
+            ("id", s(id.as_str())),
+            ("kind", s("node")),
+            ("node_key", s(node.key.as_str())),
+            ("environment", s(node.environment.as_str())),
+            ("host_identifier", s(node.host_identifier.as_str())),
+            ("hardware_uuid", s(&node.hardware_uuid)),
+            ("platform_type", s(&node.platform_type)),
+            ("platform", s(&node.platform)),
+            ("enrolled_at", n(enrolled_at)),
+            ("last_seen", n(last_seen)),
+        ]);
+        self.put_text(
+            &mut stored,
+            "host_details",
+            item::to_json(&node.host_details)?,
+        )
+        .await?;
+        Ok(stored)
+    }
+
+    async fn node_from_item(&self, stored: &Item) -> Result<Node> {
+        Ok(Node {
+            id: item::parsed(stored, "id", NodeId::parse)?,
+            key: item::parsed(stored, "node_key", NodeKey::parse)?,
+            environment: item::parsed(stored, "environment", EnvironmentName::parse)?,
+            host_identifier: item::parsed(stored, "host_identifier", HostIdentifier::parse)?,
+            hardware_uuid: item::string(stored, "hardware_uuid")?.to_owned(),
+            platform_type: item::string(stored, "platform_type")?.to_owned(),
+            platform: item::string(stored, "platform")?.to_owned(),
+            host_details: item::json(
+                &self.get_text(stored, "host_details").await?,
+                "host details",
+            )?,
+            enrolled_at: item::number(stored, "enrolled_at")?,
+            last_seen: item::number(stored, "last_seen")?,
+        })
+    }
+
+    async fn node_item_by_id(&self, id: &str) -> Result<Option<Item>> {
+        self.get_item(&self.tables.nodes, attrs([("id", s(id))]), true)
+            .await
+    }
+
+    /// Moves one node's `last_seen` forward to `at`; a deleted node or a later time is left.
+    async fn move_last_seen(&self, id: &NodeId, at: UnixSeconds) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.nodes)
+            .set_key(Some(node_key_of(id)))
+            .update_expression("SET #last_seen = :at")
+            .condition_expression("attribute_exists(#id) AND #last_seen < :at")
+            .set_expression_attribute_names(names(&["#last_seen #id"]))
+            .expression_attribute_values(":at", n(at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(classify(BACKEND, "node", e)),
+        }
+    }
+
+    /// One enroll attempt; `Ok(None)` when it lost a race and must be tried again.
+    async fn try_enroll(&self, node: &NewNode) -> Result<Option<Node>> {
+        let identity = identity_lookup(
+            node.environment.as_str(),
+            node.host_identifier.as_str(),
+            &node.hardware_uuid,
+        );
+        let tables = &self.tables;
+        let existing = self
+            .get_item(&tables.lookups, lookup_key(identity.clone()), true)
+            .await?;
+        let current = match &existing {
+            Some(lookup) => {
+                self.node_item_by_id(item::string(lookup, "node_id")?)
+                    .await?
+            }
+            None => None,
+        };
+        let new_key_item = attrs([
+            ("lookup", s(key_lookup(node.key.as_str()))),
+            ("node_id", s("")),
+        ]);
+        let (stored, writes) = match (&existing, &current) {
+            (Some(_), Some(current)) => {
+                // Re-key the existing node, if nobody re-keyed it since we read it.
+                let id = item::parsed(current, "id", NodeId::parse)?;
+                let old_key = item::string(current, "node_key")?.to_owned();
+                let last_seen = item::number(current, "last_seen")?.max(node.now);
+                let enrolled_at = item::number(current, "enrolled_at")?;
+                let stored = self.node_item(node, &id, enrolled_at, last_seen).await?;
+                let mut new_key = new_key_item;
+                new_key.insert("node_id".into(), s(id.as_str()));
+                let writes = vec![
+                    put(build_put(
+                        &tables.nodes,
+                        stored.clone(),
+                        Some("#node_key = :old"),
+                        Some(attrs([(":old", s(old_key.as_str()))])),
+                    )?),
+                    delete(build_delete(
+                        &tables.lookups,
+                        lookup_key(key_lookup(&old_key)),
+                        None,
+                        None,
+                    )?),
+                    put(build_put(
+                        &tables.lookups,
+                        new_key,
+                        Some("attribute_not_exists(#lookup)"),
+                        None,
+                    )?),
+                ];
+                (stored, writes)
+            }
+            _ => {
+                // A new node; or the identity points at a node that no longer exists.
+                let stored = self.node_item(node, &node.id, node.now, node.now).await?;
+                let mut new_key = new_key_item;
+                new_key.insert("node_id".into(), s(node.id.as_str()));
+                let identity_item =
+                    attrs([("lookup", s(identity)), ("node_id", s(node.id.as_str()))]);
+                let claim = match &existing {
+                    None => build_put(
+                        &tables.lookups,
+                        identity_item,
+                        Some("attribute_not_exists(#lookup)"),
+                        None,
+                    )?,
+                    Some(stale) => build_put(
+                        &tables.lookups,
+                        identity_item,
+                        Some("#node_id = :stale"),
+                        Some(attrs([(":stale", s(item::string(stale, "node_id")?))])),
+                    )?,
+                };
+                let writes = vec![
+                    put(claim),
+                    put(build_put(
+                        &tables.lookups,
+                        new_key,
+                        Some("attribute_not_exists(#lookup)"),
+                        None,
+                    )?),
+                    put(build_put(
+                        &tables.nodes,
+                        stored.clone(),
+                        Some("attribute_not_exists(#id)"),
+                        None,
+                    )?),
+                ];
+                (stored, writes)
+            }
+        };
+        match self.transact("node", writes).await? {
+            Ok(()) => {
+                if let Some(current) = &current {
+                    self.delete_overflow(current).await;
+                }
+                Ok(Some(self.node_from_item(&stored).await?))
+            }
+            Err(_) => {
+                self.delete_overflow(&stored).await;
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl NodeStore for DynamoStore {
+    async fn enroll_node(&self, node: NewNode) -> Result<Node> {
+        for _ in 0..RACE_RETRIES {
+            if let Some(stored) = self.try_enroll(&node).await? {
+                return Ok(stored);
+            }
+        }
+        Err(Error::unavailable(
+            "dynamodb: concurrent enrolls of one host kept conflicting; try again",
+        ))
+    }
+
+    async fn node_by_key(&self, key: &NodeKey) -> Result<Node> {
+        let lookup = self
+            .get_item(
+                &self.tables.lookups,
+                lookup_key(key_lookup(key.as_str())),
+                true,
+            )
+            .await?
+            .ok_or_else(|| Error::not_found("node"))?;
+        let stored = self
+            .node_item_by_id(item::string(&lookup, "node_id")?)
+            .await?
+            .ok_or_else(|| Error::not_found("node"))?;
+        // A lookup left over from a re-key that lost its race does not count.
+        if item::string(&stored, "node_key")? != key.as_str() {
+            return Err(Error::not_found("node"));
+        }
+        self.node_from_item(&stored).await
+    }
+
+    async fn node_by_id(&self, id: &NodeId) -> Result<Node> {
+        let stored = self
+            .node_item_by_id(id.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found("node"))?;
+        self.node_from_item(&stored).await
+    }
+
+    async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
+        let limit = if request.limit == 0 {
+            DEFAULT_PAGE
+        } else {
+            request.limit
+        };
+        let search = request.search.as_ref().map(|s| s.to_lowercase());
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.nodes)
+            .limit(DEFAULT_PAGE as i32);
+        let (index, partition_condition, partition) = match &request.environment {
+            Some(environment) => (
+                "by-environment",
+                "#environment = :partition",
+                environment.as_str(),
+            ),
+            None => ("all-by-id", "#kind = :partition", "node"),
+        };
+        let condition = match &request.after {
+            Some(after) => {
+                query = query.expression_attribute_values(":after", s(after.as_str()));
+                format!("{partition_condition} AND #id > :after")
+            }
+            None => partition_condition.to_owned(),
+        };
+        let condition = condition.as_str();
+        query = query
+            .index_name(index)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(names(&[condition]))
+            .expression_attribute_values(":partition", s(partition));
+        let mut nodes = Vec::new();
+        let mut start = None;
+        loop {
+            let page = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(BACKEND, "node", e))?;
+            let keys: Vec<Item> = page
+                .items()
+                .iter()
+                .filter_map(|k| k.get("id").cloned())
+                .map(|id| attrs([("id", id)]))
+                .collect();
+            let mut found = self.batch_get(&self.tables.nodes, keys).await?;
+            found.sort_by(|a, b| {
+                item::optional_string(a, "id").cmp(&item::optional_string(b, "id"))
+            });
+            for stored in &found {
+                let node = self.node_from_item(stored).await?;
+                let wanted = request
+                    .platform
+                    .as_ref()
+                    .is_none_or(|p| &node.platform == p)
+                    && request.seen_since.is_none_or(|t| node.last_seen >= t)
+                    && search.as_ref().is_none_or(|text| {
+                        node.host_identifier.as_str().to_lowercase().contains(text)
+                            || node
+                                .hostname()
+                                .is_some_and(|h| h.to_lowercase().contains(text))
+                    });
+                if wanted {
+                    nodes.push(node);
+                    if nodes.len() == limit {
+                        return Ok(nodes);
+                    }
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(nodes);
+            }
+        }
+    }
+
+    async fn delete_node(&self, id: &NodeId) -> Result<()> {
+        let tables = &self.tables;
+        let stored = self
+            .node_item_by_id(id.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found("node"))?;
+        let node_key = item::string(&stored, "node_key")?;
+        let identity = identity_lookup(
+            item::string(&stored, "environment")?,
+            item::string(&stored, "host_identifier")?,
+            item::string(&stored, "hardware_uuid")?,
+        );
+        let writes = vec![
+            delete(build_delete(
+                &tables.nodes,
+                node_key_of(id),
+                Some("#node_key = :key"),
+                Some(attrs([(":key", s(node_key))])),
+            )?),
+            delete(build_delete(
+                &tables.lookups,
+                lookup_key(key_lookup(node_key)),
+                None,
+                None,
+            )?),
+            delete(build_delete(
+                &tables.lookups,
+                lookup_key(identity),
+                Some("attribute_not_exists(#lookup) OR #node_id = :id"),
+                Some(attrs([(":id", s(id.as_str()))])),
+            )?),
+        ];
+        if let Err(reasons) = self.transact("node", writes).await? {
+            // Re-enrolled (re-keyed) between our read and delete: the caller may try again.
+            return Err(Error::conflict(format!(
+                "node changed while being deleted ({})",
+                reasons.join(", ")
+            )));
+        }
+        self.delete_overflow(&stored).await;
+        self.drop_pending_deliveries(id).await
+    }
+
+    async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()> {
+        for batch in seen.chunks(LAST_SEEN_CONCURRENCY) {
+            future::try_join_all(batch.iter().map(|(id, at)| self.move_last_seen(id, *at))).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_lookups_keep_parts_apart() {
+        assert_ne!(
+            identity_lookup("a", "b/c", ""),
+            identity_lookup("a", "b", "c")
+        );
+        assert_eq!(
+            identity_lookup("prod", "host\"1", "U"),
+            r#"node-host/["prod","host\"1","U"]"#
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! Admin users (the `users` table) and their bearer tokens (`tokens`, keyed by the token's
+//! hash; a `lookups` item maps each token id to its hash).
+
+use async_trait::async_trait;
+use sgt_core::store::{ApiToken, Role, TokenKind, User, UserStore};
+use sgt_core::types::Username;
+use sgt_core::{Error, Result};
+
+use super::item::{self, n, s, Item};
+use super::tables::TTL_ATTRIBUTE;
+use super::writes::{build_delete, build_put, delete, put};
+use super::{
+    attrs, classify, condition_failed, created_key, failed_condition_at, names, DynamoStore,
+    BACKEND,
+};
+
+fn user_key(username: &str) -> Item {
+    attrs([("username", s(username))])
+}
+
+fn token_id_lookup(id: &str) -> Item {
+    attrs([("lookup", s(format!("token-id/{id}")))])
+}
+
+fn user_item(user: &User) -> Item {
+    attrs([
+        ("username", s(user.username.as_str())),
+        ("kind", s("user")),
+        ("role", s(user.role.as_str())),
+        ("password_hash", s(&user.password_hash)),
+        ("created_at", n(user.created_at)),
+    ])
+}
+
+fn user_from_item(stored: &Item) -> Result<User> {
+    Ok(User {
+        username: item::parsed(stored, "username", Username::parse)?,
+        role: Role::parse(item::string(stored, "role")?).ok_or_else(|| item::corrupt("role"))?,
+        password_hash: item::string(stored, "password_hash")?.to_owned(),
+        created_at: item::number(stored, "created_at")?,
+    })
+}
+
+fn token_from_item(stored: &Item) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: item::string(stored, "id")?.to_owned(),
+        username: item::parsed(stored, "username", Username::parse)?,
+        kind: TokenKind::parse(item::string(stored, "token_kind")?)
+            .ok_or_else(|| item::corrupt("token kind"))?,
+        name: item::string(stored, "name")?.to_owned(),
+        token_hash: item::string(stored, "token_hash")?.to_owned(),
+        created_at: item::number(stored, "created_at")?,
+        expires_at: item::optional_number(stored, "expires_at")?,
+    })
+}
+
+impl DynamoStore {
+    async fn tokens_by(&self, username: Option<&Username>) -> Result<Vec<Item>> {
+        let (index, condition, partition) = match username {
+            Some(user) => ("by-user", "#username = :partition", user.as_str()),
+            None => ("all-by-created", "#kind = :partition", "token"),
+        };
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.tokens)
+            .index_name(index)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(names(&[condition]))
+            .expression_attribute_values(":partition", s(partition));
+        self.query_all(query, "token").await
+    }
+
+    /// Deletes a token and its id lookup; false if it was not there.
+    async fn delete_token_item(&self, id: &str, token_hash: &str) -> Result<bool> {
+        let writes = vec![
+            delete(build_delete(
+                &self.tables.tokens,
+                attrs([("token_hash", s(token_hash))]),
+                Some("attribute_exists(#token_hash)"),
+                None,
+            )?),
+            delete(build_delete(
+                &self.tables.lookups,
+                token_id_lookup(id),
+                None,
+                None,
+            )?),
+        ];
+        Ok(self.transact("token", writes).await?.is_ok())
+    }
+}
+
+#[async_trait]
+impl UserStore for DynamoStore {
+    async fn create_user(&self, user: &User) -> Result<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.users)
+            .set_item(Some(user_item(user)))
+            .condition_expression("attribute_not_exists(#username)")
+            .set_expression_attribute_names(names(&["#username"]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(Error::already_exists("user")),
+            Err(e) => Err(classify(BACKEND, "user", e)),
+        }
+    }
+
+    async fn user(&self, username: &Username) -> Result<User> {
+        let stored = self
+            .get_item(&self.tables.users, user_key(username.as_str()), true)
+            .await?
+            .ok_or_else(|| Error::not_found("user"))?;
+        user_from_item(&stored)
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.users)
+            .index_name("all-by-name")
+            .key_condition_expression("#kind = :kind")
+            .set_expression_attribute_names(names(&["#kind"]))
+            .expression_attribute_values(":kind", s("user"));
+        self.query_all(query, "user")
+            .await?
+            .iter()
+            .map(user_from_item)
+            .collect()
+    }
+
+    async fn update_user(&self, user: &User) -> Result<()> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.users)
+            .set_item(Some(user_item(user)))
+            .condition_expression("attribute_exists(#username)")
+            .set_expression_attribute_names(names(&["#username"]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(Error::not_found("user")),
+            Err(e) => Err(classify(BACKEND, "user", e)),
+        }
+    }
+
+    async fn delete_user(&self, username: &Username) -> Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.users)
+            .set_key(Some(user_key(username.as_str())))
+            .condition_expression("attribute_exists(#username)")
+            .set_expression_attribute_names(names(&["#username"]))
+            .send()
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if condition_failed(&e) => return Err(Error::not_found("user")),
+            Err(e) => return Err(classify(BACKEND, "user", e)),
+        }
+        // A token the index does not show yet is refused anyway: authentication also needs
+        // the user to exist.
+        for token in self.tokens_by(Some(username)).await? {
+            self.delete_token_item(
+                item::string(&token, "id")?,
+                item::string(&token, "token_hash")?,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn create_token(&self, token: &ApiToken) -> Result<()> {
+        let mut stored = attrs([
+            ("token_hash", s(&token.token_hash)),
+            ("kind", s("token")),
+            ("id", s(&token.id)),
+            ("username", s(token.username.as_str())),
+            ("token_kind", s(token.kind.as_str())),
+            ("name", s(&token.name)),
+            ("created_at", n(token.created_at)),
+            ("created_key", s(created_key(token.created_at, &token.id))),
+        ]);
+        let mut lookup = token_id_lookup(&token.id);
+        lookup.insert("token_hash".into(), s(&token.token_hash));
+        if let Some(expires_at) = token.expires_at {
+            stored.insert("expires_at".into(), n(expires_at));
+            // TTL deletes expired tokens some time after they stopped working.
+            stored.insert(TTL_ATTRIBUTE.into(), n(expires_at));
+            lookup.insert(TTL_ATTRIBUTE.into(), n(expires_at));
+        }
+        let writes = vec![
+            put(build_put(
+                &self.tables.tokens,
+                stored,
+                Some("attribute_not_exists(#token_hash)"),
+                None,
+            )?),
+            put(build_put(
+                &self.tables.lookups,
+                lookup,
+                Some("attribute_not_exists(#lookup)"),
+                None,
+            )?),
+        ];
+        match self.transact("token", writes).await? {
+            Ok(()) => Ok(()),
+            Err(reasons)
+                if reasons.is_empty()
+                    || failed_condition_at(&reasons, 0)
+                    || failed_condition_at(&reasons, 1) =>
+            {
+                Err(Error::already_exists("token"))
+            }
+            Err(reasons) => Err(Error::unavailable(format!(
+                "dynamodb: token creation was cancelled ({}); try again",
+                reasons.join(", ")
+            ))),
+        }
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<ApiToken> {
+        let stored = self
+            .get_item(
+                &self.tables.tokens,
+                attrs([("token_hash", s(token_hash))]),
+                true,
+            )
+            .await?
+            .ok_or_else(|| Error::not_found("token"))?;
+        token_from_item(&stored)
+    }
+
+    async fn list_tokens(&self, username: Option<&Username>) -> Result<Vec<ApiToken>> {
+        self.tokens_by(username)
+            .await?
+            .iter()
+            .map(token_from_item)
+            .collect()
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<()> {
+        let lookup = self
+            .get_item(&self.tables.lookups, token_id_lookup(id), true)
+            .await?
+            .ok_or_else(|| Error::not_found("token"))?;
+        if self
+            .delete_token_item(id, item::string(&lookup, "token_hash")?)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::not_found("token"))
+        }
+    }
+}
