@@ -14,9 +14,18 @@ use sgt_core::log_sink::LogSink;
 use sgt_core::testkit::log_sink::SinkUnderTest;
 use sgt_core::types::random_hex;
 
-/// True when the emulator is there; panics under CI when it is not.
+/// Where the AWS API under test is: LocalStack started through testcontainers when
+/// `SGT_TEST_DOCKER=1`, else the emulator `scripts/test` started (`SGT_TEST_AWS_ENDPOINT`).
+fn endpoint() -> Option<String> {
+    if std::env::var("SGT_TEST_DOCKER").as_deref() == Ok("1") {
+        return Some(localstack::endpoint());
+    }
+    std::env::var("SGT_TEST_AWS_ENDPOINT").ok()
+}
+
+/// True when an AWS API is there; panics under CI when it is not.
 fn aws_available() -> bool {
-    if std::env::var_os("SGT_TEST_AWS_ENDPOINT").is_some() {
+    if endpoint().is_some() {
         return true;
     }
     if std::env::var_os("CI").is_some() {
@@ -33,10 +42,55 @@ async fn sdk() -> SdkConfig {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     aws_config_for(&AwsSettings {
-        endpoint_url: std::env::var("SGT_TEST_AWS_ENDPOINT").ok(),
+        endpoint_url: endpoint(),
         region: Some("us-east-1".into()),
     })
     .await
+}
+
+/// LocalStack in Docker, the image `localstack/docker-compose.yml` pins, started once per
+/// test process. The container is named and marked reusable: it keeps running after the
+/// tests and the next run uses it again (`docker rm -f sgt-test-localstack` removes it).
+#[cfg(feature = "docker-tests")]
+mod localstack {
+    use std::sync::OnceLock;
+
+    use testcontainers::core::ReuseDirective;
+    use testcontainers::runners::SyncRunner;
+    use testcontainers::ImageExt;
+    use testcontainers_modules::localstack::LocalStack;
+
+    /// The tag `localstack/docker-compose.yml` pins.
+    const TAG: &str = "4.5.0";
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+
+    pub(super) fn endpoint() -> String {
+        ENDPOINT
+            .get_or_init(|| {
+                // The blocking runner has its own runtime: start it off the test's runtime.
+                std::thread::spawn(|| {
+                    let container = LocalStack::default()
+                        .with_tag(TAG)
+                        .with_env_var("SERVICES", "dynamodb,ssm,firehose,s3")
+                        .with_container_name("sgt-test-localstack")
+                        .with_reuse(ReuseDirective::Always)
+                        .start()
+                        .expect("LocalStack starts (is the Docker daemon running?)");
+                    let port = container.get_host_port_ipv4(4566).expect("mapped port");
+                    format!("http://127.0.0.1:{port}")
+                })
+                .join()
+                .expect("LocalStack start thread")
+            })
+            .clone()
+    }
+}
+
+#[cfg(not(feature = "docker-tests"))]
+mod localstack {
+    pub(super) fn endpoint() -> String {
+        panic!("SGT_TEST_DOCKER=1 needs the docker-tests feature: cargo test -p sgt-aws --features docker-tests")
+    }
 }
 
 async fn new_bucket(config: &SdkConfig) -> String {
@@ -420,6 +474,110 @@ mod dynamodb_store {
             1
         );
         assert_eq!(store.carve(&session_id).await.unwrap().blocks_received, 8);
+    }
+
+    /// Items in one index partition of a table of `prefix`.
+    async fn index_count(
+        config: &SdkConfig,
+        table: &str,
+        index: &str,
+        key: &str,
+        value: &str,
+    ) -> i32 {
+        aws_sdk_dynamodb::Client::new(config)
+            .query()
+            .table_name(table)
+            .index_name(index)
+            .key_condition_expression("#k = :v")
+            .expression_attribute_names("#k", key)
+            .expression_attribute_values(
+                ":v",
+                aws_sdk_dynamodb::types::AttributeValue::S(value.into()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .count()
+    }
+
+    #[tokio::test]
+    async fn dead_campaigns_leave_the_read_path_indexes() {
+        if !aws_available() {
+            return;
+        }
+        let config = sdk().await;
+        let prefix = format!("sgt-test-{}", random_hex(6));
+        sgt_aws::provision::ensure_tables(&config, &prefix)
+            .await
+            .unwrap();
+        let bucket = new_bucket(&config).await;
+        let overflow = Arc::new(S3BlobStore::new(s3_client(&config), bucket, "store"));
+        let store = DynamoStore::from_config(&config, &prefix, overflow);
+        let node = store
+            .enroll_node(new_node("default", "n", "N", 1000))
+            .await
+            .unwrap();
+        let campaign = |id: QueryId, expires_at| NewQuery {
+            id,
+            sql: "SELECT 1".into(),
+            targets: QueryTargets {
+                all: true,
+                ..Default::default()
+            },
+            node_ids: vec![node.id.clone()],
+            created_by: "alice".into(),
+            created_at: 1000,
+            expires_at,
+        };
+        store
+            .create_query(&campaign(QueryId::generate(), Some(1005)))
+            .await
+            .unwrap();
+        let cancelled = QueryId::generate();
+        store
+            .create_query(&campaign(cancelled.clone(), None))
+            .await
+            .unwrap();
+        store.cancel_query(&cancelled, 1001).await.unwrap();
+        let (queries, deliveries) = (format!("{prefix}-queries"), format!("{prefix}-deliveries"));
+        assert_eq!(
+            index_count(&config, &queries, "live-broad", "live_broad", "live").await,
+            1
+        );
+        assert_eq!(
+            index_count(
+                &config,
+                &deliveries,
+                "pending-by-node",
+                "pending_node",
+                node.id.as_str()
+            )
+            .await,
+            2
+        );
+        assert!(store
+            .take_pending_queries(node_ref(&node), 1010)
+            .await
+            .unwrap()
+            .is_empty());
+        // One read found both dead; later reads no longer meet them.
+        assert_eq!(
+            index_count(&config, &queries, "live-broad", "live_broad", "live").await,
+            0
+        );
+        assert_eq!(
+            index_count(
+                &config,
+                &deliveries,
+                "pending-by-node",
+                "pending_node",
+                node.id.as_str()
+            )
+            .await,
+            0
+        );
+        let targets = store.query_targets(&cancelled).await.unwrap();
+        assert_eq!(targets[0].state, DeliveryState::Pending, "never delivered");
     }
 
     #[tokio::test]

@@ -141,6 +141,47 @@ impl DynamoStore {
         }
     }
 
+    /// Takes a pending delivery of a cancelled or expired query out of the pending index; its
+    /// state stays pending (it was never delivered).
+    async fn retire_delivery(&self, query_id: &str, node: &NodeId) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.deliveries)
+            .set_key(Some(delivery_key(query_id, node.as_str())))
+            .update_expression("REMOVE #pending_node")
+            .condition_expression("#state = :pending")
+            .set_expression_attribute_names(names(&["#pending_node #state"]))
+            .expression_attribute_values(":pending", s(DeliveryState::Pending.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(classify(BACKEND, "query delivery", e)),
+        }
+    }
+
+    /// Takes an expired broad query out of the live index.
+    async fn retire_broad_query(&self, id: &str, now: UnixSeconds) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.queries)
+            .set_key(Some(query_key(id)))
+            .update_expression("REMOVE #live_broad")
+            .condition_expression("#expires_at <= :now")
+            .set_expression_attribute_names(names(&["#live_broad #expires_at"]))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(classify(BACKEND, "query", e)),
+        }
+    }
+
     /// Creates the delivery of a broad query to a node that had none, already delivered;
     /// false if one exists (it was handed out already, or is pending from creation).
     async fn claim_delivery(&self, query: &Item, node: &NodeId, now: UnixSeconds) -> Result<bool> {
@@ -344,7 +385,10 @@ impl QueryStore for DynamoStore {
             let Some(query) = known.get(query_id) else {
                 continue; // The query is gone (TTL); its delivery goes with it.
             };
-            if is_live(query, now)? && self.take_delivery(query_id, node.id, now).await? {
+            if !is_live(query, now)? {
+                // Never to be delivered: take it out of this node's pending index for good.
+                self.retire_delivery(query_id, node.id).await?;
+            } else if self.take_delivery(query_id, node.id, now).await? {
                 handed.push(PendingQuery {
                     id: item::parsed(query, "id", QueryId::parse)?,
                     sql: self.get_text(query, "sql").await?,
@@ -356,7 +400,12 @@ impl QueryStore for DynamoStore {
         let mut candidates = Vec::new();
         for query in &broad {
             let id = item::string(query, "id")?;
-            if pending.contains(&id.to_owned()) || !is_live(query, now)? {
+            if !is_live(query, now)? {
+                // Expired: out of the live index, so later reads stop reading it.
+                self.retire_broad_query(id, now).await?;
+                continue;
+            }
+            if pending.contains(&id.to_owned()) {
                 continue;
             }
             if self
