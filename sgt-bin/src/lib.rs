@@ -4,6 +4,7 @@
 pub mod backends;
 pub mod bootstrap;
 pub mod cli;
+pub mod loadtest;
 pub mod osquery_flags;
 pub mod provision;
 pub mod serve;

@@ -36,6 +36,8 @@ enum Command {
         #[arg(long)]
         firehose_role_arn: Option<String>,
     },
+    /// Simulate many osquery agents against a server and report latency and errors.
+    Loadtest(Box<sgt_bin::loadtest::LoadtestArgs>),
     #[command(flatten)]
     Admin(sgt_bin::cli::AdminCommand),
 }
@@ -134,6 +136,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Loadtest(args) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(sgt_bin::loadtest::run(*args)),
         Command::OsqueryFlags { server, hostname } => {
             let settings = server.settings()?;
             if !settings.enroll_secret_file().exists() {

@@ -403,3 +403,192 @@ async fn the_cli_drives_the_admin_api() {
     );
     terminate(&mut child);
 }
+
+#[tokio::test]
+async fn loadtest_accounts_for_every_line_through_node_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut server, _, url, _rest) = start(&data);
+    let ca = data.join("tls/ca.pem");
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let base = format!("https://localhost:{port}");
+    let client = client_trusting(&ca);
+    let password = std::fs::read_to_string(data.join("admin_password")).unwrap();
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({"username": "admin", "password": password.trim()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_owned();
+    // A campaign for every node, including the simulated ones that enroll later.
+    let created = client
+        .post(format!("{base}/api/v1/queries"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"sql": "SELECT pid FROM processes;", "targets": {"all": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let report = dir.path().join("report.json");
+    let html = dir.path().join("report.html");
+    let secret = format!("@{}", data.join("enroll_secret").display());
+    let loadtest = Command::new(SGT)
+        .args([
+            "loadtest",
+            "--url",
+            &base,
+            "--enroll-secret",
+            &secret,
+            "--agents",
+            "40",
+            "--duration",
+            "8s",
+            "--ramp",
+            "1s",
+            "--distributed-interval",
+            "1s",
+            "--logger-period",
+            "1s",
+            "--config-interval",
+            "2s",
+            "--carves",
+            "1",
+            "--carve-bytes",
+            "20000",
+            "--carve-block-bytes",
+            "8000",
+            "--assert-error-rate",
+            "0",
+            "--assert-no-lost-lines",
+        ])
+        .arg("--ca-cert")
+        .arg(&ca)
+        .arg("--sink-dir")
+        .arg(data.join("logs"))
+        .arg("--out")
+        .arg(&report)
+        .arg("--html")
+        .arg(&html)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-run, an operator deletes every node: the agents must re-enroll and lose nothing.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let nodes: serde_json::Value = client
+        .get(format!("{base}/api/v1/nodes?limit=100"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 40, "{nodes}");
+    for id in &ids {
+        let deleted = client
+            .delete(format!("{base}/api/v1/nodes/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+    }
+    let output = tokio::task::spawn_blocking(move || loadtest.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["agents_enrolled"], 40, "{stdout}");
+    assert!(report["reenrolls"].as_u64().unwrap() >= 40, "{stdout}");
+    assert_eq!(report["total_errors"], 0, "{stdout}");
+    let acknowledged = report["lines_acknowledged"].as_u64().unwrap();
+    assert!(acknowledged > 40 * 5, "{stdout}");
+    assert_eq!(report["lines_in_sink"].as_u64(), Some(acknowledged));
+    assert_eq!(report["lines_lost"], 0);
+    assert!(
+        report["queries_answered"].as_u64().unwrap() >= 40,
+        "{stdout}"
+    );
+    assert_eq!(report["carves_completed"], 1, "{stdout}");
+    assert!(report["timeline"].as_array().unwrap().len() >= 7);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("distributed_read"));
+    assert!(!page.contains("<script"), "self-contained, no scripts");
+    terminate(&mut server);
+}
+
+#[tokio::test]
+async fn loadtest_fails_when_a_threshold_is_crossed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut server, _, url, _rest) = start(&data);
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let secret = format!("@{}", data.join("enroll_secret").display());
+    let ca = data.join("tls/ca.pem");
+    let (ok, stdout, stderr) = sgt(
+        &[
+            "loadtest",
+            "--url",
+            &format!("https://localhost:{port}"),
+            "--enroll-secret",
+            &secret,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "--agents",
+            "5",
+            "--duration",
+            "2s",
+            "--ramp",
+            "0s",
+            "--assert-p99-ms",
+            "0.001",
+        ],
+        &[],
+    );
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("FAILED: enroll p99"), "{stdout}");
+    assert!(stderr.contains("above 0.001 ms"), "{stderr}");
+    // A wrong secret: agents never enroll, which the error-rate gate reports.
+    let (ok, stdout, _) = sgt(
+        &[
+            "loadtest",
+            "--url",
+            &format!("https://localhost:{port}"),
+            "--enroll-secret",
+            "wrong",
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "--agents",
+            "3",
+            "--duration",
+            "2s",
+            "--ramp",
+            "0s",
+            "--assert-error-rate",
+            "0",
+        ],
+        &[],
+    );
+    assert!(!ok, "{stdout}");
+    assert!(stdout.contains("only 0 of 3 agents enrolled"), "{stdout}");
+    terminate(&mut server);
+}

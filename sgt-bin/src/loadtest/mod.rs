@@ -1,0 +1,472 @@
+//! `sgt loadtest`: simulated osquery agents against any osquery TLS server.
+//!
+//! Every agent enrolls with realistic host details, then runs osquery's three loops (config,
+//! logger, distributed) with a random phase until the run ends. Latency is measured per
+//! endpoint; the report gives counts, errors by kind, percentiles, bytes and log-line
+//! accounting, as a table, JSON (`--out`) and a self-contained HTML page (`--html`).
+//! `--assert-*` thresholds make the command fail, for CI gates.
+
+mod agent;
+mod html;
+mod shapes;
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+use tokio::time::Instant;
+
+use stats::{Endpoint, EndpointSummary, Stats};
+
+/// `sgt loadtest` options.
+#[derive(Debug, Args)]
+pub struct LoadtestArgs {
+    /// The server, e.g. https://127.0.0.1:8443.
+    #[arg(long, env = "SGT_URL")]
+    url: String,
+    /// The enroll secret, or @FILE to read it from a file.
+    #[arg(long)]
+    enroll_secret: String,
+    /// CA certificate (PEM) the server's certificate must chain to.
+    #[arg(long, env = "SGT_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Accept any server certificate (for self-signed test servers).
+    #[arg(long)]
+    insecure: bool,
+    /// Number of simulated agents.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// How long to run, e.g. 60s or 5m.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Agents start spread over this long (0s: all at once, a thundering herd).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    ramp: Duration,
+    /// Distributed read interval (osquery's --distributed_interval).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    distributed_interval: Duration,
+    /// Config fetch interval (osquery's --config_refresh).
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    config_interval: Duration,
+    /// Log flush interval (osquery's --logger_tls_period).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    logger_period: Duration,
+    /// Result rows per log batch.
+    #[arg(long, default_value_t = 5)]
+    lines_per_batch: usize,
+    /// Share of agents that gzip their log bodies (0 to 1).
+    #[arg(long, default_value_t = 0.5)]
+    gzip_share: f64,
+    /// Number of agents that upload one carve during the run.
+    #[arg(long, default_value_t = 0)]
+    carves: usize,
+    /// Size of each carve in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    carve_bytes: usize,
+    /// Carve block size in bytes (osquery's --carver_block_size).
+    #[arg(long, default_value_t = 300_000)]
+    carve_block_bytes: usize,
+    /// Connections kept open to the server.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Request timeout.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Endpoint paths, for servers other than sgt.
+    #[arg(long, default_value = sgt_core::http::paths::ENROLL)]
+    enroll_path: String,
+    #[arg(long, default_value = sgt_core::http::paths::CONFIG)]
+    config_path: String,
+    #[arg(long, default_value = sgt_core::http::paths::LOG)]
+    log_path: String,
+    #[arg(long, default_value = sgt_core::http::paths::DISTRIBUTED_READ)]
+    distributed_read_path: String,
+    #[arg(long, default_value = sgt_core::http::paths::DISTRIBUTED_WRITE)]
+    distributed_write_path: String,
+    #[arg(long, default_value = sgt_core::http::paths::CARVE_START)]
+    carve_start_path: String,
+    #[arg(long, default_value = sgt_core::http::paths::CARVE_CONTINUE)]
+    carve_block_path: String,
+    /// Write the JSON report here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write a self-contained HTML page plotting the run here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Count the acknowledged log lines in this file log sink directory afterwards (sgt's
+    /// local backend writes JSON Lines there), to prove none was lost.
+    #[arg(long)]
+    sink_dir: Option<PathBuf>,
+    /// Fail when more than this share of requests failed (0 to 1).
+    #[arg(long)]
+    assert_error_rate: Option<f64>,
+    /// Fail when any endpoint's p99 latency is above this many milliseconds.
+    #[arg(long)]
+    assert_p99_ms: Option<f64>,
+    /// Fail when an acknowledged log line is missing from --sink-dir.
+    #[arg(long, requires = "sink_dir")]
+    assert_no_lost_lines: bool,
+    /// Seed for the agents' randomness (same seed, same fleet).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Endpoint paths.
+#[derive(Debug)]
+struct Paths {
+    enroll: String,
+    config: String,
+    log: String,
+    distributed_read: String,
+    distributed_write: String,
+    carve_start: String,
+    carve_block: String,
+}
+
+/// Everything the simulated agents share.
+#[derive(Debug)]
+struct Plan {
+    client: reqwest::Client,
+    base_url: String,
+    paths: Paths,
+    enroll_secret: String,
+    run_id: String,
+    seed: u64,
+    start: Instant,
+    deadline: Instant,
+    duration: Duration,
+    distributed_interval: Duration,
+    config_interval: Duration,
+    logger_period: Duration,
+    lines_per_batch: usize,
+    gzip_share: f64,
+    carves: usize,
+    carve_bytes: usize,
+    carve_block_bytes: usize,
+}
+
+/// The JSON report.
+#[derive(Debug, Serialize)]
+struct Report {
+    url: String,
+    run_id: String,
+    agents: usize,
+    duration_seconds: f64,
+    endpoints: Vec<EndpointSummary>,
+    total_requests: u64,
+    total_errors: u64,
+    requests_per_second: f64,
+    bytes_sent: u64,
+    bytes_received: u64,
+    agents_enrolled: u64,
+    reenrolls: u64,
+    result_lines_sent: u64,
+    status_lines_sent: u64,
+    lines_acknowledged: u64,
+    lines_in_sink: Option<u64>,
+    lines_lost: Option<u64>,
+    queries_answered: u64,
+    carves_completed: u64,
+    /// Per second: one point per endpoint, in `endpoints` order.
+    timeline: Vec<Vec<stats::SecondPoint>>,
+    failed_assertions: Vec<String>,
+}
+
+fn read_secret(value: &str) -> anyhow::Result<String> {
+    match value.strip_prefix('@') {
+        Some(file) => Ok(std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the enroll secret from {file}"))?
+            .trim()
+            .to_owned()),
+        None => Ok(value.to_owned()),
+    }
+}
+
+fn client(args: &LoadtestArgs) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(args.connections)
+        .timeout(args.timeout)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(ca) = &args.ca_cert {
+        let pem = std::fs::read(ca).with_context(|| format!("cannot read {}", ca.display()))?;
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem)?)
+            .tls_built_in_root_certs(false);
+    }
+    if args.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    Ok(builder.build()?)
+}
+
+/// Runs the load test; the error lists failed assertions.
+///
+/// # Errors
+/// Bad options, an unreadable secret or CA file, or failed `--assert-*` thresholds.
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    if args.agents == 0 {
+        bail!("--agents must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.gzip_share) {
+        bail!("--gzip-share must be between 0 and 1");
+    }
+    for (name, interval) in [
+        ("--distributed-interval", args.distributed_interval),
+        ("--config-interval", args.config_interval),
+        ("--logger-period", args.logger_period),
+    ] {
+        if interval.is_zero() {
+            bail!("{name} must be more than 0s");
+        }
+    }
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let start = Instant::now();
+    let plan = Arc::new(Plan {
+        client: client(&args)?,
+        base_url: args.url.trim_end_matches('/').to_owned(),
+        paths: Paths {
+            enroll: args.enroll_path.clone(),
+            config: args.config_path.clone(),
+            log: args.log_path.clone(),
+            distributed_read: args.distributed_read_path.clone(),
+            distributed_write: args.distributed_write_path.clone(),
+            carve_start: args.carve_start_path.clone(),
+            carve_block: args.carve_block_path.clone(),
+        },
+        enroll_secret: read_secret(&args.enroll_secret)?,
+        run_id: format!("{:08x}", seed as u32),
+        seed,
+        start,
+        deadline: start + args.duration,
+        duration: args.duration,
+        distributed_interval: args.distributed_interval,
+        config_interval: args.config_interval,
+        logger_period: args.logger_period,
+        lines_per_batch: args.lines_per_batch.max(1),
+        gzip_share: args.gzip_share,
+        carves: args.carves,
+        carve_bytes: args.carve_bytes,
+        carve_block_bytes: args.carve_block_bytes,
+    });
+    let stats = Arc::new(Mutex::new(Stats::new()));
+    eprintln!(
+        "sgt loadtest: {} agents against {} for {} (run {})",
+        args.agents,
+        plan.base_url,
+        humantime::format_duration(args.duration),
+        plan.run_id
+    );
+    let mut agents = tokio::task::JoinSet::new();
+    for index in 0..args.agents {
+        let delay = args.ramp.mul_f64(index as f64 / args.agents as f64);
+        let agent = agent::Agent::new(Arc::clone(&plan), Arc::clone(&stats), index);
+        agents.spawn(agent.run(delay));
+    }
+    progress(&stats, &plan, args.agents).await;
+    // Agents stop at the deadline; one still waiting on the server has `--timeout` left.
+    let _ = tokio::time::timeout(args.timeout + Duration::from_secs(1), async {
+        while agents.join_next().await.is_some() {}
+    })
+    .await;
+    agents.abort_all();
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let stats = stats.lock().expect("stats lock");
+    let mut report = build_report(&args, &plan, &stats, elapsed);
+    if let Some(dir) = &args.sink_dir {
+        let found = count_sink_lines(dir, &format!("loadtest-{}-", plan.run_id))?;
+        report.lines_in_sink = Some(found);
+        report.lines_lost = Some(report.lines_acknowledged.saturating_sub(found));
+    }
+    report.failed_assertions = failed_assertions(&args, &report);
+    print_report(&report);
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, html::render(&report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !report.failed_assertions.is_empty() {
+        bail!("{}", report.failed_assertions.join("; "));
+    }
+    Ok(())
+}
+
+/// Closes a timeline second every second and prints a progress line (every second on a
+/// terminal, every 10 s otherwise), until the deadline.
+async fn progress(stats: &Mutex<Stats>, plan: &Plan, agents: usize) {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let mut tick =
+        tokio::time::interval_at(plan.start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut second = 0u64;
+    while Instant::now() < plan.deadline {
+        tick.tick().await;
+        second += 1;
+        let mut stats = stats.lock().expect("stats lock");
+        stats.close_second();
+        let (requests, errors, p99) = stats.last_second();
+        if terminal || second.is_multiple_of(10) {
+            let line = format!(
+                "{second:>5}s  agents {}/{agents}  {requests} req/s  {errors} errors/s  p99 {p99:.1} ms",
+                stats.agents_enrolled
+            );
+            if terminal {
+                eprint!("\r\x1b[2K{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }
+    }
+    if terminal {
+        eprintln!();
+    }
+}
+
+fn build_report(args: &LoadtestArgs, plan: &Plan, stats: &Stats, elapsed: f64) -> Report {
+    let endpoints: Vec<EndpointSummary> = Endpoint::ALL
+        .iter()
+        .map(|e| stats.summary(*e, elapsed))
+        .collect();
+    let total_requests: u64 = endpoints.iter().map(|e| e.requests).sum();
+    Report {
+        url: plan.base_url.clone(),
+        run_id: plan.run_id.clone(),
+        agents: args.agents,
+        duration_seconds: elapsed,
+        total_errors: endpoints.iter().map(|e| e.errors).sum(),
+        requests_per_second: total_requests as f64 / elapsed.max(f64::EPSILON),
+        total_requests,
+        endpoints,
+        bytes_sent: stats.bytes_sent,
+        bytes_received: stats.bytes_received,
+        agents_enrolled: stats.agents_enrolled,
+        reenrolls: stats.reenrolls,
+        result_lines_sent: stats.result_lines_sent,
+        status_lines_sent: stats.status_lines_sent,
+        lines_acknowledged: stats.result_lines_acknowledged + stats.status_lines_acknowledged,
+        lines_in_sink: None,
+        lines_lost: None,
+        queries_answered: stats.queries_answered,
+        carves_completed: stats.carves_completed,
+        timeline: stats.timeline.clone(),
+        failed_assertions: Vec::new(),
+    }
+}
+
+/// Log records in a file sink directory whose line came from this run's agents.
+fn count_sink_lines(dir: &Path, host_prefix: &str) -> anyhow::Result<u64> {
+    let mut found = 0;
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("jsonl") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for record in text.lines() {
+            let Ok(record) = serde_json::from_str::<serde_json::Value>(record) else {
+                continue;
+            };
+            if record["line"]["hostIdentifier"]
+                .as_str()
+                .is_some_and(|h| h.starts_with(host_prefix))
+            {
+                found += 1;
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn failed_assertions(args: &LoadtestArgs, report: &Report) -> Vec<String> {
+    let mut failed = Vec::new();
+    if let Some(limit) = args.assert_error_rate {
+        let rate = report.total_errors as f64 / report.total_requests.max(1) as f64;
+        if rate > limit {
+            failed.push(format!("error rate {rate:.4} is above {limit}"));
+        }
+        if report.agents_enrolled < args.agents as u64 {
+            failed.push(format!(
+                "only {} of {} agents enrolled",
+                report.agents_enrolled, args.agents
+            ));
+        }
+    }
+    if let Some(limit) = args.assert_p99_ms {
+        for e in report.endpoints.iter().filter(|e| e.requests > 0) {
+            if e.p99_ms > limit {
+                failed.push(format!(
+                    "{} p99 {:.1} ms is above {limit} ms",
+                    e.endpoint, e.p99_ms
+                ));
+            }
+        }
+    }
+    if args.assert_no_lost_lines {
+        if let Some(lost) = report.lines_lost.filter(|l| *l > 0) {
+            failed.push(format!("{lost} acknowledged log lines are not in the sink"));
+        }
+    }
+    failed
+}
+
+fn print_report(report: &Report) {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header([
+            "ENDPOINT", "REQUESTS", "ERRORS", "REQ/S", "P50 MS", "P95 MS", "P99 MS", "MAX MS",
+        ]);
+    for e in report.endpoints.iter().filter(|e| e.requests > 0) {
+        table.add_row([
+            e.endpoint.to_owned(),
+            e.requests.to_string(),
+            e.errors.to_string(),
+            format!("{:.1}", e.requests_per_second),
+            format!("{:.2}", e.p50_ms),
+            format!("{:.2}", e.p95_ms),
+            format!("{:.2}", e.p99_ms),
+            format!("{:.2}", e.max_ms),
+        ]);
+    }
+    println!("{table}");
+    for e in &report.endpoints {
+        for (kind, count) in &e.errors_by_kind {
+            println!("errors: {} {kind}: {count}", e.endpoint);
+        }
+    }
+    println!(
+        "{} requests in {:.1} s ({:.1}/s), {} errors; sent {} B, received {} B",
+        report.total_requests,
+        report.duration_seconds,
+        report.requests_per_second,
+        report.total_errors,
+        report.bytes_sent,
+        report.bytes_received
+    );
+    println!(
+        "agents enrolled {} (re-enrolls {}); log lines sent {}, acknowledged {}{}; live queries answered {}; carves {}",
+        report.agents_enrolled,
+        report.reenrolls,
+        report.result_lines_sent + report.status_lines_sent,
+        report.lines_acknowledged,
+        match (report.lines_in_sink, report.lines_lost) {
+            (Some(found), Some(lost)) => format!(", in the sink {found}, lost {lost}"),
+            _ => String::new(),
+        },
+        report.queries_answered,
+        report.carves_completed
+    );
+    for failure in &report.failed_assertions {
+        println!("FAILED: {failure}");
+    }
+}
