@@ -91,9 +91,10 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let fx = runtime.block_on(fixture());
-    let admin = Arc::new(sgt_core::admin::AdminService::new(
-        fx.service.backends().clone(),
-    ));
+    let admin = Arc::new(
+        sgt_core::admin::AdminService::new(fx.service.backends().clone())
+            .with_serving_cache(fx.service.serving_cache()),
+    );
     let routes = sgt_core::http::routes(Arc::clone(&fx.service), admin);
 
     c.bench_function("config_render", |b| {

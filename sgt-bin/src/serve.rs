@@ -20,6 +20,9 @@ use crate::tls_files::TlsFiles;
 
 /// How often coalesced last-seen times are written to the store.
 const LAST_SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// How often cached nodes are checked against keys revoked through other instances: the
+/// longest a node deleted elsewhere keeps working here.
+pub const CACHE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A running server.
 #[derive(Debug)]
@@ -116,7 +119,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         ));
     }
 
-    let admin = Arc::new(AdminService::new(backends.clone()));
+    let service = Arc::new(AgentService::new(backends.clone()));
+    let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
     let password_file = std::path::absolute(settings.admin_password_file())?;
     if bootstrap_admin(&admin, &password_file).await? {
         report.push(format!(
@@ -129,7 +133,6 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local_addr = listener.local_addr()?;
-    let service = Arc::new(AgentService::new(backends));
     let (stop, stopped) = watch::channel(false);
     let tls = matches!(listener_mode, Listener::Tls(_));
     let server = tokio::spawn({
@@ -149,11 +152,17 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         let mut stopped = stopped;
         async move {
             let mut tick = tokio::time::interval(LAST_SEEN_FLUSH_INTERVAL);
+            let mut refresh = tokio::time::interval(CACHE_REFRESH_INTERVAL);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
                         if let Err(e) = service.flush_last_seen().await {
                             tracing::warn!(error = %e, "last-seen flush failed");
+                        }
+                    }
+                    _ = refresh.tick() => {
+                        if let Err(e) = service.refresh_cache().await {
+                            tracing::warn!(error = %e, "node cache refresh failed");
                         }
                     }
                     _ = stopped.changed() => return,

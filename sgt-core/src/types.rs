@@ -19,6 +19,14 @@ pub fn now_unix() -> UnixSeconds {
         .unwrap_or(0)
 }
 
+/// The current time in unix milliseconds.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// `bytes` random bytes from the thread's CSPRNG (ChaCha, seeded by the OS), hex encoded.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];

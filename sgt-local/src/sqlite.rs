@@ -224,6 +224,26 @@ impl NodeStore for SqliteStore {
         tx.commit().await.map_err(db_error("node"))
     }
 
+    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+        let rows = sqlx::query(
+            "SELECT node_key, revoked_at_ms FROM revoked_keys WHERE revoked_at_ms >= ?
+             ORDER BY revoked_at_ms, rowid",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error("node"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(RevokedKey {
+                    key: NodeKey::parse(row.get::<String, _>("node_key"))
+                        .map_err(|_| corrupt("node key"))?,
+                    revoked_at_ms: row.get("revoked_at_ms"),
+                })
+            })
+            .collect()
+    }
+
     async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()> {
         if seen.is_empty() {
             return Ok(());

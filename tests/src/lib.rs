@@ -90,8 +90,11 @@ impl TestServer {
         sgt_bin::bootstrap::bootstrap(&backends, &sgt_data.join("enroll_secret"))
             .await
             .unwrap();
-        let admin = Arc::new(sgt_core::admin::AdminService::new(backends.clone()));
-        let service = Arc::new(AgentService::new(backends));
+        let service = Arc::new(AgentService::new(backends.clone()));
+        let admin = Arc::new(
+            sgt_core::admin::AdminService::new(backends)
+                .with_serving_cache(service.serving_cache()),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -2,11 +2,13 @@
 
 use async_trait::async_trait;
 use futures_util::future;
-use sgt_core::store::{ListNodes, NewNode, Node, NodeStore};
-use sgt_core::types::{EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
+use sgt_core::store::{ListNodes, NewNode, Node, NodeStore, RevokedKey};
+use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
 use sgt_core::{Error, Result};
 
 use super::item::{self, n, s, Item};
+use aws_sdk_dynamodb::types::TransactWriteItem;
+
 use super::writes::{build_delete, build_put, delete, put};
 use super::{attrs, classify, condition_failed, names, DynamoStore, BACKEND, RACE_RETRIES};
 
@@ -25,6 +27,36 @@ fn key_lookup(key: &str) -> String {
 fn identity_lookup(environment: &str, host_identifier: &str, hardware_uuid: &str) -> String {
     let parts = serde_json::json!([environment, host_identifier, hardware_uuid]);
     format!("node-host/{parts}")
+}
+
+/// The `audit` table stream listing revoked node keys, sorted by time.
+pub(super) const REVOKED_KEYS_STREAM: &str = "revoked-keys";
+/// Revoked-key items live a day (TTL), longer than any instance's refresh interval.
+const REVOKED_KEY_RETENTION_SECONDS: i64 = 24 * 3600;
+
+/// The sort key of a revoked-key item: `<unix ms, 15 digits>/<key>`.
+fn revoked_key_id(at_ms: i64, key: &str) -> String {
+    format!("{:015}/{key}", at_ms.max(0))
+}
+
+/// The put, inside a delete or re-key transaction, that records `key` as revoked now.
+fn revocation(audit_table: &str, key: &str) -> Result<TransactWriteItem> {
+    let now_ms = now_unix_ms();
+    Ok(put(build_put(
+        audit_table,
+        attrs([
+            ("stream", s(REVOKED_KEYS_STREAM)),
+            ("id", s(revoked_key_id(now_ms, key))),
+            ("node_key", s(key)),
+            ("revoked_at_ms", n(now_ms)),
+            (
+                super::tables::TTL_ATTRIBUTE,
+                n(now_ms / 1000 + REVOKED_KEY_RETENTION_SECONDS),
+            ),
+        ]),
+        None,
+        None,
+    )?))
 }
 
 fn lookup_key(lookup: String) -> Item {
@@ -159,6 +191,7 @@ impl DynamoStore {
                         Some("attribute_not_exists(#lookup)"),
                         None,
                     )?),
+                    revocation(&tables.audit, &old_key)?,
                 ];
                 (stored, writes)
             }
@@ -367,6 +400,7 @@ impl NodeStore for DynamoStore {
                 Some("attribute_not_exists(#lookup) OR #node_id = :id"),
                 Some(attrs([(":id", s(id.as_str()))])),
             )?),
+            revocation(&tables.audit, node_key)?,
         ];
         if let Err(reasons) = self.transact("node", writes).await? {
             // Re-enrolled (re-keyed) between our read and delete: the caller may try again.
@@ -377,6 +411,28 @@ impl NodeStore for DynamoStore {
         }
         self.delete_overflow(&stored).await;
         self.drop_pending_deliveries(id).await
+    }
+
+    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+        let condition = "#stream = :stream AND #id >= :since";
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.audit)
+            .key_condition_expression(condition)
+            .set_expression_attribute_names(names(&[condition]))
+            .expression_attribute_values(":stream", s(REVOKED_KEYS_STREAM))
+            .expression_attribute_values(":since", s(format!("{:015}", since_ms.max(0))));
+        self.query_all(query, "revoked key")
+            .await?
+            .iter()
+            .map(|stored| {
+                Ok(RevokedKey {
+                    key: item::parsed(stored, "node_key", NodeKey::parse)?,
+                    revoked_at_ms: item::number(stored, "revoked_at_ms")?,
+                })
+            })
+            .collect()
     }
 
     async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()> {

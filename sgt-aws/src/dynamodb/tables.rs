@@ -227,7 +227,8 @@ pub(crate) const AUDIT: TableSpec = TableSpec {
     hash: string("stream"),
     range: Some(string("id")),
     indexes: &[],
-    ttl_attribute: None,
+    // Only revoked-key items carry it; audit entries and counters never expire.
+    ttl_attribute: Some(TTL_ATTRIBUTE),
 };
 
 /// Every table the DynamoDB store uses.

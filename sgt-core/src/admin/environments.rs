@@ -130,6 +130,7 @@ impl AdminService {
         caller.require(Role::Admin)?;
         let name = env_name(name)?;
         self.backends.store.delete_environment(&name).await?;
+        self.forget_environment(&name);
         for secret in self.backends.secrets.list_enroll_secrets().await? {
             if secret.environment == name {
                 self.backends
@@ -170,6 +171,7 @@ impl AdminService {
             .store
             .put_config(&name, &config, now_unix())
             .await?;
+        self.forget_environment(&name);
         self.audit(caller, "config.replace", name.as_str(), Value::Null)
             .await;
         Ok(())
@@ -259,6 +261,7 @@ impl AdminService {
             .store
             .put_config(&name, &config, now_unix())
             .await?;
+        self.forget_environment(&name);
         self.audit(caller, action, &format!("{name}/{pack_name}"), Value::Null)
             .await;
         Ok(())

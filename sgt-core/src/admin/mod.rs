@@ -18,7 +18,9 @@ pub use nodes::NodeView;
 pub use queries::{NewCampaign, QueryView, ResultView};
 pub use users::UserView;
 
-use crate::agent::Backends;
+use std::sync::Arc;
+
+use crate::agent::{Backends, ServingCache};
 use crate::error::{Error, Result};
 use crate::store::{AuditEntry, Role};
 use crate::types::{now_unix, random_hex, Username};
@@ -81,12 +83,37 @@ pub fn page_limit(requested: Option<usize>) -> usize {
 #[derive(Debug)]
 pub struct AdminService {
     backends: Backends,
+    serving_cache: Option<Arc<ServingCache>>,
 }
 
 impl AdminService {
     /// A service over `backends`.
     pub fn new(backends: Backends) -> Self {
-        AdminService { backends }
+        AdminService {
+            backends,
+            serving_cache: None,
+        }
+    }
+
+    /// Makes this instance's node deletions and config changes take effect at once in the
+    /// agent service owning `cache` (other instances see them within their refresh interval).
+    pub fn with_serving_cache(mut self, cache: Arc<ServingCache>) -> Self {
+        self.serving_cache = Some(cache);
+        self
+    }
+
+    /// Tells the agent service's cache that a node is gone.
+    fn forget_node(&self, id: &crate::types::NodeId) {
+        if let Some(cache) = &self.serving_cache {
+            cache.forget_node(id);
+        }
+    }
+
+    /// Tells the agent service's cache that an environment's config changed.
+    fn forget_environment(&self, name: &crate::types::EnvironmentName) {
+        if let Some(cache) = &self.serving_cache {
+            cache.forget_environment(name);
+        }
     }
 
     /// The backends this service runs on.

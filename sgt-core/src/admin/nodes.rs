@@ -86,6 +86,7 @@ impl AdminService {
         let id = NodeId::parse(id).map_err(|_| Error::not_found("node"))?;
         let node = self.backends.store.node_by_id(&id).await?;
         self.backends.store.delete_node(&id).await?;
+        self.forget_node(&id);
         self.audit(
             caller,
             "node.delete",

@@ -5,6 +5,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::store::Node;
 
+use super::cache::RenderedConfig;
 use super::AgentService;
 
 /// The etag value that means "not modified"; never used as a real etag.
@@ -76,6 +77,25 @@ impl AgentService {
     /// # Errors
     /// `NotFound` when the node's environment was deleted; backend errors as they come.
     pub async fn config(&self, node: &Node, etag: Option<&str>) -> Result<ConfigReply> {
+        let rendered = match self.cache.config(&node.environment, &node.platform) {
+            Some(rendered) => rendered,
+            None => {
+                let rendered = self.render_config(node).await?;
+                self.cache
+                    .insert_config(&node.environment, &node.platform, rendered.clone());
+                rendered
+            }
+        };
+        Ok(match etag {
+            None => ConfigReply::Full(rendered.plain),
+            Some(sent) if !sent.is_empty() && sent == rendered.etag => ConfigReply::NotModified,
+            Some(_) => ConfigReply::Full(rendered.with_etag),
+        })
+    }
+
+    /// Reads `node`'s environment and renders its config for the node's platform, with and
+    /// without an etag.
+    async fn render_config(&self, node: &Node) -> Result<RenderedConfig> {
         let environment = self.backends.store.environment(&node.environment).await?;
         let mut config =
             crate::config_doc::render_for_platform(&environment.config, &node.platform);
@@ -83,19 +103,17 @@ impl AgentService {
             .as_object_mut()
             .ok_or_else(|| Error::invalid_input("stored config is not a JSON object"))?;
         object.remove("etag");
-        let rendered = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
-        let Some(sent) = etag else {
-            return Ok(ConfigReply::Full(Bytes::from(rendered)));
-        };
-        let current = config_etag(&rendered);
-        if !sent.is_empty() && sent == current {
-            return Ok(ConfigReply::NotModified);
-        }
+        let plain = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
+        let etag = config_etag(&plain);
         if let Some(object) = config.as_object_mut() {
-            object.insert("etag".to_owned(), serde_json::Value::String(current));
+            object.insert("etag".to_owned(), serde_json::Value::String(etag.clone()));
         }
         let with_etag = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
-        Ok(ConfigReply::Full(Bytes::from(with_etag)))
+        Ok(RenderedConfig::new(
+            Bytes::from(plain),
+            etag,
+            Bytes::from(with_etag),
+        ))
     }
 }
 

@@ -82,6 +82,8 @@ impl AgentService {
                 now,
             })
             .await?;
+        // Its previous key, if cached here, stops working at once.
+        self.cache.forget_node(&node.id);
         if let Err(e) = self.backends.store.record_secret_use(&secret.id, now).await {
             tracing::warn!(secret_id = %secret.id, error = %e, "enroll secret usage not recorded");
         }

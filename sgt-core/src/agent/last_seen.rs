@@ -16,13 +16,16 @@ pub(super) struct LastSeen {
 }
 
 impl LastSeen {
-    pub(super) fn note(&self, node: &Node, now: UnixSeconds) {
+    /// Notes that `node` was seen at `now`; true when that is news (its `last_seen` is older
+    /// than the resolution), false when nothing needs writing.
+    pub(super) fn note(&self, node: &Node, now: UnixSeconds) -> bool {
         if now - node.last_seen < RESOLUTION_SECONDS {
-            return;
+            return false;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let entry = pending.entry(node.id.clone()).or_insert(now);
         *entry = (*entry).max(now);
+        true
     }
 
     pub(super) async fn flush(&self, store: &dyn NodeStore) -> Result<usize> {

@@ -1,5 +1,6 @@
 //! The agent service: what each osquery endpoint does, independent of HTTP.
 
+mod cache;
 mod carve;
 mod config;
 mod distributed;
@@ -9,6 +10,7 @@ mod logs;
 
 use std::sync::Arc;
 
+pub use cache::{ServingCache, CONFIG_TTL};
 pub use carve::{carve_archive_key, carve_block_key, CarveStart, CARVE_MAX_BLOCK_SIZE};
 pub use config::{default_config, ConfigReply, NOT_MODIFIED_ETAG};
 pub use enroll::EnrollRequest;
@@ -18,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::log_sink::LogSink;
 use crate::secrets::SecretStore;
 use crate::store::{Node, Store};
-use crate::types::{now_unix, NodeKey};
+use crate::types::{now_unix, now_unix_ms, NodeKey};
 use last_seen::LastSeen;
 
 /// The four backends the service runs on.
@@ -41,15 +43,61 @@ pub struct Backends {
 pub struct AgentService {
     backends: Backends,
     last_seen: LastSeen,
+    cache: Arc<ServingCache>,
 }
+
+/// Revoked keys are polled with this much overlap, so a revocation written late by another
+/// instance (clock skew, a slow transaction) is still seen.
+const REVOCATION_OVERLAP_MS: i64 = 60_000;
 
 impl AgentService {
     /// A service over `backends`.
     pub fn new(backends: Backends) -> Self {
+        let cache = ServingCache::default();
+        *cache
+            .revocations_polled_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = now_unix_ms();
         AgentService {
             backends,
             last_seen: LastSeen::default(),
+            cache: Arc::new(cache),
         }
+    }
+
+    /// The in-memory state behind the hot paths; give it to the admin service so its changes
+    /// are seen at once.
+    pub fn serving_cache(&self) -> Arc<ServingCache> {
+        Arc::clone(&self.cache)
+    }
+
+    /// Drops cached nodes whose keys were revoked (deleted or re-keyed, possibly through
+    /// another instance) since the previous call; returns how many. Call it every second or
+    /// two: that is how long another instance's delete takes to reach this one.
+    ///
+    /// # Errors
+    /// The store's error; the next call covers the same period again.
+    pub async fn refresh_cache(&self) -> Result<usize> {
+        let since = *self
+            .cache
+            .revocations_polled_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let started = now_unix_ms();
+        let revoked = self
+            .backends
+            .store
+            .revoked_keys_since(since - REVOCATION_OVERLAP_MS)
+            .await?;
+        let dropped = self
+            .cache
+            .forget_keys(revoked.iter().map(|r| r.key.as_str()));
+        *self
+            .cache
+            .revocations_polled_ms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = started;
+        Ok(dropped)
     }
 
     /// The backends this service runs on.
@@ -64,9 +112,19 @@ impl AgentService {
     /// as they come.
     pub async fn authenticate(&self, key: &str) -> Result<Node> {
         let key = NodeKey::parse(key).map_err(|_| Error::unauthorized("invalid node key"))?;
+        let now = now_unix();
+        if let Some(node) = self.cache.node(key.as_str()) {
+            if self.last_seen.note(&node, now) {
+                self.cache.touch(key.as_str(), now);
+            }
+            return Ok(node);
+        }
         match self.backends.store.node_by_key(&key).await {
             Ok(node) => {
-                self.last_seen.note(&node, now_unix());
+                self.last_seen.note(&node, now);
+                let mut cached = node.clone();
+                cached.last_seen = cached.last_seen.max(now);
+                self.cache.insert_node(cached);
                 Ok(node)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {

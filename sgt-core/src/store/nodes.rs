@@ -85,10 +85,22 @@ pub struct ListNodes {
     pub limit: usize,
 }
 
+/// A node key that stopped working because its node was deleted or re-keyed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedKey {
+    /// The key.
+    pub key: NodeKey,
+    /// When it stopped working, in unix milliseconds.
+    pub revoked_at_ms: i64,
+}
+
 /// Enrolled nodes.
 ///
 /// # Contract
 /// - A node key identifies at most one node; a deleted or re-keyed node's old key finds nothing.
+/// - Every key a delete or re-key stops working is listed by
+///   [`NodeStore::revoked_keys_since`] for at least a day, so instances that cache nodes by
+///   key can drop it.
 /// - A node's identity is (environment, host identifier, hardware uuid): enrolling the same
 ///   identity again re-keys the existing node instead of creating a second one. Concurrent
 ///   enrolls of one identity leave exactly one node, holding one of the keys.
@@ -113,6 +125,10 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Deletes the node with its pending query deliveries; its key stops working at once.
     async fn delete_node(&self, id: &NodeId) -> Result<()>;
+
+    /// Keys revoked (by [`NodeStore::delete_node`] or a re-key) at or after `since_ms`
+    /// (unix milliseconds), oldest first.
+    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>>;
 
     /// Sets `last_seen` for many nodes at once (never moving it backwards). Unknown ids are
     /// ignored: a node may be deleted between a request and the flush.

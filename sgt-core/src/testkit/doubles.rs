@@ -343,6 +343,10 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.record_last_seen(seen).await
         }
+        async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+            self.fault().await?;
+            self.inner.revoked_keys_since(since_ms).await
+        }
     }
 
     #[async_trait]

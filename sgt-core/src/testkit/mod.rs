@@ -54,6 +54,7 @@ macro_rules! store_conformance_tests {
                 list_nodes_pages_and_filters,
                 delete_node_revokes_its_key,
                 last_seen_moves_forward_only,
+                revoked_keys_are_listed,
                 environments_round_trip,
                 environment_config_is_replaced_whole,
                 pending_queries_are_delivered_once,

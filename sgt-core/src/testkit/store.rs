@@ -185,6 +185,38 @@ pub async fn delete_node_revokes_its_key(store: &dyn Store) {
         .is_empty());
 }
 
+/// Keys stopped by a re-key or a delete are listed as revoked, from the time they stopped.
+pub async fn revoked_keys_are_listed(store: &dyn Store) {
+    let before = now_unix_ms() - 1;
+    let first = store
+        .enroll_node(new_node("default", "rotating", "R", 1000))
+        .await
+        .unwrap();
+    let untouched = enrolled(store, "untouched").await;
+    assert!(store.revoked_keys_since(before).await.unwrap().is_empty());
+    let rekeyed = store
+        .enroll_node(new_node("default", "rotating", "R", 1001))
+        .await
+        .unwrap();
+    store.delete_node(&rekeyed.id).await.unwrap();
+    let revoked = store.revoked_keys_since(before).await.unwrap();
+    let mut keys: Vec<&NodeKey> = revoked.iter().map(|r| &r.key).collect();
+    keys.sort();
+    let mut expected = vec![&first.key, &rekeyed.key];
+    expected.sort();
+    assert_eq!(keys, expected);
+    assert!(revoked.iter().all(|r| r.revoked_at_ms >= before));
+    assert!(
+        revoked
+            .windows(2)
+            .all(|w| w[0].revoked_at_ms <= w[1].revoked_at_ms),
+        "oldest first"
+    );
+    assert!(!keys.contains(&&untouched.key));
+    let later = revoked.last().unwrap().revoked_at_ms + 1;
+    assert!(store.revoked_keys_since(later).await.unwrap().is_empty());
+}
+
 /// `record_last_seen` updates many nodes, never backwards, ignoring unknown ids.
 pub async fn last_seen_moves_forward_only(store: &dyn Store) {
     let a = enrolled(store, "a").await;

@@ -214,6 +214,8 @@ async fn an_agent_lives_its_whole_life_over_tls() {
 
     // Deleted from the store: the next request gets node_invalid, a JSON boolean.
     server.backends().store.delete_node(&node.id).await.unwrap();
+    // Deleted behind the service's back (as another instance would): seen at the refresh.
+    server.service().refresh_cache().await.unwrap();
     let (status, invalid) = agent.config().await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(invalid, json!({"node_invalid": true}));

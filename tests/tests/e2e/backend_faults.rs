@@ -106,3 +106,37 @@ async fn a_store_outage_answers_errors_then_recovers() {
     assert_eq!(sink.records().len(), 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn unchanged_configs_and_logs_make_no_store_call() {
+    let store = Arc::new(FaultyStore::failing_first(
+        Arc::new(SqliteStore::in_memory().await.unwrap()),
+        0,
+    ));
+    let sink = Arc::new(RecordingLogSink::new());
+    let (server, _secrets_dir) = serve_on(Arc::clone(&store) as _, Arc::clone(&sink) as _).await;
+    let mut agent = Agent::new(&server, "h");
+    agent.enroll().await;
+    let (status, first) = agent.config().await;
+    assert_eq!(status, StatusCode::OK);
+    let before = store.calls();
+    for i in 0..20 {
+        assert_eq!(agent.config().await, (StatusCode::OK, first.clone()));
+        assert_eq!(
+            agent
+                .log("result", vec![json!({"name": "q", "i": i})], false)
+                .await,
+            (StatusCode::OK, json!({}))
+        );
+    }
+    assert_eq!(store.calls(), before, "served from memory");
+    assert_eq!(sink.records().len(), 20);
+
+    // A node deleted behind this instance's back keeps working only until the refresh.
+    use sgt_core::store::NodeStore;
+    let node = server.only_node().await;
+    store.delete_node(&node.id).await.unwrap();
+    server.service().refresh_cache().await.unwrap();
+    assert_eq!(agent.config().await.1, json!({"node_invalid": true}));
+    server.stop().await;
+}

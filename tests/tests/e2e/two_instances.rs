@@ -196,10 +196,23 @@ async fn two_instances_share_one_fleet() {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
+    // b may have it cached: it learns of the delete at its next refresh.
     let deleted = &mut agents[1];
     deleted.via(&b);
-    let (_, answer) = deleted.config().await;
-    assert_eq!(answer["node_invalid"], json!(true), "{answer}");
+    let deadline = std::time::Instant::now()
+        + sgt_bin::serve::CACHE_REFRESH_INTERVAL * 5
+        + std::time::Duration::from_secs(2);
+    loop {
+        let (_, answer) = deleted.config().await;
+        if answer["node_invalid"] == json!(true) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still served after the refresh interval: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 
     a.stop().await;
     b.stop().await;
