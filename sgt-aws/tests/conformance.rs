@@ -541,7 +541,7 @@ mod dynamodb_store {
         store.cancel_query(&cancelled, 1001).await.unwrap();
         let (queries, deliveries) = (format!("{prefix}-queries"), format!("{prefix}-deliveries"));
         assert_eq!(
-            index_count(&config, &queries, "live-broad", "live_broad", "live").await,
+            index_count(&config, &queries, "live", "live", "live").await,
             1
         );
         assert_eq!(
@@ -562,7 +562,7 @@ mod dynamodb_store {
             .is_empty());
         // One read found both dead; later reads no longer meet them.
         assert_eq!(
-            index_count(&config, &queries, "live-broad", "live_broad", "live").await,
+            index_count(&config, &queries, "live", "live", "live").await,
             0
         );
         assert_eq!(

@@ -490,6 +490,20 @@ impl QueryStore for SqliteStore {
         Ok(pending)
     }
 
+    async fn live_queries(&self, now: UnixSeconds) -> Result<Vec<DistributedQuery>> {
+        let sql = format!(
+            "SELECT {QUERY_COLUMNS} FROM queries
+             WHERE cancelled_at IS NULL AND (expires_at IS NULL OR expires_at > ?)
+             ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("query"))?;
+        rows.iter().map(query_from_row).collect()
+    }
+
     async fn record_result(&self, node: &NodeId, result: &QueryResult) -> Result<()> {
         let state = if result.status == 0 {
             DeliveryState::Succeeded

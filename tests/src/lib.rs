@@ -216,7 +216,8 @@ impl TestServer {
         nodes.into_iter().next().unwrap()
     }
 
-    /// Stores live query `id` with `sql` for `node`, straight through the store.
+    /// Stores live query `id` with `sql` for `node`, straight through the store, and has the
+    /// service refresh its view of live queries.
     pub async fn create_query_for(
         &self,
         node: &sgt_core::types::NodeId,
@@ -240,6 +241,9 @@ impl TestServer {
             })
             .await
             .unwrap();
+        // Written behind the service's back, as another instance would: let it see it now
+        // rather than at its next refresh.
+        self.service.refresh_cache().await.unwrap();
         id
     }
 

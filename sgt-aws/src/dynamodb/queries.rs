@@ -20,7 +20,7 @@ use super::{
 const DEFAULT_PAGE: usize = 100;
 /// A query and its answers stay this long after the query expired, then TTL removes them.
 pub(crate) const ANSWER_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
-/// The `live_broad` value of a broad query that was not cancelled.
+/// The `live` value of a query that was not cancelled (nor seen expired).
 const LIVE: &str = "live";
 
 /// What a node answered, kept as one JSON value (inline or in the blob store).
@@ -106,15 +106,15 @@ impl DynamoStore {
             .collect()
     }
 
-    /// Broad queries not cancelled (expired ones included until TTL removes them).
-    async fn live_broad_queries(&self) -> Result<Vec<Item>> {
+    /// Queries not cancelled (expired ones included until a read retires them).
+    async fn live_query_items(&self) -> Result<Vec<Item>> {
         let query = self
             .client
             .query()
             .table_name(&self.tables.queries)
-            .index_name("live-broad")
-            .key_condition_expression("#live_broad = :live")
-            .set_expression_attribute_names(names(&["#live_broad"]))
+            .index_name("live")
+            .key_condition_expression("#live = :live")
+            .set_expression_attribute_names(names(&["#live"]))
             .expression_attribute_values(":live", s(LIVE));
         self.query_all(query, "query").await
     }
@@ -162,16 +162,16 @@ impl DynamoStore {
         }
     }
 
-    /// Takes an expired broad query out of the live index.
-    async fn retire_broad_query(&self, id: &str, now: UnixSeconds) -> Result<()> {
+    /// Takes an expired query out of the live index.
+    async fn retire_query(&self, id: &str, now: UnixSeconds) -> Result<()> {
         let result = self
             .client
             .update_item()
             .table_name(&self.tables.queries)
             .set_key(Some(query_key(id)))
-            .update_expression("REMOVE #live_broad")
+            .update_expression("REMOVE #live")
             .condition_expression("#expires_at <= :now")
-            .set_expression_attribute_names(names(&["#live_broad #expires_at"]))
+            .set_expression_attribute_names(names(&["#live #expires_at"]))
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
@@ -237,9 +237,7 @@ impl QueryStore for DynamoStore {
         if let Some(ttl) = &ttl {
             stored.insert(super::tables::TTL_ATTRIBUTE.into(), ttl.clone());
         }
-        if query.targets.is_broad() {
-            stored.insert("live_broad".into(), s(LIVE));
-        }
+        stored.insert("live".into(), s(LIVE));
         self.put_text(&mut stored, "sql", query.sql.clone()).await?;
         self.put_text(&mut stored, "targets", item::to_json(&query.targets)?)
             .await?;
@@ -344,10 +342,10 @@ impl QueryStore for DynamoStore {
             .table_name(&self.tables.queries)
             .set_key(Some(query_key(id.as_str())))
             .update_expression(
-                "SET #cancelled_at = if_not_exists(#cancelled_at, :now) REMOVE #live_broad",
+                "SET #cancelled_at = if_not_exists(#cancelled_at, :now) REMOVE #live",
             )
             .condition_expression("attribute_exists(#id)")
-            .set_expression_attribute_names(names(&["#cancelled_at #live_broad #id"]))
+            .set_expression_attribute_names(names(&["#cancelled_at #live #id"]))
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
@@ -364,7 +362,12 @@ impl QueryStore for DynamoStore {
         now: UnixSeconds,
     ) -> Result<Vec<PendingQuery>> {
         let pending = self.pending_query_ids(node.id).await?;
-        let broad = self.live_broad_queries().await?;
+        let mut broad = Vec::new();
+        for query in self.live_query_items().await? {
+            if self.targets_of(&query).await?.is_broad() {
+                broad.push(query);
+            }
+        }
         let mut known: HashMap<String, Item> = HashMap::new();
         for query in broad.iter() {
             known.insert(item::string(query, "id")?.to_owned(), query.clone());
@@ -402,7 +405,7 @@ impl QueryStore for DynamoStore {
             let id = item::string(query, "id")?;
             if !is_live(query, now)? {
                 // Expired: out of the live index, so later reads stop reading it.
-                self.retire_broad_query(id, now).await?;
+                self.retire_query(id, now).await?;
                 continue;
             }
             if pending.contains(&id.to_owned()) {
@@ -439,6 +442,19 @@ impl QueryStore for DynamoStore {
         }
         handed.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(handed)
+    }
+
+    async fn live_queries(&self, now: UnixSeconds) -> Result<Vec<DistributedQuery>> {
+        let mut live = Vec::new();
+        for stored in self.live_query_items().await? {
+            if is_live(&stored, now)? {
+                live.push(self.query_from_item(&stored).await?);
+            } else {
+                self.retire_query(item::string(&stored, "id")?, now).await?;
+            }
+        }
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
     }
 
     async fn record_result(&self, node: &NodeId, result: &QueryResult) -> Result<()> {

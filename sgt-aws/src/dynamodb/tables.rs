@@ -137,8 +137,8 @@ pub(crate) const QUERIES: TableSpec = TableSpec {
             projection: Projection::All,
         },
         IndexSpec {
-            name: "live-broad",
-            hash: string("live_broad"),
+            name: "live",
+            hash: string("live"),
             range: Some(string("id")),
             projection: Projection::All,
         },

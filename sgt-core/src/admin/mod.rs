@@ -109,6 +109,13 @@ impl AdminService {
         }
     }
 
+    /// Tells the agent service's cache that a campaign was created or cancelled here.
+    fn forget_live_queries(&self) {
+        if let Some(cache) = &self.serving_cache {
+            cache.invalidate_live_queries();
+        }
+    }
+
     /// Tells the agent service's cache that an environment's config changed.
     fn forget_environment(&self, name: &crate::types::EnvironmentName) {
         if let Some(cache) = &self.serving_cache {

@@ -151,6 +151,7 @@ impl AdminService {
             expires_at: Some(now + expires_in as i64),
         };
         self.backends.store.create_query(&query).await?;
+        self.forget_live_queries();
         self.audit(
             caller,
             "query.create",
@@ -291,6 +292,7 @@ impl AdminService {
         caller.require(Role::Operator)?;
         let qid = query_id(id)?;
         self.backends.store.cancel_query(&qid, now_unix()).await?;
+        self.forget_live_queries();
         self.audit(
             caller,
             "query.cancel",

@@ -12,13 +12,26 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::store::Node;
-use crate::types::{EnvironmentName, NodeId, UnixSeconds};
+use crate::store::{DistributedQuery, Node};
+use crate::types::{EnvironmentName, NodeId, QueryId, UnixSeconds};
 
 /// How long a rendered config is served before the environment is read again.
 pub const CONFIG_TTL: Duration = Duration::from_secs(5);
 /// At most this many nodes are cached; past it the cache starts over.
 const MAX_CACHED_NODES: usize = 1_000_000;
+/// A node's check for a query counts as final only once the query is this old: by then its
+/// deliveries are surely written and visible (a store's indexes may lag a little).
+const QUERY_SETTLE_SECONDS: UnixSeconds = 10;
+
+/// The live queries as last read from the store, and which of them each node was already
+/// asked about.
+#[derive(Debug, Default)]
+struct LiveWork {
+    /// `None` until first read, and after this instance created or cancelled one.
+    queries: Option<Vec<DistributedQuery>>,
+    /// Per node: query → when the store was last asked about it for that node.
+    checked: HashMap<NodeId, HashMap<QueryId, UnixSeconds>>,
+}
 
 /// A config rendered for one platform: the bytes served without an etag, its etag, and the
 /// bytes served with it.
@@ -53,6 +66,7 @@ struct Nodes {
 pub struct ServingCache {
     nodes: RwLock<Nodes>,
     configs: RwLock<HashMap<(EnvironmentName, String), RenderedConfig>>,
+    live: RwLock<LiveWork>,
     /// Unix milliseconds of the last revoked-keys poll.
     pub(super) revocations_polled_ms: Mutex<i64>,
 }
@@ -144,6 +158,60 @@ impl ServingCache {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert((environment.clone(), platform.to_owned()), rendered);
+    }
+
+    /// Replaces the live queries with what the store just listed; forgets checks of queries
+    /// that are no longer live.
+    pub(super) fn set_live_queries(&self, queries: Vec<DistributedQuery>) {
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let ids: std::collections::HashSet<&QueryId> = queries.iter().map(|q| &q.id).collect();
+        live.checked.retain(|_, checks| {
+            checks.retain(|id, _| ids.contains(id));
+            !checks.is_empty()
+        });
+        live.queries = Some(queries);
+    }
+
+    /// Marks the live queries unknown: until the next refresh every read asks the store.
+    pub fn invalidate_live_queries(&self) {
+        self.live.write().unwrap_or_else(|e| e.into_inner()).queries = None;
+    }
+
+    /// The live queries that target the node and that the store still has to be asked about
+    /// for it; `None` when the live queries are unknown (ask the store).
+    pub(super) fn work_for(
+        &self,
+        id: &NodeId,
+        environment: &EnvironmentName,
+        platform: &str,
+    ) -> Option<Vec<QueryId>> {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        let queries = live.queries.as_ref()?;
+        let checks = live.checked.get(id);
+        Some(
+            queries
+                .iter()
+                .filter(|q| q.targets.matches(id, environment, platform))
+                .filter(|q| {
+                    // Not asked yet, or asked before the query settled: ask (again).
+                    let checked_at = checks.and_then(|c| c.get(&q.id));
+                    checked_at.is_none_or(|t| *t < q.created_at + QUERY_SETTLE_SECONDS)
+                })
+                .map(|q| q.id.clone())
+                .collect(),
+        )
+    }
+
+    /// Records that the store was asked about `queries` for node `id` at `now`.
+    pub(super) fn mark_checked(&self, id: &NodeId, queries: &[QueryId], now: UnixSeconds) {
+        if queries.is_empty() {
+            return;
+        }
+        let mut live = self.live.write().unwrap_or_else(|e| e.into_inner());
+        let checks = live.checked.entry(id.clone()).or_default();
+        for query in queries {
+            checks.insert(query.clone(), now);
+        }
     }
 
     /// Number of nodes cached.

@@ -11,7 +11,16 @@ impl AgentService {
     /// # Errors
     /// Backend errors as they come.
     pub async fn distributed_read(&self, node: &Node) -> Result<Vec<PendingQuery>> {
-        self.backends
+        let now = now_unix();
+        let work = self
+            .cache
+            .work_for(&node.id, &node.environment, &node.platform);
+        if work.as_ref().is_some_and(Vec::is_empty) {
+            // No live query targets this node, or it was asked about all of them already.
+            return Ok(Vec::new());
+        }
+        let pending = self
+            .backends
             .store
             .take_pending_queries(
                 NodeRef {
@@ -19,9 +28,13 @@ impl AgentService {
                     environment: &node.environment,
                     platform: &node.platform,
                 },
-                now_unix(),
+                now,
             )
-            .await
+            .await?;
+        if let Some(asked) = work {
+            self.cache.mark_checked(&node.id, &asked, now);
+        }
+        Ok(pending)
     }
 
     /// Stores `node`'s answers. Answers to queries that do not target this node are dropped

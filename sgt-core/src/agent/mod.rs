@@ -72,8 +72,10 @@ impl AgentService {
     }
 
     /// Drops cached nodes whose keys were revoked (deleted or re-keyed, possibly through
-    /// another instance) since the previous call; returns how many. Call it every second or
-    /// two: that is how long another instance's delete takes to reach this one.
+    /// another instance) since the previous call, returning how many, and re-reads the live
+    /// queries. Call it every second or two: that is how long another instance's delete or
+    /// new campaign takes to reach this one. Until the first call every distributed read
+    /// asks the store.
     ///
     /// # Errors
     /// The store's error; the next call covers the same period again.
@@ -97,6 +99,8 @@ impl AgentService {
             .revocations_polled_ms
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = started;
+        let live = self.backends.store.live_queries(now_unix()).await?;
+        self.cache.set_live_queries(live);
         Ok(dropped)
     }
 

@@ -222,6 +222,11 @@ pub trait QueryStore: Send + Sync + std::fmt::Debug + 'static {
         now: UnixSeconds,
     ) -> Result<Vec<PendingQuery>>;
 
+    /// Every query that may still be delivered at `now` (not cancelled, not expired), ordered
+    /// by id: what agent services keep in memory to answer reads with nothing for the node
+    /// without asking the store.
+    async fn live_queries(&self, now: UnixSeconds) -> Result<Vec<DistributedQuery>>;
+
     /// Stores `node`'s answer and marks its delivery succeeded or failed.
     async fn record_result(&self, node: &NodeId, result: &QueryResult) -> Result<()>;
 

@@ -408,6 +408,10 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.take_pending_queries(node, now).await
         }
+        async fn live_queries(&self, now: UnixSeconds) -> Result<Vec<DistributedQuery>> {
+            self.fault().await?;
+            self.inner.live_queries(now).await
+        }
         async fn record_result(&self, node: &NodeId, result: &QueryResult) -> Result<()> {
             self.fault().await?;
             self.inner.record_result(node, result).await

@@ -67,6 +67,7 @@ macro_rules! store_conformance_tests {
                 broad_queries_reach_nodes_enrolled_later,
                 targets_filter_by_environment_and_platform,
                 cancelled_queries_are_not_delivered,
+                live_queries_are_listed,
                 list_queries_pages_newest_first,
                 query_results_page_by_node,
                 list_nodes_filters,

@@ -591,6 +591,60 @@ fn broad_query(targets: QueryTargets, node_ids: Vec<NodeId>, created_at: UnixSec
     }
 }
 
+/// Live queries are those neither cancelled nor expired, broad or listed, ordered by id.
+pub async fn live_queries_are_listed(store: &dyn Store) {
+    let a = enrolled(store, "a").await;
+    let broad = broad_query(
+        QueryTargets {
+            all: true,
+            ..Default::default()
+        },
+        vec![],
+        1000,
+    );
+    let listed = broad_query(
+        QueryTargets {
+            node_ids: vec![a.id.clone()],
+            ..Default::default()
+        },
+        vec![a.id.clone()],
+        1000,
+    );
+    let mut forever = broad_query(QueryTargets::default(), vec![a.id.clone()], 1000);
+    forever.targets.node_ids = vec![a.id.clone()];
+    forever.expires_at = None;
+    let cancelled = broad_query(
+        QueryTargets {
+            all: true,
+            ..Default::default()
+        },
+        vec![],
+        1000,
+    );
+    for q in [&broad, &listed, &forever, &cancelled] {
+        store.create_query(q).await.unwrap();
+    }
+    store.cancel_query(&cancelled.id, 1001).await.unwrap();
+    let mut expected = vec![broad.id.clone(), listed.id.clone(), forever.id.clone()];
+    expected.sort();
+    let live: Vec<QueryId> = store
+        .live_queries(1002)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(live, expected);
+    let live = store.live_queries(1000 + 3600).await.unwrap();
+    assert_eq!(
+        live.len(),
+        1,
+        "only the query without expiry outlives the hour"
+    );
+    assert_eq!(live[0].id, forever.id);
+    assert_eq!(live[0].targets.node_ids, vec![a.id.clone()]);
+}
+
 /// A broad query reaches nodes enrolled after it was made, once each.
 pub async fn broad_queries_reach_nodes_enrolled_later(store: &dyn Store) {
     let early = enrolled(store, "early").await;

@@ -108,7 +108,7 @@ async fn a_store_outage_answers_errors_then_recovers() {
 }
 
 #[tokio::test]
-async fn unchanged_configs_and_logs_make_no_store_call() {
+async fn unchanged_configs_logs_and_empty_reads_make_no_store_call() {
     let store = Arc::new(FaultyStore::failing_first(
         Arc::new(SqliteStore::in_memory().await.unwrap()),
         0,
@@ -119,9 +119,15 @@ async fn unchanged_configs_and_logs_make_no_store_call() {
     agent.enroll().await;
     let (status, first) = agent.config().await;
     assert_eq!(status, StatusCode::OK);
+    // What the server's ticker does every second: revoked keys and live campaigns.
+    server.service().refresh_cache().await.unwrap();
     let before = store.calls();
     for i in 0..20 {
         assert_eq!(agent.config().await, (StatusCode::OK, first.clone()));
+        assert_eq!(
+            agent.distributed_read().await,
+            (StatusCode::OK, json!({"queries": {}}))
+        );
         assert_eq!(
             agent
                 .log("result", vec![json!({"name": "q", "i": i})], false)
@@ -132,9 +138,22 @@ async fn unchanged_configs_and_logs_make_no_store_call() {
     assert_eq!(store.calls(), before, "served from memory");
     assert_eq!(sink.records().len(), 20);
 
+    // A campaign for the node: the next read asks the store once and gets it, once; the
+    // reads after that are back to memory.
+    let node = server.only_node().await;
+    let id = server.create_query_for(&node.id, "q1", "SELECT 1;").await;
+    let (_, read) = agent.distributed_read().await;
+    assert_eq!(read["queries"][id.as_str()], "SELECT 1;");
+    let with_campaign = store.calls();
+    assert_eq!(agent.distributed_read().await.1, json!({"queries": {}}));
+    assert_eq!(agent.distributed_read().await.1, json!({"queries": {}}));
+    assert!(
+        store.calls() - with_campaign <= 2,
+        "a young campaign is re-checked until it settles, never re-delivered"
+    );
+
     // A node deleted behind this instance's back keeps working only until the refresh.
     use sgt_core::store::NodeStore;
-    let node = server.only_node().await;
     store.delete_node(&node.id).await.unwrap();
     server.service().refresh_cache().await.unwrap();
     assert_eq!(agent.config().await.1, json!({"node_invalid": true}));
