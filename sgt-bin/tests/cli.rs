@@ -592,3 +592,58 @@ async fn loadtest_fails_when_a_threshold_is_crossed() {
     assert!(stdout.contains("only 0 of 3 agents enrolled"), "{stdout}");
     terminate(&mut server);
 }
+
+#[tokio::test]
+async fn loadtest_sweep_reports_the_highest_stage_that_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut server, _, url, _rest) = start(&data);
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let secret = format!("@{}", data.join("enroll_secret").display());
+    let ca = data.join("tls/ca.pem");
+    let out = dir.path().join("sweep.json");
+    let base = format!("https://localhost:{port}");
+    let common = [
+        "loadtest",
+        "--url",
+        &base,
+        "--enroll-secret",
+        &secret,
+        "--ca-cert",
+        ca.to_str().unwrap(),
+        "--duration",
+        "2s",
+        "--ramp",
+        "0s",
+        "--distributed-interval",
+        "1s",
+        "--logger-period",
+        "1s",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let mut held = common.to_vec();
+    held.extend(["--sweep", "5,10", "--sweep-max-p99-ms", "5000"]);
+    let (ok, stdout, stderr) = sgt(&held, &[]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("highest stage that held: 10 agents"),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(report["stages"].as_array().unwrap().len(), 2);
+    assert_eq!(report["highest_held"], 10);
+
+    let mut broken = common.to_vec();
+    broken.extend(["--sweep", "5,10", "--sweep-max-p99-ms", "0.001"]);
+    let (_, stdout, _) = sgt(&broken, &[]);
+    assert!(stdout.contains("no stage held"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        report["stages"].as_array().unwrap().len(),
+        1,
+        "stops at the first failure"
+    );
+    assert!(report["highest_held"].is_null());
+    terminate(&mut server);
+}

@@ -113,6 +113,34 @@ pub struct LoadtestArgs {
     /// Seed for the agents' randomness (same seed, same fleet).
     #[arg(long)]
     seed: Option<u64>,
+    /// Sweep mode: run a stage of `--duration` for each agent count (e.g. 1000,2000,5000),
+    /// stopping at the first stage that does not hold; reports the highest that held.
+    #[arg(long, value_delimiter = ',')]
+    sweep: Vec<usize>,
+    /// A sweep stage holds while at most this share of its requests fail.
+    #[arg(long, default_value_t = 0.001)]
+    sweep_max_error_rate: f64,
+    /// A sweep stage holds while every endpoint's p99 is at most this many milliseconds.
+    #[arg(long, default_value_t = 50.0)]
+    sweep_max_p99_ms: f64,
+}
+
+/// One sweep stage's outcome.
+#[derive(Debug, Serialize)]
+struct SweepStage {
+    agents: usize,
+    held: bool,
+    requests_per_second: f64,
+    error_rate: f64,
+    worst_p99_ms: f64,
+}
+
+/// The JSON report of a sweep.
+#[derive(Debug, Serialize)]
+struct SweepReport {
+    stages: Vec<SweepStage>,
+    highest_held: Option<usize>,
+    reports: Vec<Report>,
 }
 
 /// Endpoint paths.
@@ -209,7 +237,80 @@ fn client(args: &LoadtestArgs) -> anyhow::Result<reqwest::Client> {
 /// # Errors
 /// Bad options, an unreadable secret or CA file, or failed `--assert-*` thresholds.
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
-    if args.agents == 0 {
+    if args.sweep.is_empty() {
+        let report = run_stage(&args, args.agents).await?;
+        return finish(&args, &report);
+    }
+    let mut sweep = SweepReport {
+        stages: Vec::new(),
+        highest_held: None,
+        reports: Vec::new(),
+    };
+    for &agents in &args.sweep {
+        let report = run_stage(&args, agents).await?;
+        let error_rate = report.total_errors as f64 / report.total_requests.max(1) as f64;
+        let worst_p99_ms = report
+            .endpoints
+            .iter()
+            .filter(|e| e.requests > 0)
+            .map(|e| e.p99_ms)
+            .fold(0.0, f64::max);
+        let held = error_rate <= args.sweep_max_error_rate
+            && worst_p99_ms <= args.sweep_max_p99_ms
+            && report.agents_enrolled == agents as u64;
+        println!(
+            "stage {agents} agents: {} ({:.1} req/s, error rate {error_rate:.4}, worst p99 {worst_p99_ms:.1} ms)",
+            if held { "held" } else { "did not hold" },
+            report.requests_per_second
+        );
+        sweep.stages.push(SweepStage {
+            agents,
+            held,
+            requests_per_second: report.requests_per_second,
+            error_rate,
+            worst_p99_ms,
+        });
+        sweep.reports.push(report);
+        if !held {
+            break;
+        }
+        sweep.highest_held = Some(agents);
+    }
+    match sweep.highest_held {
+        Some(agents) => println!("highest stage that held: {agents} agents"),
+        None => println!("no stage held"),
+    }
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_vec_pretty(&sweep)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let (Some(path), Some(last)) = (&args.html, sweep.reports.last()) {
+        std::fs::write(path, html::render(last))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Prints a steady run's report, writes its files, and fails on crossed thresholds.
+fn finish(args: &LoadtestArgs, report: &Report) -> anyhow::Result<()> {
+    print_report(report);
+    if let Some(path) = &args.out {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, html::render(report))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if !report.failed_assertions.is_empty() {
+        bail!("{}", report.failed_assertions.join("; "));
+    }
+    Ok(())
+}
+
+/// Runs `agents` simulated agents for `--duration`; returns the report, assertions checked.
+async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report> {
+    if agents == 0 {
         bail!("--agents must be at least 1");
     }
     if !(0.0..=1.0).contains(&args.gzip_share) {
@@ -227,7 +328,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(rand::random);
     let start = Instant::now();
     let plan = Arc::new(Plan {
-        client: client(&args)?,
+        client: client(args)?,
         base_url: args.url.trim_end_matches('/').to_owned(),
         paths: Paths {
             enroll: args.enroll_path.clone(),
@@ -256,47 +357,35 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let stats = Arc::new(Mutex::new(Stats::new()));
     eprintln!(
         "sgt loadtest: {} agents against {} for {} (run {})",
-        args.agents,
+        agents,
         plan.base_url,
         humantime::format_duration(args.duration),
         plan.run_id
     );
-    let mut agents = tokio::task::JoinSet::new();
-    for index in 0..args.agents {
-        let delay = args.ramp.mul_f64(index as f64 / args.agents as f64);
+    let mut tasks = tokio::task::JoinSet::new();
+    for index in 0..agents {
+        let delay = args.ramp.mul_f64(index as f64 / agents as f64);
         let agent = agent::Agent::new(Arc::clone(&plan), Arc::clone(&stats), index);
-        agents.spawn(agent.run(delay));
+        tasks.spawn(agent.run(delay));
     }
-    progress(&stats, &plan, args.agents).await;
+    progress(&stats, &plan, agents).await;
     // Agents stop at the deadline; one still waiting on the server has `--timeout` left.
     let _ = tokio::time::timeout(args.timeout + Duration::from_secs(1), async {
-        while agents.join_next().await.is_some() {}
+        while tasks.join_next().await.is_some() {}
     })
     .await;
-    agents.abort_all();
+    tasks.abort_all();
     let elapsed = start.elapsed().as_secs_f64();
 
     let stats = stats.lock().expect("stats lock");
-    let mut report = build_report(&args, &plan, &stats, elapsed);
+    let mut report = build_report(agents, &plan, &stats, elapsed);
     if let Some(dir) = &args.sink_dir {
         let found = count_sink_lines(dir, &format!("loadtest-{}-", plan.run_id))?;
         report.lines_in_sink = Some(found);
         report.lines_lost = Some(report.lines_acknowledged.saturating_sub(found));
     }
-    report.failed_assertions = failed_assertions(&args, &report);
-    print_report(&report);
-    if let Some(path) = &args.out {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if let Some(path) = &args.html {
-        std::fs::write(path, html::render(&report))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if !report.failed_assertions.is_empty() {
-        bail!("{}", report.failed_assertions.join("; "));
-    }
-    Ok(())
+    report.failed_assertions = failed_assertions(args, agents, &report);
+    Ok(report)
 }
 
 /// Closes a timeline second every second and prints a progress line (every second on a
@@ -330,7 +419,7 @@ async fn progress(stats: &Mutex<Stats>, plan: &Plan, agents: usize) {
     }
 }
 
-fn build_report(args: &LoadtestArgs, plan: &Plan, stats: &Stats, elapsed: f64) -> Report {
+fn build_report(agents: usize, plan: &Plan, stats: &Stats, elapsed: f64) -> Report {
     let endpoints: Vec<EndpointSummary> = Endpoint::ALL
         .iter()
         .map(|e| stats.summary(*e, elapsed))
@@ -339,7 +428,7 @@ fn build_report(args: &LoadtestArgs, plan: &Plan, stats: &Stats, elapsed: f64) -
     Report {
         url: plan.base_url.clone(),
         run_id: plan.run_id.clone(),
-        agents: args.agents,
+        agents,
         duration_seconds: elapsed,
         total_errors: endpoints.iter().map(|e| e.errors).sum(),
         requests_per_second: total_requests as f64 / elapsed.max(f64::EPSILON),
@@ -387,17 +476,17 @@ fn count_sink_lines(dir: &Path, host_prefix: &str) -> anyhow::Result<u64> {
     Ok(found)
 }
 
-fn failed_assertions(args: &LoadtestArgs, report: &Report) -> Vec<String> {
+fn failed_assertions(args: &LoadtestArgs, agents: usize, report: &Report) -> Vec<String> {
     let mut failed = Vec::new();
     if let Some(limit) = args.assert_error_rate {
         let rate = report.total_errors as f64 / report.total_requests.max(1) as f64;
         if rate > limit {
             failed.push(format!("error rate {rate:.4} is above {limit}"));
         }
-        if report.agents_enrolled < args.agents as u64 {
+        if report.agents_enrolled < agents as u64 {
             failed.push(format!(
-                "only {} of {} agents enrolled",
-                report.agents_enrolled, args.agents
+                "only {} of {agents} agents enrolled",
+                report.agents_enrolled
             ));
         }
     }
