@@ -2,6 +2,9 @@
 //!
 //! Run: `cargo bench -p sgt-benches`. Figures go in BENCHMARKS.md with the machine.
 
+// The API's warp filter chain nests deeper than the default limit in release builds.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;

@@ -1,5 +1,8 @@
 //! `sgt`: an osquery TLS server.
 
+// The API's warp filter chain nests deeper than the default limit in release builds.
+#![recursion_limit = "256"]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
