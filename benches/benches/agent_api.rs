@@ -77,6 +77,8 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     let node = service.authenticate(key.as_str()).await.unwrap();
+    // What `sgt serve`'s ticker does every second: learn revoked keys and live campaigns.
+    service.refresh_cache().await.unwrap();
     Fixture { service, node, key }
 }
 
