@@ -18,6 +18,7 @@ pub mod config_doc;
 pub mod error;
 pub mod http;
 pub mod log_sink;
+pub mod metrics;
 pub mod secrets;
 pub mod store;
 pub mod types;

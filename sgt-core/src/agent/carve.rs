@@ -3,6 +3,7 @@ use sha2::{Digest, Sha256};
 
 use crate::blobs::BlobKey;
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::StoreCall;
 use crate::store::{CarveStatus, NewCarve, Node};
 use crate::types::{now_unix, CarveSessionId};
 
@@ -72,6 +73,7 @@ impl AgentService {
             }
         }
         let session_id = CarveSessionId::generate();
+        self.metrics.store_call(StoreCall::Carve);
         self.backends
             .store
             .create_carve(&NewCarve {
@@ -102,6 +104,7 @@ impl AgentService {
         data: Bytes,
     ) -> Result<()> {
         let store = &self.backends.store;
+        self.metrics.store_call(StoreCall::Carve);
         let session = store.carve(session_id).await.map_err(|e| match e.kind() {
             ErrorKind::NotFound => Error::not_found("carve session"),
             _ => e,
@@ -133,6 +136,7 @@ impl AgentService {
             .blobs
             .put(&carve_block_key(session_id, block_id), data)
             .await?;
+        self.metrics.store_call(StoreCall::Carve);
         let recorded = store.record_carve_block(session_id, block_id).await?;
         if recorded.blocks_received == carve.block_count {
             self.assemble_carve(session_id, carve.block_count).await?;
@@ -153,6 +157,7 @@ impl AgentService {
         }
         let sha256 = hex::encode(hasher.finalize());
         let size = blobs.concat(&carve_archive_key(session_id), &parts).await?;
+        self.metrics.store_call(StoreCall::Carve);
         self.backends
             .store
             .finish_carve(session_id, CarveStatus::Complete, Some(&sha256), now_unix())

@@ -96,6 +96,8 @@ impl AgentService {
     /// Reads `node`'s environment and renders its config for the node's platform, with and
     /// without an etag.
     async fn render_config(&self, node: &Node) -> Result<RenderedConfig> {
+        self.metrics
+            .store_call(crate::metrics::StoreCall::Environment);
         let environment = self.backends.store.environment(&node.environment).await?;
         let mut config =
             crate::config_doc::render_for_platform(&environment.config, &node.platform);

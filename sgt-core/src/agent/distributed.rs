@@ -1,4 +1,5 @@
 use crate::error::{ErrorKind, Result};
+use crate::metrics::StoreCall;
 use crate::store::{Node, NodeRef, PendingQuery, QueryResult};
 use crate::types::now_unix;
 
@@ -19,6 +20,7 @@ impl AgentService {
             // No live query targets this node, or it was asked about all of them already.
             return Ok(Vec::new());
         }
+        self.metrics.store_call(StoreCall::TakePendingQueries);
         let pending = self
             .backends
             .store
@@ -51,6 +53,7 @@ impl AgentService {
         let mut stored = 0;
         let mut ignored = 0;
         for result in &results {
+            self.metrics.store_call(StoreCall::RecordResult);
             match self.backends.store.record_result(&node.id, result).await {
                 Ok(()) => stored += 1,
                 Err(e) if e.kind() == ErrorKind::NotFound => {

@@ -1,4 +1,5 @@
 use crate::error::{Error, Result};
+use crate::metrics::StoreCall;
 use crate::store::NewNode;
 use crate::types::{now_unix, platform_name, HostIdentifier, NodeId, NodeKey};
 
@@ -40,6 +41,7 @@ impl AgentService {
         let secret = matched.ok_or_else(|| Error::unauthorized("invalid enroll secret"))?;
         let environment = secret.environment.clone();
         // A secret outliving its environment enrolls no one.
+        self.metrics.store_call(StoreCall::Environment);
         match self.backends.store.environment(&environment).await {
             Ok(_) => {}
             Err(e) if e.kind() == crate::error::ErrorKind::NotFound => {
@@ -67,6 +69,7 @@ impl AgentService {
             .chars()
             .take(128)
             .collect();
+        self.metrics.store_call(StoreCall::EnrollNode);
         let node = self
             .backends
             .store
@@ -84,6 +87,8 @@ impl AgentService {
             .await?;
         // Its previous key, if cached here, stops working at once.
         self.cache.forget_node(&node.id);
+        self.metrics.enroll();
+        self.metrics.store_call(StoreCall::RecordSecretUse);
         if let Err(e) = self.backends.store.record_secret_use(&secret.id, now).await {
             tracing::warn!(secret_id = %secret.id, error = %e, "enroll secret usage not recorded");
         }

@@ -61,7 +61,9 @@ impl AgentService {
                     received_at,
                     lines: std::mem::take(&mut chunk),
                 };
+                let lines = batch.lines.len() as u64;
                 sink.append(&batch).await?;
+                self.metrics.log_lines(lines, 1);
                 chunk_bytes = 0;
             }
         }

@@ -18,6 +18,7 @@ pub use enroll::EnrollRequest;
 use crate::blobs::BlobStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log_sink::LogSink;
+use crate::metrics::{Metrics, StoreCall};
 use crate::secrets::SecretStore;
 use crate::store::{Node, Store};
 use crate::types::{now_unix, now_unix_ms, NodeKey};
@@ -44,6 +45,7 @@ pub struct AgentService {
     backends: Backends,
     last_seen: LastSeen,
     cache: Arc<ServingCache>,
+    metrics: Arc<Metrics>,
 }
 
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
@@ -62,7 +64,13 @@ impl AgentService {
             backends,
             last_seen: LastSeen::default(),
             cache: Arc::new(cache),
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// The process's counters, served at `GET /metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The in-memory state behind the hot paths; give it to the admin service so its changes
@@ -86,6 +94,7 @@ impl AgentService {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let started = now_unix_ms();
+        self.metrics.store_call(StoreCall::RevokedKeys);
         let revoked = self
             .backends
             .store
@@ -99,6 +108,7 @@ impl AgentService {
             .revocations_polled_ms
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = started;
+        self.metrics.store_call(StoreCall::LiveQueries);
         let live = self.backends.store.live_queries(now_unix()).await?;
         self.cache.set_live_queries(live);
         Ok(dropped)
@@ -123,6 +133,7 @@ impl AgentService {
             }
             return Ok(node);
         }
+        self.metrics.store_call(StoreCall::NodeByKey);
         match self.backends.store.node_by_key(&key).await {
             Ok(node) => {
                 self.last_seen.note(&node, now);
@@ -144,6 +155,10 @@ impl AgentService {
     /// # Errors
     /// The store's error; the times are kept and retried at the next flush.
     pub async fn flush_last_seen(&self) -> Result<usize> {
-        self.last_seen.flush(self.backends.store.as_ref()).await
+        let written = self.last_seen.flush(self.backends.store.as_ref()).await;
+        if !matches!(written, Ok(0)) {
+            self.metrics.store_call(StoreCall::RecordLastSeen);
+        }
+        written
     }
 }

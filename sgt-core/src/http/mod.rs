@@ -45,7 +45,9 @@ pub mod paths {
     pub const CARVE_CONTINUE: &str = "/api/v1/osquery/carve/continue";
 }
 
-/// Every route the server answers: the agent API, the admin API and `GET /healthz`, with
+/// Every route the server answers: the agent API, the admin API, `GET /healthz` and
+/// `GET /metrics` (Prometheus text; unauthenticated, so bind it where only your monitoring
+/// reaches, or filter it at the balancer), with
 /// every rejection (unknown path, wrong method, body too large) turned into a JSON error.
 pub fn routes(
     service: Arc<AgentService>,
@@ -54,8 +56,14 @@ pub fn routes(
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| reply::json_bytes(StatusCode::OK, &br#"{"status":"ok"}"#[..]));
+    let metrics = warp::path!("metrics").and(warp::get()).map({
+        let metrics = Arc::clone(service.metrics());
+        move || reply::prometheus_text(metrics.render())
+    });
     let agent = agent::routes(service);
     health
+        .or(metrics)
+        .unify()
         .or(agent)
         .unify()
         .or(admin::routes(admin))

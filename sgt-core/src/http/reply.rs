@@ -19,6 +19,16 @@ pub(crate) fn json_bytes(status: StatusCode, body: impl Into<Bytes>) -> Response
     response
 }
 
+/// A 200 response in Prometheus text exposition format.
+pub(crate) fn prometheus_text(body: String) -> Response {
+    let mut response = Response::new(Bytes::from(body).into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
 /// A 200 JSON response serializing `value`.
 pub(crate) fn ok_json(value: &impl Serialize) -> Response {
     match serde_json::to_vec(value) {

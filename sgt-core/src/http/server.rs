@@ -66,6 +66,7 @@ pub async fn serve(
     mode: Listener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    let metrics = Arc::clone(service.metrics());
     let app = warp::service(super::routes(service, admin));
     let acceptor = match &mode {
         Listener::Tls(config) => Some(TlsAcceptor::from(Arc::clone(config))),
@@ -86,7 +87,27 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
+        // Every answered request is counted with its endpoint, status and time.
         let service = TowerToHyperService::new(app.clone());
+        let metrics = Arc::clone(&metrics);
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let path = request.uri().path().to_owned();
+                let started = std::time::Instant::now();
+                let answer = hyper::service::Service::call(&service, request);
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    let response = answer.await;
+                    if let Ok(response) = &response {
+                        metrics.record_request(
+                            &path,
+                            response.status().as_u16(),
+                            started.elapsed(),
+                        );
+                    }
+                    response
+                }
+            });
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());

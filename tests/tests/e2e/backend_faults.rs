@@ -122,6 +122,7 @@ async fn unchanged_configs_logs_and_empty_reads_make_no_store_call() {
     // What the server's ticker does every second: revoked keys and live campaigns.
     server.service().refresh_cache().await.unwrap();
     let before = store.calls();
+    let counted_before = server.service().metrics().store_calls_total();
     for i in 0..20 {
         assert_eq!(agent.config().await, (StatusCode::OK, first.clone()));
         assert_eq!(
@@ -137,6 +138,29 @@ async fn unchanged_configs_logs_and_empty_reads_make_no_store_call() {
     }
     assert_eq!(store.calls(), before, "served from memory");
     assert_eq!(sink.records().len(), 20);
+    assert_eq!(
+        server.service().metrics().store_calls_total(),
+        counted_before,
+        "the metrics count what the store saw"
+    );
+    let metrics = server
+        .client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "sgt_http_requests_total{endpoint=\"config\",status=\"2xx\"} 21",
+        "sgt_http_requests_total{endpoint=\"distributed_read\",status=\"2xx\"} 20",
+        "sgt_log_lines_accepted_total 20",
+        "sgt_enrolls_total 1",
+        "sgt_store_calls_total{operation=\"node_by_key\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
 
     // A campaign for the node: the next read asks the store once and gets it, once; the
     // reads after that are back to memory.
