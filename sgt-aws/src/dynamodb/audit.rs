@@ -6,7 +6,9 @@ use sgt_core::types::UnixSeconds;
 use sgt_core::{Error, Result};
 
 use super::item::{self, n, s, Item};
-use super::{attrs, classify, condition_failed, names, DynamoStore, BACKEND};
+use super::{
+    attrs, classify, condition_failed, names, unless_condition_failed, DynamoStore, BACKEND,
+};
 
 const DEFAULT_PAGE: usize = 100;
 /// The stream of audit entries, keyed by their time-sortable id.
@@ -46,11 +48,9 @@ impl AuditStore for DynamoStore {
             .set_expression_attribute_names(names(&["#id"]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(Error::already_exists("audit entry")),
-            Err(e) => Err(classify(BACKEND, "audit entry", e)),
-        }
+        unless_condition_failed(result, "audit entry")?
+            .map(|_| ())
+            .ok_or_else(|| Error::already_exists("audit entry"))
     }
 
     async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {

@@ -10,8 +10,8 @@ use super::item::{self, n, s, Item};
 use super::tables::TTL_ATTRIBUTE;
 use super::writes::{build_put, build_update, put, update};
 use super::{
-    attrs, classify, condition_failed, created_key, failed_condition_at, names, DynamoStore,
-    BACKEND, RACE_RETRIES,
+    attrs, created_key, failed_condition_at, names, unless_condition_failed, DynamoStore,
+    RACE_RETRIES,
 };
 
 /// Block markers are only needed while a carve is arriving; TTL removes them after this.
@@ -80,11 +80,9 @@ impl CarveStore for DynamoStore {
             .set_expression_attribute_names(names(&["#session_id"]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(Error::already_exists("carve")),
-            Err(e) => Err(classify(BACKEND, "carve", e)),
-        }
+        unless_condition_failed(result, "carve")?
+            .map(|_| ())
+            .ok_or_else(|| Error::already_exists("carve"))
     }
 
     async fn carve(&self, id: &CarveSessionId) -> Result<CarveSession> {
@@ -198,11 +196,9 @@ impl CarveStore for DynamoStore {
             .set_expression_attribute_names(names(&[update, "#session_id"]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(Error::not_found("carve")),
-            Err(e) => Err(classify(BACKEND, "carve", e)),
-        }
+        unless_condition_failed(result, "carve")?
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("carve"))
     }
 
     async fn list_carves(&self, node: Option<&NodeId>) -> Result<Vec<CarveSession>> {

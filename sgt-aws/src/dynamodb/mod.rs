@@ -312,6 +312,27 @@ where
     code(error) == Some("ConditionalCheckFailedException")
 }
 
+/// The outcome of a conditional write: `Some` when it was made, `None` when its condition
+/// failed; other failures classified.
+fn unless_condition_failed<O, E, R>(
+    result: std::result::Result<O, SdkError<E, R>>,
+    what: &str,
+) -> Result<Option<O>>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(output) => Ok(Some(output)),
+        Err(e) if condition_failed(&e) => Ok(None),
+        Err(e) => Err(classify(BACKEND, what, e)),
+    }
+}
+
 /// True when a cancelled transaction's item `index` failed its condition.
 fn failed_condition_at(reasons: &[String], index: usize) -> bool {
     reasons

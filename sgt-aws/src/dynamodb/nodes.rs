@@ -10,7 +10,7 @@ use super::item::{self, n, s, Item};
 use aws_sdk_dynamodb::types::TransactWriteItem;
 
 use super::writes::{build_delete, build_put, delete, put};
-use super::{attrs, classify, condition_failed, names, DynamoStore, BACKEND, RACE_RETRIES};
+use super::{attrs, classify, names, unless_condition_failed, DynamoStore, BACKEND, RACE_RETRIES};
 
 const DEFAULT_PAGE: usize = 100;
 /// How many last-seen updates are in flight at once.
@@ -133,11 +133,7 @@ impl DynamoStore {
             .expression_attribute_values(":at", n(at))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(classify(BACKEND, "node", e)),
-        }
+        unless_condition_failed(result, "node").map(|_| ())
     }
 
     /// One enroll attempt; `Ok(None)` when it lost a race and must be tried again.

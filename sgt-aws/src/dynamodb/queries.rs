@@ -14,7 +14,8 @@ use sgt_core::{Error, Result};
 
 use super::item::{self, n, s, Item};
 use super::{
-    attrs, blob_field, classify, condition_failed, created_key, names, DynamoStore, BACKEND,
+    attrs, blob_field, classify, condition_failed, created_key, names, unless_condition_failed,
+    DynamoStore, BACKEND,
 };
 
 const DEFAULT_PAGE: usize = 100;
@@ -81,11 +82,7 @@ impl DynamoStore {
                 .expression_attribute_values(":pending", s(DeliveryState::Pending.as_str()))
                 .send()
                 .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if condition_failed(&e) => {}
-                Err(e) => return Err(classify(BACKEND, "query delivery", e)),
-            }
+            unless_condition_failed(result, "query delivery")?;
         }
         Ok(())
     }
@@ -134,11 +131,7 @@ impl DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(classify(BACKEND, "query delivery", e)),
-        }
+        Ok(unless_condition_failed(result, "query delivery")?.is_some())
     }
 
     /// Takes a pending delivery of a cancelled or expired query out of the pending index; its
@@ -155,11 +148,7 @@ impl DynamoStore {
             .expression_attribute_values(":pending", s(DeliveryState::Pending.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(classify(BACKEND, "query delivery", e)),
-        }
+        unless_condition_failed(result, "query delivery").map(|_| ())
     }
 
     /// Takes an expired query out of the live index.
@@ -175,11 +164,7 @@ impl DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(classify(BACKEND, "query", e)),
-        }
+        unless_condition_failed(result, "query").map(|_| ())
     }
 
     /// Creates the delivery of a broad query to a node that had none, already delivered;
@@ -203,11 +188,7 @@ impl DynamoStore {
             .set_expression_attribute_names(names(&["#query_id"]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(classify(BACKEND, "query delivery", e)),
-        }
+        Ok(unless_condition_failed(result, "query delivery")?.is_some())
     }
 
     async fn answer_of(&self, delivery: &Item) -> Result<Answer> {
@@ -349,11 +330,9 @@ impl QueryStore for DynamoStore {
             .expression_attribute_values(":now", n(now))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(Error::not_found("query")),
-            Err(e) => Err(classify(BACKEND, "query", e)),
-        }
+        unless_condition_failed(result, "query")?
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("query"))
     }
 
     async fn take_pending_queries(
@@ -362,15 +341,16 @@ impl QueryStore for DynamoStore {
         now: UnixSeconds,
     ) -> Result<Vec<PendingQuery>> {
         let pending = self.pending_query_ids(node.id).await?;
+        // Every live query, by id (pending ones are usually among them), and the broad ones
+        // with their targets parsed once.
+        let mut known: HashMap<String, Item> = HashMap::new();
         let mut broad = Vec::new();
         for query in self.live_query_items().await? {
-            if self.targets_of(&query).await?.is_broad() {
-                broad.push(query);
+            let targets = self.targets_of(&query).await?;
+            if targets.is_broad() {
+                broad.push((query.clone(), targets));
             }
-        }
-        let mut known: HashMap<String, Item> = HashMap::new();
-        for query in broad.iter() {
-            known.insert(item::string(query, "id")?.to_owned(), query.clone());
+            known.insert(item::string(&query, "id")?.to_owned(), query);
         }
         let unknown: Vec<Item> = pending
             .iter()
@@ -399,23 +379,16 @@ impl QueryStore for DynamoStore {
             }
         }
         // Broad queries this node matches but has no delivery of yet (it enrolled later).
-        let pending: HashSet<&String> = pending.iter().collect();
+        let pending: HashSet<&str> = pending.iter().map(String::as_str).collect();
         let mut candidates = Vec::new();
-        for query in &broad {
+        for (query, targets) in &broad {
             let id = item::string(query, "id")?;
             if !is_live(query, now)? {
                 // Expired: out of the live index, so later reads stop reading it.
                 self.retire_query(id, now).await?;
                 continue;
             }
-            if pending.contains(&id.to_owned()) {
-                continue;
-            }
-            if self
-                .targets_of(query)
-                .await?
-                .matches(node.id, node.environment, node.platform)
-            {
+            if !pending.contains(id) && targets.matches(node.id, node.environment, node.platform) {
                 candidates.push(query);
             }
         }

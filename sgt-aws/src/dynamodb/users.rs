@@ -9,10 +9,7 @@ use sgt_core::{Error, Result};
 use super::item::{self, n, s, Item};
 use super::tables::TTL_ATTRIBUTE;
 use super::writes::{build_delete, build_put, delete, put};
-use super::{
-    attrs, classify, condition_failed, created_key, failed_condition_at, names, DynamoStore,
-    BACKEND,
-};
+use super::{attrs, created_key, failed_condition_at, names, unless_condition_failed, DynamoStore};
 
 fn user_key(username: &str) -> Item {
     attrs([("username", s(username))])
@@ -103,11 +100,9 @@ impl UserStore for DynamoStore {
             .set_expression_attribute_names(names(&["#username"]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(Error::already_exists("user")),
-            Err(e) => Err(classify(BACKEND, "user", e)),
-        }
+        unless_condition_failed(result, "user")?
+            .map(|_| ())
+            .ok_or_else(|| Error::already_exists("user"))
     }
 
     async fn user(&self, username: &Username) -> Result<User> {
@@ -144,11 +139,9 @@ impl UserStore for DynamoStore {
             .set_expression_attribute_names(names(&["#username"]))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(Error::not_found("user")),
-            Err(e) => Err(classify(BACKEND, "user", e)),
-        }
+        unless_condition_failed(result, "user")?
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("user"))
     }
 
     async fn delete_user(&self, username: &Username) -> Result<()> {
@@ -161,11 +154,7 @@ impl UserStore for DynamoStore {
             .set_expression_attribute_names(names(&["#username"]))
             .send()
             .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if condition_failed(&e) => return Err(Error::not_found("user")),
-            Err(e) => return Err(classify(BACKEND, "user", e)),
-        }
+        unless_condition_failed(result, "user")?.ok_or_else(|| Error::not_found("user"))?;
         // A token the index does not show yet is refused anyway: authentication also needs
         // the user to exist.
         for token in self.tokens_by(Some(username)).await? {

@@ -151,11 +151,11 @@ impl Agent {
         &mut self,
         endpoint: Endpoint,
         path: &str,
-        mut body: Value,
+        body: &mut Value,
         gzip: bool,
     ) -> Answer {
         body["node_key"] = json!(self.node_key.clone().unwrap_or_default());
-        let answer = self.post(endpoint, path, &body, gzip).await;
+        let answer = self.post(endpoint, path, body, gzip).await;
         if matches!(answer, Answer::NodeInvalid) {
             self.enroll_until_deadline().await;
         }
@@ -164,7 +164,8 @@ impl Agent {
 
     async fn config(&mut self) {
         let path = self.plan.paths.config.clone();
-        self.call(Endpoint::Config, &path, json!({}), false).await;
+        self.call(Endpoint::Config, &path, &mut json!({}), false)
+            .await;
     }
 
     async fn log(&mut self) {
@@ -192,8 +193,8 @@ impl Agent {
             }
             let count = pending.len() as u64;
             let log_type = if status_lines { "status" } else { "result" };
-            let body = json!({"log_type": log_type, "data": pending});
-            match self.call(Endpoint::Log, &path, body.clone(), gzip).await {
+            let mut body = json!({"log_type": log_type, "data": pending});
+            match self.call(Endpoint::Log, &path, &mut body, gzip).await {
                 Answer::Ok(_) => {
                     let mut stats = self.stats.lock().expect("stats lock");
                     if status_lines {
@@ -204,7 +205,10 @@ impl Agent {
                 }
                 _ => {
                     // Kept for the next period, as osquery keeps its buffer.
-                    let kept = body["data"].as_array().cloned().unwrap_or_default();
+                    let kept = match body["data"].take() {
+                        Value::Array(lines) => lines,
+                        _ => Vec::new(),
+                    };
                     if status_lines {
                         self.unsent_status.extend(kept);
                     } else {
@@ -218,7 +222,7 @@ impl Agent {
     async fn distributed(&mut self) {
         let read_path = self.plan.paths.distributed_read.clone();
         let Answer::Ok(read) = self
-            .call(Endpoint::DistributedRead, &read_path, json!({}), false)
+            .call(Endpoint::DistributedRead, &read_path, &mut json!({}), false)
             .await
         else {
             return;
@@ -234,9 +238,9 @@ impl Agent {
         }
         let answered = queries.len() as u64;
         let write_path = self.plan.paths.distributed_write.clone();
-        let body = json!({"queries": results, "statuses": statuses});
+        let mut body = json!({"queries": results, "statuses": statuses});
         if let Answer::Ok(_) = self
-            .call(Endpoint::DistributedWrite, &write_path, body, false)
+            .call(Endpoint::DistributedWrite, &write_path, &mut body, false)
             .await
         {
             self.stats.lock().expect("stats lock").queries_answered += answered;
@@ -249,13 +253,16 @@ impl Agent {
         let block_size = self.plan.carve_block_bytes.max(1);
         let archive: Vec<u8> = (0..size).map(|_| self.rng.random()).collect();
         let block_count = size.div_ceil(block_size).max(1);
-        let start = json!({
+        let mut start = json!({
             "block_count": block_count, "block_size": block_size, "carve_size": size,
             "carve_id": format!("{:08x}-0000-4000-8000-000000000000", self.rng.random::<u32>()),
             "request_id": format!("loadtest-{}", self.plan.run_id),
         });
         let path = self.plan.paths.carve_start.clone();
-        let Answer::Ok(started) = self.call(Endpoint::CarveStart, &path, start, false).await else {
+        let Answer::Ok(started) = self
+            .call(Endpoint::CarveStart, &path, &mut start, false)
+            .await
+        else {
             return;
         };
         let Some(session) = started["session_id"].as_str().map(str::to_owned) else {
