@@ -1,11 +1,13 @@
 //! Result and status lines as JSON Lines files, made durable by group commit.
 //!
-//! Appends from many requests queue to one writer thread, which writes whatever has queued,
-//! fsyncs once, and only then answers every waiting append: one fsync serves many batches.
+//! Appends from many requests queue to one writer thread. It takes the first, waits a short
+//! gathering window for more, writes them all, fsyncs, and only then answers every waiting
+//! append: one fsync serves every batch of the window.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sgt_core::log_sink::{LogBatch, LogSink, LogType, SinkLimits};
@@ -18,6 +20,8 @@ use crate::fs_util::sync_dir;
 const BACKEND: &str = "file-log-sink";
 /// Appends written together under one fsync, at most.
 const MAX_GROUP: usize = 1024;
+/// Default gathering window; see [`FileLogSinkOptions::group_commit_window`].
+const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(2);
 
 /// Settings of a [`FileLogSink`].
 #[derive(Debug, Clone)]
@@ -27,14 +31,20 @@ pub struct FileLogSinkOptions {
     /// A file reaching this size is renamed to `<type>-<unix time>-<sequence>.jsonl` and a new
     /// one started. Rotated files are kept; removing old ones is the operator's choice.
     pub rotate_bytes: u64,
+    /// After the first append of a group arrives, the writer waits this long for more before
+    /// it writes and fsyncs. Each append waits at most this much longer; in exchange, under
+    /// load one fsync serves many requests instead of one or two (fsyncs were a third of the
+    /// server's CPU time at 1,000 log requests/s).
+    pub group_commit_window: Duration,
 }
 
 impl FileLogSinkOptions {
-    /// Defaults: rotate at 256 MiB.
+    /// Defaults: rotate at 256 MiB, gather for 2 ms.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         FileLogSinkOptions {
             dir: dir.into(),
             rotate_bytes: 256 * 1024 * 1024,
+            group_commit_window: GROUP_COMMIT_WINDOW,
         }
     }
 }
@@ -67,10 +77,14 @@ impl FileLogSink {
             dir: options.dir.clone(),
         };
         let (queue, mut incoming) = mpsc::channel::<Append>(4 * MAX_GROUP);
+        let window = options.group_commit_window;
         std::thread::Builder::new()
             .name("sgt-log-writer".into())
             .spawn(move || {
                 while let Some(first) = incoming.blocking_recv() {
+                    if !window.is_zero() {
+                        std::thread::sleep(window);
+                    }
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
                         match incoming.try_recv() {
@@ -145,22 +159,32 @@ impl LogFile {
         })
     }
 
-    /// Appends and fsyncs; on failure cuts the file back so no partial line remains.
-    fn write_durably(&mut self, data: &[u8]) -> std::io::Result<()> {
-        let result = self
-            .file
-            .write_all(data)
-            .and_then(|()| self.file.sync_data());
-        match result {
-            Ok(()) => {
-                self.len += data.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                let _ = self.file.set_len(self.len);
-                Err(e)
-            }
+    /// Appends `data` unless it is empty; returns the bytes written.
+    fn append_if_any(&mut self, data: &[u8]) -> std::io::Result<u64> {
+        if data.is_empty() {
+            return Ok(0);
         }
+        self.append(data)?;
+        Ok(data.len() as u64)
+    }
+
+    /// Appends without syncing; on failure cuts the file back so no partial line remains.
+    fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        if let Err(e) = self.file.write_all(data) {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes the appended `written` bytes durable; on failure cuts them off again.
+    fn sync(&mut self, written: u64) -> std::io::Result<()> {
+        if let Err(e) = self.file.sync_data() {
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += written;
+        Ok(())
     }
 }
 
@@ -182,8 +206,12 @@ impl Writer {
                 LogType::Status => status_data.extend_from_slice(&append.data),
             }
         }
-        let result_outcome = self.write(LogType::Result, &result_data);
-        let status_outcome = self.write(LogType::Status, &status_data);
+        // Both files are written before either is synced, so the first sync's journal commit
+        // carries both and the second has little left to do.
+        let result_written = self.result.append_if_any(&result_data);
+        let status_written = self.status.append_if_any(&status_data);
+        let result_outcome = self.finish(LogType::Result, result_written);
+        let status_outcome = self.finish(LogType::Status, status_written);
         for append in group {
             let outcome = match append.log_type {
                 LogType::Result => &result_outcome,
@@ -197,15 +225,17 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, log_type: LogType, data: &[u8]) -> std::io::Result<()> {
-        if data.is_empty() {
+    /// Syncs what [`LogFile::append_if_any`] wrote, then rotates the file if it is full.
+    fn finish(&mut self, log_type: LogType, written: std::io::Result<u64>) -> std::io::Result<()> {
+        let written = written?;
+        if written == 0 {
             return Ok(());
         }
         let file = match log_type {
             LogType::Result => &mut self.result,
             LogType::Status => &mut self.status,
         };
-        file.write_durably(data)?;
+        file.sync(written)?;
         if file.len >= self.rotate_bytes {
             self.rotations += 1;
             if let Err(e) = self.rotate(log_type) {
