@@ -42,7 +42,7 @@ impl LogSink for DiscardingSink {
 
 struct Fixture {
     service: Arc<AgentService>,
-    node: Node,
+    node: Arc<Node>,
     key: NodeKey,
 }
 

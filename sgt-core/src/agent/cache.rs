@@ -7,7 +7,7 @@
 //! [`CONFIG_TTL`]. Changes made through this instance's admin API take effect at once.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,7 +56,8 @@ impl RenderedConfig {
 
 #[derive(Debug, Default)]
 struct Nodes {
-    by_key: HashMap<String, Node>,
+    /// Shared, so a request takes a reference count, not a copy of the host details.
+    by_key: HashMap<String, Arc<Node>>,
     key_of: HashMap<NodeId, String>,
 }
 
@@ -73,7 +74,7 @@ pub struct ServingCache {
 
 impl ServingCache {
     /// The cached node holding `key`.
-    pub(super) fn node(&self, key: &str) -> Option<Node> {
+    pub(super) fn node(&self, key: &str) -> Option<Arc<Node>> {
         self.nodes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -82,7 +83,7 @@ impl ServingCache {
             .cloned()
     }
 
-    pub(super) fn insert_node(&self, node: Node) {
+    pub(super) fn insert_node(&self, node: Arc<Node>) {
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if nodes.by_key.len() >= MAX_CACHED_NODES {
             *nodes = Nodes::default();
@@ -100,7 +101,11 @@ impl ServingCache {
     pub(super) fn touch(&self, key: &str, now: UnixSeconds) {
         let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
         if let Some(node) = nodes.by_key.get_mut(key) {
-            node.last_seen = node.last_seen.max(now);
+            if node.last_seen < now {
+                // Once per node per last-seen resolution; requests holding the old copy are
+                // unaffected.
+                Arc::make_mut(node).last_seen = now;
+            }
         }
     }
 

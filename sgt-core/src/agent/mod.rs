@@ -124,7 +124,7 @@ impl AgentService {
     /// # Errors
     /// `Unauthorized` for a malformed or unknown key (the agent must re-enroll); backend errors
     /// as they come.
-    pub async fn authenticate(&self, key: &str) -> Result<Node> {
+    pub async fn authenticate(&self, key: &str) -> Result<Arc<Node>> {
         let key = NodeKey::parse(key).map_err(|_| Error::unauthorized("invalid node key"))?;
         let now = now_unix();
         if let Some(node) = self.cache.node(key.as_str()) {
@@ -139,8 +139,8 @@ impl AgentService {
                 self.last_seen.note(&node, now);
                 let mut cached = node.clone();
                 cached.last_seen = cached.last_seen.max(now);
-                self.cache.insert_node(cached);
-                Ok(node)
+                self.cache.insert_node(Arc::new(cached));
+                Ok(Arc::new(node))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Err(Error::unauthorized("unknown node key"))
