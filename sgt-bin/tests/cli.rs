@@ -622,8 +622,16 @@ async fn loadtest_sweep_reports_the_highest_stage_that_held() {
         "--out",
         out.to_str().unwrap(),
     ];
+    let server_pid = server.0.id().to_string();
     let mut held = common.to_vec();
-    held.extend(["--sweep", "5,10", "--sweep-max-p99-ms", "5000"]);
+    held.extend([
+        "--sweep",
+        "5,10",
+        "--sweep-max-p99-ms",
+        "5000",
+        "--server-pid",
+        &server_pid,
+    ]);
     let (ok, stdout, stderr) = sgt(&held, &[]);
     assert!(ok, "{stdout}{stderr}");
     assert!(
@@ -633,6 +641,17 @@ async fn loadtest_sweep_reports_the_highest_stage_that_held() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(report["stages"].as_array().unwrap().len(), 2);
     assert_eq!(report["highest_held"], 10);
+    // With --server-pid, each stage has both processes' CPU time per 1,000 requests.
+    for stage in report["stages"].as_array().unwrap() {
+        let cpu = &stage["cpu"];
+        assert!(cpu["requests"].as_u64().unwrap() > 0, "{stage}");
+        assert!(cpu["server_cpu_ms_per_1000_requests"].is_f64(), "{stage}");
+        assert!(cpu["loadtest_cpu_ms_per_1000_requests"].is_f64(), "{stage}");
+    }
+    assert!(
+        stdout.contains("CPU per 1,000 requests: server "),
+        "{stdout}"
+    );
 
     let mut broken = common.to_vec();
     broken.extend(["--sweep", "5,10", "--sweep-max-p99-ms", "0.001"]);

@@ -303,6 +303,13 @@ impl Agent {
         }
         let sent = bytes.len() as u64;
         let started = Instant::now();
+        // Held until the answer is read, so the pool never needs more connections.
+        let connection = self
+            .plan
+            .connection_slots
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let outcome = match request.body(bytes).send().await {
             Ok(response) => {
                 let status = response.status();
@@ -314,6 +321,7 @@ impl Agent {
             Err(e) => Err(transport_kind(&e)),
         };
         let latency = started.elapsed();
+        drop(connection);
         let (answer, error, received) = match outcome {
             Err(kind) => (Answer::Failed, Some(kind), 0),
             Ok((status, received)) => {

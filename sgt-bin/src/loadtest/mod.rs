@@ -7,6 +7,7 @@
 //! `--assert-*` thresholds make the command fail, for CI gates.
 
 mod agent;
+mod cpu;
 mod html;
 mod shapes;
 mod stats;
@@ -70,8 +71,11 @@ pub struct LoadtestArgs {
     /// Carve block size in bytes (osquery's --carver_block_size).
     #[arg(long, default_value_t = 300_000)]
     carve_block_bytes: usize,
-    /// Connections kept open to the server.
-    #[arg(long, default_value_t = 64)]
+    /// Connections to the server, kept open and reused: at most this many requests are in
+    /// flight at once. A request waiting for a free connection counts that wait in its
+    /// latency. (Opening a connection per request instead would make the run measure TLS
+    /// handshakes and, past about 28,000 requests a minute, run out of loopback ports.)
+    #[arg(long, default_value_t = 256)]
     connections: usize,
     /// Request timeout.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
@@ -123,6 +127,10 @@ pub struct LoadtestArgs {
     /// A sweep stage holds while every endpoint's p99 is at most this many milliseconds.
     #[arg(long, default_value_t = 50.0)]
     sweep_max_p99_ms: f64,
+    /// The server's process id, when it runs on this machine: the report then gives its CPU
+    /// time per 1,000 requests over the steady part of the run (from `/proc`, Linux).
+    #[arg(long)]
+    server_pid: Option<u32>,
 }
 
 /// One sweep stage's outcome.
@@ -133,6 +141,8 @@ struct SweepStage {
     requests_per_second: f64,
     error_rate: f64,
     worst_p99_ms: f64,
+    /// CPU per 1,000 requests over the stage's steady part.
+    cpu: Option<cpu::CpuWindow>,
 }
 
 /// The JSON report of a sweep.
@@ -159,6 +169,8 @@ struct Paths {
 #[derive(Debug)]
 struct Plan {
     client: reqwest::Client,
+    /// One permit per connection (`--connections`).
+    connection_slots: tokio::sync::Semaphore,
     base_url: String,
     paths: Paths,
     enroll_secret: String,
@@ -199,6 +211,9 @@ struct Report {
     lines_lost: Option<u64>,
     queries_answered: u64,
     carves_completed: u64,
+    /// CPU per 1,000 requests from the end of the ramp plus the longest loop interval (every
+    /// agent running all its loops) to the end; absent when the run is too short for that.
+    cpu: Option<cpu::CpuWindow>,
     /// Per second: one point per endpoint, in `endpoints` order.
     timeline: Vec<Vec<stats::SecondPoint>>,
     failed_assertions: Vec<String>,
@@ -263,12 +278,16 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             if held { "held" } else { "did not hold" },
             report.requests_per_second
         );
+        if let Some(cpu) = &report.cpu {
+            println!("  {}", describe_cpu(cpu));
+        }
         sweep.stages.push(SweepStage {
             agents,
             held,
             requests_per_second: report.requests_per_second,
             error_rate,
             worst_p99_ms,
+            cpu: report.cpu.clone(),
         });
         sweep.reports.push(report);
         if !held {
@@ -329,6 +348,7 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
     let start = Instant::now();
     let plan = Arc::new(Plan {
         client: client(args)?,
+        connection_slots: tokio::sync::Semaphore::new(args.connections.max(1)),
         base_url: args.url.trim_end_matches('/').to_owned(),
         paths: Paths {
             enroll: args.enroll_path.clone(),
@@ -368,7 +388,13 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
         let agent = agent::Agent::new(Arc::clone(&plan), Arc::clone(&stats), index);
         tasks.spawn(agent.run(delay));
     }
-    progress(&stats, &plan, agents).await;
+    let steady_from = steady_window_start(args);
+    let server_pid = args.server_pid.map(|pid| pid.to_string());
+    if let Some(pid) = &server_pid {
+        cpu::process_cpu_ms(pid)
+            .with_context(|| format!("cannot read the CPU time of --server-pid {pid}"))?;
+    }
+    let cpu_window = progress(&stats, &plan, agents, steady_from, server_pid.as_deref()).await;
     // Agents stop at the deadline; one still waiting on the server has `--timeout` left.
     let _ = tokio::time::timeout(args.timeout + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
@@ -379,6 +405,7 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
 
     let stats = stats.lock().expect("stats lock");
     let mut report = build_report(agents, &plan, &stats, elapsed);
+    report.cpu = cpu_window;
     if let Some(dir) = &args.sink_dir {
         let found = count_sink_lines(dir, &format!("loadtest-{}-", plan.run_id))?;
         report.lines_in_sink = Some(found);
@@ -388,20 +415,55 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
     Ok(report)
 }
 
+/// The second of the run from which every agent runs all its loops: the ramp plus the longest
+/// interval, or just the ramp when that leaves under 10 s; `None` when the ramp fills the run.
+fn steady_window_start(args: &LoadtestArgs) -> Option<u64> {
+    let longest = args
+        .distributed_interval
+        .max(args.config_interval)
+        .max(args.logger_period);
+    let run = args.duration.as_secs();
+    let after_ramp = args.ramp.as_secs_f64().ceil() as u64;
+    let settled = after_ramp + longest.as_secs_f64().ceil() as u64;
+    if settled + 10 <= run {
+        Some(settled)
+    } else if after_ramp < run {
+        Some(after_ramp)
+    } else {
+        None
+    }
+}
+
 /// Closes a timeline second every second and prints a progress line (every second on a
-/// terminal, every 10 s otherwise), until the deadline.
-async fn progress(stats: &Mutex<Stats>, plan: &Plan, agents: usize) {
+/// terminal, every 10 s otherwise), until the deadline. Returns the CPU used per 1,000
+/// requests from second `steady_from` to the end.
+async fn progress(
+    stats: &Mutex<Stats>,
+    plan: &Plan,
+    agents: usize,
+    steady_from: Option<u64>,
+    server_pid: Option<&str>,
+) -> Option<cpu::CpuWindow> {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
     let mut tick =
         tokio::time::interval_at(plan.start + Duration::from_secs(1), Duration::from_secs(1));
     let mut second = 0u64;
+    let mut completed = 0u64;
+    let mut steady_start = None;
+    if steady_from == Some(0) {
+        steady_start = Some(cpu::CpuSample::take(server_pid, 0, 0));
+    }
     while Instant::now() < plan.deadline {
         tick.tick().await;
         second += 1;
         let mut stats = stats.lock().expect("stats lock");
         stats.close_second();
         let (requests, errors, p99) = stats.last_second();
+        completed += requests;
+        if steady_from == Some(second) {
+            steady_start = Some(cpu::CpuSample::take(server_pid, second, completed));
+        }
         if terminal || second.is_multiple_of(10) {
             let line = format!(
                 "{second:>5}s  agents {}/{agents}  {requests} req/s  {errors} errors/s  p99 {p99:.1} ms",
@@ -417,6 +479,8 @@ async fn progress(stats: &Mutex<Stats>, plan: &Plan, agents: usize) {
     if terminal {
         eprintln!();
     }
+    let end = cpu::CpuSample::take(server_pid, second, completed);
+    cpu::CpuWindow::between(&steady_start?, &end)
 }
 
 fn build_report(agents: usize, plan: &Plan, stats: &Stats, elapsed: f64) -> Report {
@@ -445,6 +509,7 @@ fn build_report(agents: usize, plan: &Plan, stats: &Stats, elapsed: f64) -> Repo
         lines_lost: None,
         queries_answered: stats.queries_answered,
         carves_completed: stats.carves_completed,
+        cpu: None,
         timeline: stats.timeline.clone(),
         failed_assertions: Vec::new(),
     }
@@ -508,6 +573,23 @@ fn failed_assertions(args: &LoadtestArgs, agents: usize, report: &Report) -> Vec
     failed
 }
 
+/// One line: the steady window's request rate and CPU per 1,000 requests.
+fn describe_cpu(cpu: &cpu::CpuWindow) -> String {
+    let per_1000 = |ms: Option<f64>, cores: Option<f64>| match (ms, cores) {
+        (Some(ms), Some(cores)) => format!("{ms:.1} ms ({:.0} % of a core)", cores * 100.0),
+        _ => "not measured".to_owned(),
+    };
+    format!(
+        "steady window {}s to {}s: {} requests ({:.1}/s); CPU per 1,000 requests: server {}, loadtest {}",
+        cpu.from_second,
+        cpu.to_second,
+        cpu.requests,
+        cpu.requests_per_second,
+        per_1000(cpu.server_cpu_ms_per_1000_requests, cpu.server_cores),
+        per_1000(cpu.loadtest_cpu_ms_per_1000_requests, cpu.loadtest_cores),
+    )
+}
+
 fn print_report(report: &Report) {
     let mut table = comfy_table::Table::new();
     table
@@ -555,6 +637,9 @@ fn print_report(report: &Report) {
         report.queries_answered,
         report.carves_completed
     );
+    if let Some(cpu) = &report.cpu {
+        println!("{}", describe_cpu(cpu));
+    }
     for failure in &report.failed_assertions {
         println!("FAILED: {failure}");
     }
