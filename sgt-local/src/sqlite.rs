@@ -248,14 +248,24 @@ impl NodeStore for SqliteStore {
         if seen.is_empty() {
             return Ok(());
         }
+        // One statement per chunk, not one per node: each statement is a round trip to
+        // sqlx's worker thread, and the write lock is held until the last one.
         let mut tx = self.pool.begin().await.map_err(db_error("node"))?;
-        for (id, at) in seen {
-            sqlx::query("UPDATE nodes SET last_seen = MAX(last_seen, ?) WHERE id = ?")
-                .bind(at)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error("node"))?;
+        for chunk in seen.chunks(10_000) {
+            let pairs: Vec<(&str, UnixSeconds)> =
+                chunk.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+            let pairs = serde_json::to_string(&pairs).map_err(|e| Error::backend(BACKEND, e))?;
+            sqlx::query(
+                "UPDATE nodes SET last_seen = MAX(nodes.last_seen, seen.at) \
+                 FROM (SELECT json_extract(value, '$[0]') AS id, \
+                              json_extract(value, '$[1]') AS at \
+                       FROM json_each(?)) AS seen \
+                 WHERE nodes.id = seen.id",
+            )
+            .bind(pairs)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("node"))?;
         }
         tx.commit().await.map_err(db_error("node"))
     }
