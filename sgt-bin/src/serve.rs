@@ -119,7 +119,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         ));
     }
 
-    let service = Arc::new(AgentService::new(backends.clone()));
+    let service =
+        Arc::new(AgentService::new(backends.clone()).with_enroll_limit(settings.enroll_limit));
     let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
     let password_file = std::path::absolute(settings.admin_password_file())?;
     if bootstrap_admin(&admin, &password_file).await? {
@@ -135,6 +136,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let tls = matches!(listener_mode, Listener::Tls(_));
+    let limits = settings.limits;
     let server = tokio::spawn({
         let service = Arc::clone(&service);
         let mut stopped = stopped.clone();
@@ -142,7 +144,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = serve(listener, service, admin, listener_mode, shutdown).await {
+            if let Err(e) = serve(listener, service, admin, listener_mode, limits, shutdown).await {
                 tracing::error!(error = %e, "server stopped");
             }
         }

@@ -127,6 +127,12 @@ pub struct Settings {
     pub blobs: BlobsSetting,
     /// AWS endpoint and region, for the AWS backends.
     pub aws: AwsSetting,
+    /// Connection and request limits (file keys `max_connections`,
+    /// `max_requests_in_flight`, `request_timeout_seconds`; defaults otherwise).
+    pub limits: sgt_core::http::ConnectionLimits,
+    /// Enrolls per source address (file keys `enroll_burst_per_address`,
+    /// `enroll_per_minute_per_address`; 0 a minute turns the limit off).
+    pub enroll_limit: sgt_core::rate_limit::RateLimit,
 }
 
 impl Settings {
@@ -178,6 +184,11 @@ struct FileSettings {
     log_sink: Option<BackendSpec>,
     blobs: Option<BackendSpec>,
     aws: Option<AwsSetting>,
+    max_connections: Option<usize>,
+    max_requests_in_flight: Option<usize>,
+    request_timeout_seconds: Option<u64>,
+    enroll_burst_per_address: Option<u32>,
+    enroll_per_minute_per_address: Option<u32>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -355,6 +366,34 @@ impl Settings {
                 _ => bail!("blobs: unknown backend {kind:?} (known: file, s3)"),
             },
         };
+        let mut limits = sgt_core::http::ConnectionLimits::default();
+        if let Some(max) = file.max_connections {
+            if max == 0 {
+                bail!("max_connections must be at least 1");
+            }
+            limits.max_connections = max;
+        }
+        if let Some(max) = file.max_requests_in_flight {
+            if max == 0 {
+                bail!("max_requests_in_flight must be at least 1");
+            }
+            limits.max_requests_in_flight = max;
+        }
+        if let Some(seconds) = file.request_timeout_seconds {
+            if !(1..=3600).contains(&seconds) {
+                bail!("request_timeout_seconds must be 1 to 3600");
+            }
+            limits.request_timeout = std::time::Duration::from_secs(seconds);
+        }
+        let default_enroll = sgt_core::agent::DEFAULT_ENROLL_LIMIT;
+        let enroll_limit = sgt_core::rate_limit::RateLimit {
+            burst: file
+                .enroll_burst_per_address
+                .unwrap_or(default_enroll.burst),
+            per_minute: file
+                .enroll_per_minute_per_address
+                .unwrap_or(default_enroll.per_minute),
+        };
         Ok(Settings {
             data_dir,
             listen,
@@ -364,6 +403,8 @@ impl Settings {
             log_sink,
             blobs,
             aws: file.aws.unwrap_or_default(),
+            limits,
+            enroll_limit,
         })
     }
 

@@ -116,9 +116,11 @@ pub fn validate_config(config: &Value) -> Result<()> {
 /// # Errors
 /// `InvalidInput` naming the problem.
 pub fn validate_pack(name: &str, pack: &Value) -> Result<()> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control() || c == '/') {
+    // Names travel as URL path segments: keep them to characters that need no encoding.
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if name.is_empty() || name.len() > 128 || !name.chars().all(allowed) {
         return Err(Error::invalid_input(
-            "pack name must be 1 to 128 characters without '/'",
+            "pack name must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '-' and '.'",
         ));
     }
     let pack = pack.as_object().ok_or_else(|| {

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend cannot do this operation at all.
     Unsupported,
+    /// The caller did this too often; it may try again later.
+    RateLimited,
     /// Any other failure inside a backend.
     Backend,
 }
@@ -81,6 +83,12 @@ pub enum Error {
         /// The operation the backend cannot do.
         what: String,
     },
+    /// See [`ErrorKind::RateLimited`].
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// What was done too often, safe to show to the caller.
+        message: String,
+    },
     /// See [`ErrorKind::Backend`].
     #[error("{backend} backend error: {source}")]
     Backend {
@@ -107,13 +115,24 @@ impl Error {
             Error::Forbidden { .. } => ErrorKind::Forbidden,
             Error::Unavailable { .. } => ErrorKind::Unavailable,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
             Error::Backend { .. } => ErrorKind::Backend,
         }
     }
 
     /// True when the same call may succeed if retried later (transient or lost race).
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind(), ErrorKind::Unavailable | ErrorKind::Conflict)
+        matches!(
+            self.kind(),
+            ErrorKind::Unavailable | ErrorKind::Conflict | ErrorKind::RateLimited
+        )
+    }
+
+    /// A [`Error::RateLimited`] with a message safe to show the caller.
+    pub fn rate_limited(message: impl fmt::Display) -> Self {
+        Error::RateLimited {
+            message: message.to_string(),
+        }
     }
 
     /// A [`Error::NotFound`] for `what`.

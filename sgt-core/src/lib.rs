@@ -19,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod log_sink;
 pub mod metrics;
+pub mod rate_limit;
 pub mod secrets;
 pub mod store;
 pub mod types;

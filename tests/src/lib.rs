@@ -29,7 +29,10 @@ pub struct TestServer {
 
 enum StopHandle {
     Full(StartedServer),
-    Core(tokio::sync::oneshot::Sender<()>),
+    Core(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<sgt_core::Result<()>>,
+    ),
 }
 
 fn client_trusting(ca_file: &std::path::Path) -> reqwest::Client {
@@ -78,6 +81,14 @@ impl TestServer {
     /// The agent API over TLS on `backends` chosen by the test (fault injectors, ...).
     /// The `default` environment and an enroll secret are created as on first start.
     pub async fn with_backends(backends: Backends) -> TestServer {
+        Self::with_backends_and_limits(backends, sgt_core::http::ConnectionLimits::default()).await
+    }
+
+    /// As [`TestServer::with_backends`], with the given connection and request limits.
+    pub async fn with_backends_and_limits(
+        backends: Backends,
+        limits: sgt_core::http::ConnectionLimits,
+    ) -> TestServer {
         let data_dir = TempDir::new().unwrap();
         let sgt_data = data_dir.path().join("sgt-data");
         let files = sgt_bin::tls_files::TlsFiles::under(&sgt_data);
@@ -98,11 +109,12 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sgt_core::http::serve(
+        let serving = tokio::spawn(sgt_core::http::serve(
             listener,
             Arc::clone(&service),
             admin,
             sgt_core::http::Listener::Tls(tls),
+            limits,
             async move {
                 let _ = stopped.await;
             },
@@ -114,16 +126,17 @@ impl TestServer {
             ca_file: files.ca.clone(),
             service,
             data_dir,
-            stop: Some(StopHandle::Core(stop)),
+            stop: Some(StopHandle::Core(stop, serving)),
         }
     }
 
-    /// Stops the server.
+    /// Stops the server: it stops accepting and returns once requests in flight are answered.
     pub async fn stop(mut self) {
         match self.stop.take() {
             Some(StopHandle::Full(server)) => server.shutdown().await,
-            Some(StopHandle::Core(stop)) => {
+            Some(StopHandle::Core(stop, serving)) => {
                 let _ = stop.send(());
+                let _ = serving.await;
             }
             None => {}
         }

@@ -18,10 +18,12 @@ pub use nodes::NodeView;
 pub use queries::{NewCampaign, QueryView, ResultView};
 pub use users::UserView;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::agent::{Backends, ServingCache};
 use crate::error::{Error, Result};
+use crate::rate_limit::{KeyedRateLimit, RateLimit};
 use crate::store::{AuditEntry, Role};
 use crate::types::{now_unix, random_hex, Username};
 
@@ -84,7 +86,22 @@ pub fn page_limit(requested: Option<usize>) -> usize {
 pub struct AdminService {
     backends: Backends,
     serving_cache: Option<Arc<ServingCache>>,
+    login_limit_per_user: KeyedRateLimit<String>,
+    login_limit_per_address: KeyedRateLimit<IpAddr>,
 }
+
+/// Login attempts allowed per user name: 10 at once, then 6 a minute, whether they succeed
+/// or not; enough for people and scripts, too few to guess a password.
+pub const LOGIN_LIMIT_PER_USER: RateLimit = RateLimit {
+    burst: 10,
+    per_minute: 6,
+};
+/// Login attempts allowed per source address, across user names: 30 at once, then 30 a
+/// minute.
+pub const LOGIN_LIMIT_PER_ADDRESS: RateLimit = RateLimit {
+    burst: 30,
+    per_minute: 30,
+};
 
 impl AdminService {
     /// A service over `backends`.
@@ -92,7 +109,29 @@ impl AdminService {
         AdminService {
             backends,
             serving_cache: None,
+            login_limit_per_user: KeyedRateLimit::new(LOGIN_LIMIT_PER_USER),
+            login_limit_per_address: KeyedRateLimit::new(LOGIN_LIMIT_PER_ADDRESS),
         }
+    }
+
+    /// Whether a login attempt for `username` from `source` may go ahead now. Every attempt
+    /// counts, successful or not.
+    ///
+    /// # Errors
+    /// `RateLimited` past [`LOGIN_LIMIT_PER_USER`] or [`LOGIN_LIMIT_PER_ADDRESS`].
+    pub fn admit_login(&self, username: &str, source: Option<IpAddr>) -> Result<()> {
+        let refused = || Error::rate_limited("too many login attempts, retry in a minute");
+        if let Some(address) = source {
+            if !self.login_limit_per_address.allow(&address) {
+                return Err(refused());
+            }
+        }
+        // Bounded, case-folded, so variants of one name share an allowance.
+        let user: String = username.chars().take(64).collect::<String>().to_lowercase();
+        if !self.login_limit_per_user.allow(&user) {
+            return Err(refused());
+        }
+        Ok(())
     }
 
     /// Makes this instance's node deletions and config changes take effect at once in the

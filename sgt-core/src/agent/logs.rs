@@ -7,6 +7,38 @@ use crate::types::now_unix;
 
 use super::AgentService;
 
+/// Deepest nesting of objects and arrays accepted in a log line. osquery's lines nest four or
+/// five levels; the limit keeps lines that would break a consumer's parser out of the sink.
+pub(super) const MAX_LINE_DEPTH: usize = 32;
+
+/// The deepest nesting of objects and arrays in a JSON text (brackets inside strings do not
+/// count).
+fn nesting_depth(json: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 impl AgentService {
     /// Stores a node's log lines; returns once every line is durable in the sink.
     ///
@@ -29,6 +61,11 @@ impl AgentService {
             if !line.get().trim_start().starts_with('{') {
                 return Err(Error::invalid_input(format!(
                     "log line {i} is not a JSON object"
+                )));
+            }
+            if nesting_depth(line.get()) > MAX_LINE_DEPTH {
+                return Err(Error::invalid_input(format!(
+                    "log line {i} nests deeper than {MAX_LINE_DEPTH} levels"
                 )));
             }
             if line.get().len() > limits.max_record_bytes {
@@ -68,5 +105,22 @@ impl AgentService {
             }
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_depth;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings() {
+        assert_eq!(nesting_depth(r#"{"a":1}"#), 1);
+        assert_eq!(nesting_depth(r#"{"a":{"b":[1,[2]]}}"#), 4);
+        assert_eq!(nesting_depth(r#"{"a":"[[[{{{"}"#), 1);
+        assert_eq!(nesting_depth(r#"{"a":"\"[[["}"#), 1);
+        assert_eq!(
+            nesting_depth(&format!("{}{}", "[".repeat(50), "]".repeat(50))),
+            50
+        );
     }
 }

@@ -8,6 +8,7 @@ mod enroll;
 mod last_seen;
 mod logs;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use cache::{ServingCache, CONFIG_TTL};
@@ -19,6 +20,7 @@ use crate::blobs::BlobStore;
 use crate::error::{Error, ErrorKind, Result};
 use crate::log_sink::LogSink;
 use crate::metrics::{Metrics, StoreCall};
+use crate::rate_limit::{KeyedRateLimit, RateLimit};
 use crate::secrets::SecretStore;
 use crate::store::{Node, Store};
 use crate::types::{now_unix, now_unix_ms, NodeKey};
@@ -46,7 +48,15 @@ pub struct AgentService {
     last_seen: LastSeen,
     cache: Arc<ServingCache>,
     metrics: Arc<Metrics>,
+    enroll_limit: KeyedRateLimit<IpAddr>,
 }
+
+/// Enrolls allowed per source address by default: 1,000 at once (a mass deployment behind
+/// one NAT address), then 6,000 a minute. osquery retries a refused enroll with backoff.
+pub const DEFAULT_ENROLL_LIMIT: RateLimit = RateLimit {
+    burst: 1_000,
+    per_minute: 6_000,
+};
 
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
 /// instance (clock skew, a slow transaction) is still seen.
@@ -65,6 +75,26 @@ impl AgentService {
             last_seen: LastSeen::default(),
             cache: Arc::new(cache),
             metrics: Arc::new(Metrics::default()),
+            enroll_limit: KeyedRateLimit::new(DEFAULT_ENROLL_LIMIT),
+        }
+    }
+
+    /// Limits enrolls per source address to `limit` ([`RateLimit::OFF`] for none).
+    pub fn with_enroll_limit(mut self, limit: RateLimit) -> Self {
+        self.enroll_limit = KeyedRateLimit::new(limit);
+        self
+    }
+
+    /// Whether an enroll from `source` may go ahead now (always, when the address is unknown).
+    ///
+    /// # Errors
+    /// `RateLimited` when that address has enrolled more than the limit allows.
+    pub fn admit_enroll(&self, source: Option<IpAddr>) -> Result<()> {
+        match source {
+            Some(address) if !self.enroll_limit.allow(&address) => Err(Error::rate_limited(
+                "too many enrolls from this address, retry later",
+            )),
+            _ => Ok(()),
         }
     }
 

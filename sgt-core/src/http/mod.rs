@@ -16,7 +16,7 @@ use http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-pub use server::{serve, tls_server_config, Listener};
+pub use server::{serve, tls_server_config, ConnectionLimits, Listener};
 
 /// The admin routes' documentation: (method, path, role, summary) of every admin route, the
 /// source of `GET /api/v1/openapi.json`.
@@ -26,6 +26,18 @@ pub fn admin_routes() -> &'static [(&'static str, &'static str, &'static str, &'
 
 use crate::admin::AdminService;
 use crate::agent::AgentService;
+
+/// The address a request came from: the TCP peer, or behind a TLS-terminating balancer the
+/// last `X-Forwarded-For` entry (the one the balancer added). Set by the server on every
+/// request; used for per-address rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddress(pub(crate) std::net::IpAddr);
+
+/// The request's [`ClientAddress`], when the server set one.
+pub(crate) fn client_address(
+) -> impl Filter<Extract = (Option<std::net::IpAddr>,), Error = Infallible> + Clone {
+    warp::ext::optional::<ClientAddress>().map(|a: Option<ClientAddress>| a.map(|a| a.0))
+}
 
 /// Paths of the agent endpoints, for flag files and clients.
 pub mod paths {

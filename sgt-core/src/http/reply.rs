@@ -68,6 +68,7 @@ pub(crate) fn error_response(err: &Error) -> Response {
             )
         }
         ErrorKind::Unsupported => (StatusCode::NOT_IMPLEMENTED, err.to_string()),
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, err.to_string()),
         _ => {
             tracing::error!(error = %err, "request failed: backend error");
             (

@@ -9,18 +9,20 @@ use warp::{Filter, Rejection};
 
 use crate::error::{Error, Result};
 
-/// Largest body accepted after gzip decompression, whatever the endpoint.
-pub(crate) const MAX_DECOMPRESSED_BYTES: u64 = 256 * 1024 * 1024;
-
 /// The raw parts of an agent request that the handlers need.
 #[derive(Debug)]
 pub(crate) struct AgentRequest {
+    /// The endpoint's body limit, which holds for the decompressed body too.
+    limit: u64,
     content_encoding: Option<String>,
     authorization: Option<String>,
+    /// Where the request came from, when the server knows.
+    pub(crate) source: Option<std::net::IpAddr>,
     body: Bytes,
 }
 
-/// POST with a body of at most `limit` bytes (as sent, before decompression).
+/// POST with a body of at most `limit` bytes, both as sent and, when gzip, decompressed: a
+/// small gzip bomb is refused once `limit` bytes have come out of it, in bounded memory.
 pub(crate) fn agent_request(
     limit: u64,
 ) -> impl Filter<Extract = (AgentRequest,), Error = Rejection> + Clone {
@@ -28,12 +30,17 @@ pub(crate) fn agent_request(
         .and(warp::body::content_length_limit(limit))
         .and(warp::header::optional::<String>("content-encoding"))
         .and(warp::header::optional::<String>("authorization"))
+        .and(super::client_address())
         .and(warp::body::bytes())
-        .map(|content_encoding, authorization, body| AgentRequest {
-            content_encoding,
-            authorization,
-            body,
-        })
+        .map(
+            move |content_encoding, authorization, source, body| AgentRequest {
+                limit,
+                content_encoding,
+                authorization,
+                source,
+                body,
+            },
+        )
 }
 
 impl AgentRequest {
@@ -54,14 +61,14 @@ impl AgentRequest {
             None | Some("") | Some("identity") => Ok(Cow::Borrowed(&self.body)),
             Some("gzip") | Some("x-gzip") => {
                 let mut out = Vec::new();
-                let mut reader =
-                    flate2::read::GzDecoder::new(&self.body[..]).take(MAX_DECOMPRESSED_BYTES + 1);
+                let limit = self.limit;
+                let mut reader = flate2::read::GzDecoder::new(&self.body[..]).take(limit + 1);
                 reader
                     .read_to_end(&mut out)
                     .map_err(|_| Error::invalid_input("body is not a valid gzip stream"))?;
-                if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
+                if out.len() as u64 > limit {
                     return Err(Error::invalid_input(format!(
-                        "decompressed body is larger than {MAX_DECOMPRESSED_BYTES} bytes"
+                        "decompressed body is larger than {limit} bytes"
                     )));
                 }
                 Ok(Cow::Owned(out))
@@ -145,8 +152,10 @@ mod tests {
 
     fn request(encoding: Option<&str>, body: Vec<u8>) -> AgentRequest {
         AgentRequest {
+            limit: 64 * 1024,
             content_encoding: encoding.map(str::to_owned),
             authorization: None,
+            source: None,
             body: Bytes::from(body),
         }
     }
@@ -154,6 +163,33 @@ mod tests {
     #[derive(Debug, Deserialize)]
     struct Probe {
         node_key: String,
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_endpoint_limit() {
+        // 128 MiB of zeros compress to about 128 KiB; the read stops after 64 KiB + 1 byte.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1024 * 1024];
+        for _ in 0..128 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let bomb = gz.finish().unwrap();
+        let started = std::time::Instant::now();
+        let err = request(Some("gzip"), bomb).json::<Probe>().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("decompressed body is larger than 65536 bytes"),
+            "{err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        // Exactly at the limit is fine as far as size goes.
+        let mut body = br#"{"node_key":""#.to_vec();
+        body.resize(64 * 1024 - 2, b'k');
+        body.extend_from_slice(br#""}"#);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        let probe: Probe = request(Some("gzip"), gz.finish().unwrap()).json().unwrap();
+        assert_eq!(probe.node_key.len(), 64 * 1024 - 15);
     }
 
     #[test]

@@ -4,21 +4,59 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::AdminService;
 use crate::agent::AgentService;
 use crate::error::{Error, Result};
 
-/// A TLS handshake that takes longer is dropped (osquery gives a whole request 16 s).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limits that keep slow, idle or too many clients from holding the server's resources.
+/// Past a limit the server answers with a JSON error or closes a connection; it never
+/// answers success for work it did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once. At the limit the server stops accepting (new connections
+    /// wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+    /// Requests being handled at once. Past it a request is answered at once with 503 and an
+    /// `error` body, which osquery treats as a failure: it keeps its data and retries later.
+    pub max_requests_in_flight: usize,
+    /// A TLS handshake must finish within this.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this from when the connection is ready for
+    /// them; this also closes a keep-alive connection left idle that long (HTTP/1.1).
+    pub header_read_timeout: Duration,
+    /// From a request's headers to its answer's headers (reading the body, handling it):
+    /// past it the answer is 503 with an `error` body. osquery abandons a request after 16 s,
+    /// so a later answer would reach no one.
+    pub request_timeout: Duration,
+    /// At shutdown, requests in flight get this long to finish before connections are cut.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// 20,000 connections, 4,096 requests in flight, 10 s handshakes, 65 s for headers (so a
+    /// connection polled every 60 s stays open), 15 s per request, 20 s to drain.
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 20_000,
+            max_requests_in_flight: 4_096,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(65),
+            request_timeout: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
 
 /// How the server accepts connections.
 #[derive(Debug, Clone)]
@@ -54,7 +92,8 @@ pub fn tls_server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Se
     Ok(Arc::new(config))
 }
 
-/// Serves [`super::routes`] on `listener` until `shutdown` completes, then stops accepting.
+/// Serves [`super::routes`] on `listener` until `shutdown` completes; then stops accepting,
+/// lets requests in flight finish (up to [`ConnectionLimits::drain_timeout`]) and returns.
 /// Each connection runs on its own task, HTTP/1.1 with keep-alive or HTTP/2.
 ///
 /// # Errors
@@ -64,6 +103,7 @@ pub async fn serve(
     service: Arc<AgentService>,
     admin: Arc<AdminService>,
     mode: Listener,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
     let metrics = Arc::clone(service.metrics());
@@ -72,10 +112,20 @@ pub async fn serve(
         Listener::Tls(config) => Some(TlsAcceptor::from(Arc::clone(config))),
         Listener::PlainHttp => None,
     };
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let request_slots = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
+        // At the connection limit, wait for a slot before accepting more.
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = Arc::clone(&connection_slots).acquire_owned() => {
+                slot.expect("the connection semaphore is never closed")
+            }
+        };
         let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -87,17 +137,36 @@ pub async fn serve(
             },
         };
         let _ = tcp.set_nodelay(true);
-        // Every answered request is counted with its endpoint, status and time.
-        let service = TowerToHyperService::new(app.clone());
+        // Sheds requests past the in-flight limit, answers 503 to those that take longer
+        // than the request timeout, and records every answer's endpoint, status and time.
+        let app_service = TowerToHyperService::new(app.clone());
         let metrics = Arc::clone(&metrics);
+        let request_slots = Arc::clone(&request_slots);
+        let behind_proxy = matches!(mode, Listener::PlainHttp);
         let service =
-            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                let client = client_ip(peer.ip(), request.headers(), behind_proxy);
+                request
+                    .extensions_mut()
+                    .insert(super::ClientAddress(client));
                 let path = request.uri().path().to_owned();
                 let started = std::time::Instant::now();
-                let answer = hyper::service::Service::call(&service, request);
+                let slot = Arc::clone(&request_slots).try_acquire_owned();
+                let answer = slot
+                    .is_ok()
+                    .then(|| hyper::service::Service::call(&app_service, request));
                 let metrics = Arc::clone(&metrics);
                 async move {
-                    let response = answer.await;
+                    let _slot = slot;
+                    let response = match answer {
+                        None => Ok(unavailable("the server is busy, retry later")),
+                        Some(answer) => {
+                            match tokio::time::timeout(limits.request_timeout, answer).await {
+                                Ok(response) => response,
+                                Err(_) => Ok(unavailable("the request took too long, retry later")),
+                            }
+                        }
+                    };
                     if let Ok(response) = &response {
                         metrics.record_request(
                             &path,
@@ -109,12 +178,22 @@ pub async fn serve(
                 }
             });
         let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let builder = auto::Builder::new(TokioExecutor::new());
+            let _slot = slot;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
             let served = match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => builder.serve_connection(TokioIo::new(tls), service).await,
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            let connection = builder.serve_connection(TokioIo::new(tls), service);
+                            watcher.watch(connection).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
                             return;
@@ -125,11 +204,48 @@ pub async fn serve(
                         }
                     }
                 }
-                None => builder.serve_connection(TokioIo::new(tcp), service).await,
+                None => {
+                    let connection = builder.serve_connection(TokioIo::new(tcp), service);
+                    watcher.watch(connection).await
+                }
             };
             if let Err(e) = served {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the drain timeout; cutting them off");
+    }
+    Ok(())
+}
+
+/// The client's address: the TCP peer's, or when plain HTTP runs behind a balancer that
+/// terminates TLS, the last `X-Forwarded-For` entry (the balancer appends the address it saw;
+/// entries before it come from the client and prove nothing).
+fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    behind_proxy: bool,
+) -> std::net::IpAddr {
+    if !behind_proxy {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+/// 503 with an `error` member, which both osquery and API clients read as a failure.
+fn unavailable(message: &str) -> warp::reply::Response {
+    super::reply::error_body(http::StatusCode::SERVICE_UNAVAILABLE, message)
 }

@@ -56,23 +56,30 @@ struct TokenListParams {
 pub(super) fn routes(
     admin: Arc<AdminService>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let login = warp::path!("login").and(warp::post()).and(body()).then({
-        let admin = Arc::clone(&admin);
-        move |body: Bytes| {
+    let login = warp::path!("login")
+        .and(warp::post())
+        .and(crate::http::client_address())
+        .and(body())
+        .then({
             let admin = Arc::clone(&admin);
-            async move {
-                let outcome = async {
-                    let body: LoginBody = parse(&body)?;
-                    admin.login(&body.username, &body.password).await
-                }
-                .await;
-                match outcome {
-                    Ok(o) => json_bytes(StatusCode::OK, serde_json::to_vec(&o).unwrap_or_default()),
-                    Err(e) => error_response(&e),
+            move |source: Option<std::net::IpAddr>, body: Bytes| {
+                let admin = Arc::clone(&admin);
+                async move {
+                    let outcome = async {
+                        let body: LoginBody = parse(&body)?;
+                        admin.admit_login(&body.username, source)?;
+                        admin.login(&body.username, &body.password).await
+                    }
+                    .await;
+                    match outcome {
+                        Ok(o) => {
+                            json_bytes(StatusCode::OK, serde_json::to_vec(&o).unwrap_or_default())
+                        }
+                        Err(e) => error_response(&e),
+                    }
                 }
             }
-        }
-    });
+        });
     let me = warp::path!("me")
         .and(warp::get())
         .and(ctx(Arc::clone(&admin)))

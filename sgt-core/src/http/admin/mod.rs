@@ -127,6 +127,11 @@ where
 
 /// Parses a JSON object body into `T`.
 pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // Unlike agents, API clients have no excuse for invalid UTF-8: refuse it rather than
+    // store replacement characters.
+    if std::str::from_utf8(body).is_err() {
+        return Err(Error::invalid_input("request body is not valid UTF-8"));
+    }
     crate::http::request::parse_json(body)
 }
 
@@ -175,6 +180,7 @@ pub(crate) fn error_response(err: &Error) -> Response {
         ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
         ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ErrorKind::Unsupported => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
+        ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     let message = match err.kind() {

@@ -37,6 +37,7 @@ pub(crate) fn route(
 }
 
 async fn handle(service: &AgentService, request: AgentRequest) -> Result<Response> {
+    service.admit_enroll(request.source)?;
     let body: EnrollBody = request.json()?;
     let platform_type = match body.platform_type {
         None | Some(serde_json::Value::Null) => String::new(),
