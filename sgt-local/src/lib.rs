@@ -8,6 +8,8 @@
 
 mod blobs;
 mod fs_util;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod log_sink;
 mod secrets;
 mod sqlite;

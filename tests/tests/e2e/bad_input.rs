@@ -456,6 +456,33 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
         invalid_utf8,
         Expect::NodeInvalid,
     ));
+    // A line nesting deeper than osquery ever does is refused.
+    let deep = format!(
+        r#"{{"node_key":"{key}","log_type":"result","data":[{{"a":{}{}}}]}}"#,
+        "[".repeat(5_000),
+        "]".repeat(5_000)
+    );
+    cases.push(case(
+        "log: 5,000 levels of nesting in a line",
+        paths::LOG,
+        deep,
+        Expect::Error(bad, "nests deeper"),
+    ));
+    cases.push(case(
+        "enroll: NUL byte in host_identifier",
+        paths::ENROLL,
+        json_body(json!({"enroll_secret": secret, "host_identifier": "a\u{0}b"})),
+        Expect::Error(bad, "not allowed"),
+    ));
+    // A gzip bomb: 8 MiB of zeros in about 8 KiB, past enroll's 1 MiB limit once inflated.
+    let mut bomb = case(
+        "enroll: gzip bomb",
+        paths::ENROLL,
+        gzip(&vec![0u8; 8 * 1024 * 1024]),
+        Expect::Error(bad, "decompressed body is larger than"),
+    );
+    bomb.headers.push(("content-encoding", "gzip".to_owned()));
+    cases.push(bomb);
     assert!(cases.len() >= 40, "{} cases", cases.len());
 
     let before = snapshot(&server, &query, &carve).await;
@@ -476,6 +503,7 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
                 );
                 assert!(body.get("node_invalid").is_none(), "{}", case.name);
                 assert!(!message.contains(&key), "{}: node key echoed", case.name);
+                assert!(!message.contains(&secret), "{}: secret echoed", case.name);
             }
             Expect::NodeInvalid => {
                 assert_eq!(status, StatusCode::UNAUTHORIZED, "{}: {body}", case.name);

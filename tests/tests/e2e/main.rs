@@ -6,6 +6,8 @@ mod admin_api;
 mod agent_lifecycle;
 mod aws_backends;
 mod backend_faults;
+mod bad_admin_input;
 mod bad_input;
+mod limits;
 mod transport;
 mod two_instances;
