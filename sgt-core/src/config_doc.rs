@@ -273,3 +273,106 @@ mod tests {
         assert_eq!(render_for_platform(&config, ""), config);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    const PLATFORMS: [&str; 5] = ["linux", "darwin", "windows", "freebsd", ""];
+    const FILTER_WORDS: [&str; 10] = [
+        "linux", "darwin", "windows", "freebsd", "posix", "any", "all", "ubuntu", "centos",
+        "solaris",
+    ];
+
+    /// A platform filter as people write them: one to three words, comma-separated.
+    fn filter() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(
+            proptest::collection::vec(proptest::sample::select(&FILTER_WORDS[..]), 1..3)
+                .prop_map(|words| words.join(",")),
+        )
+    }
+
+    fn queries() -> impl Strategy<Value = Map<String, Value>> {
+        proptest::collection::btree_map("[a-z]{1,8}", (filter(), 1u64..100_000), 0..8).prop_map(
+            |queries| {
+                queries
+                    .into_iter()
+                    .map(|(name, (platform, interval))| {
+                        let mut query = json!({"query": "SELECT 1;", "interval": interval});
+                        if let Some(platform) = platform {
+                            query["platform"] = json!(platform);
+                        }
+                        (name, query)
+                    })
+                    .collect()
+            },
+        )
+    }
+
+    fn config() -> impl Strategy<Value = Value> {
+        (
+            queries(),
+            proptest::collection::btree_map("[a-z]{1,6}", (filter(), queries()), 0..4),
+        )
+            .prop_map(|(schedule, packs)| {
+                let packs: Map<String, Value> = packs
+                    .into_iter()
+                    .map(|(name, (platform, queries))| {
+                        let mut pack = json!({"queries": queries});
+                        if let Some(platform) = platform {
+                            pack["platform"] = json!(platform);
+                        }
+                        (name, pack)
+                    })
+                    .collect();
+                json!({"options": {"logger_tls_period": 10}, "schedule": schedule, "packs": packs})
+            })
+    }
+
+    fn kept(entry: &Value, platform: &str) -> bool {
+        entry
+            .get("platform")
+            .and_then(Value::as_str)
+            .is_none_or(|filter| platform_matches(filter, platform))
+    }
+
+    proptest! {
+        /// Rendering keeps exactly the entries meant for the platform, touches nothing else,
+        /// and rendering twice changes nothing more.
+        #[test]
+        fn rendering_keeps_exactly_what_the_platform_runs(
+            config in config(),
+            platform in proptest::sample::select(&PLATFORMS[..]),
+        ) {
+            prop_assert!(validate_config(&config).is_ok());
+            let rendered = render_for_platform(&config, platform);
+            prop_assert_eq!(&rendered["options"], &config["options"]);
+            for (name, query) in config["schedule"].as_object().unwrap() {
+                prop_assert_eq!(
+                    rendered["schedule"].get(name).is_some(),
+                    kept(query, platform),
+                    "schedule.{}", name
+                );
+            }
+            for (name, pack) in config["packs"].as_object().unwrap() {
+                let rendered_pack = rendered["packs"].get(name);
+                prop_assert_eq!(rendered_pack.is_some(), kept(pack, platform), "packs.{}", name);
+                if let Some(rendered_pack) = rendered_pack {
+                    for (query_name, query) in pack["queries"].as_object().unwrap() {
+                        prop_assert_eq!(
+                            rendered_pack["queries"].get(query_name) == Some(query),
+                            kept(query, platform),
+                            "packs.{}.queries.{}", name, query_name
+                        );
+                    }
+                }
+            }
+            prop_assert_eq!(render_for_platform(&rendered, platform), rendered.clone());
+            if platform.is_empty() {
+                prop_assert_eq!(rendered, config);
+            }
+        }
+    }
+}

@@ -143,3 +143,64 @@ mod tests {
         assert_eq!(parsed["line"]["a"], "\"x");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    /// Any JSON value, nested a few levels, with strings that need escaping.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Every record is one valid JSON object carrying the node, environment, type, time
+        /// and the line itself unchanged, whatever the line holds.
+        #[test]
+        fn records_carry_every_line_unchanged(
+            lines in proptest::collection::vec(
+                proptest::collection::btree_map("\\PC{0,8}", json_value(), 0..5),
+                1..8,
+            ),
+            received_at in 0i64..4_000_000_000,
+        ) {
+            let values: Vec<Value> =
+                lines.into_iter().map(|m| Value::Object(m.into_iter().collect())).collect();
+            let batch = LogBatch {
+                node_id: NodeId::generate(),
+                environment: EnvironmentName::default_name(),
+                log_type: LogType::Status,
+                received_at,
+                lines: values
+                    .iter()
+                    .map(|v| RawValue::from_string(v.to_string()).unwrap())
+                    .collect(),
+            };
+            let records: Vec<String> = batch.records().collect();
+            prop_assert_eq!(records.len(), values.len());
+            for (record, line) in records.iter().zip(&values) {
+                prop_assert!(!record.contains('\n'));
+                let record: Value = serde_json::from_str(record).unwrap();
+                prop_assert_eq!(&record["line"], line);
+                prop_assert_eq!(record["node_id"].as_str(), Some(batch.node_id.as_str()));
+                prop_assert_eq!(record["environment"].as_str(), Some("default"));
+                prop_assert_eq!(record["log_type"].as_str(), Some("status"));
+                prop_assert_eq!(record["received_at"].as_i64(), Some(received_at));
+            }
+        }
+    }
+}

@@ -78,7 +78,10 @@ impl super::log_sink::SinkUnderTest for RecordingLogSink {
 struct Faults {
     remaining_failures: AtomicUsize,
     delay: Duration,
+    /// Each call past the first failures also fails with this probability.
+    fail_share: f64,
     calls: AtomicUsize,
+    failures: AtomicUsize,
 }
 
 impl Faults {
@@ -86,7 +89,9 @@ impl Faults {
         Faults {
             remaining_failures: AtomicUsize::new(fail_first),
             delay,
+            fail_share: 0.0,
             calls: AtomicUsize::new(0),
+            failures: AtomicUsize::new(0),
         }
     }
 
@@ -99,8 +104,10 @@ impl Faults {
         let failed = self
             .remaining_failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+            .is_ok()
+            || (self.fail_share > 0.0 && rand::random::<f64>() < self.fail_share);
         if failed {
+            self.failures.fetch_add(1, Ordering::SeqCst);
             return Err(Error::unavailable(format!("injected {what} failure")));
         }
         Ok(())
@@ -132,9 +139,26 @@ impl<S: LogSink> FaultyLogSink<S> {
         }
     }
 
+    /// A sink failing each append with probability `share` (0 to 1), at random.
+    pub fn failing_share(inner: S, share: f64) -> Self {
+        let mut faults = Faults::new(0, Duration::ZERO);
+        faults.fail_share = share.clamp(0.0, 1.0);
+        FaultyLogSink { inner, faults }
+    }
+
     /// The wrapped sink.
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// Appends made so far, failed ones included.
+    pub fn calls(&self) -> usize {
+        self.faults.calls.load(Ordering::SeqCst)
+    }
+
+    /// Appends failed so far.
+    pub fn failures(&self) -> usize {
+        self.faults.failures.load(Ordering::SeqCst)
     }
 }
 

@@ -8,6 +8,7 @@ mod aws_backends;
 mod backend_faults;
 mod bad_admin_input;
 mod bad_input;
+mod faulty_sink_load;
 mod limits;
 mod transport;
 mod two_instances;
