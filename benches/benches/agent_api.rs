@@ -7,38 +7,13 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::json;
-use sgt_core::agent::{default_config, AgentService, Backends, EnrollRequest};
-use sgt_core::log_sink::{LogBatch, LogSink, SinkLimits};
-use sgt_core::store::{Environment, Node};
-use sgt_core::testkit::doubles::{MemoryBlobStore, MemorySecrets};
-use sgt_core::testkit::secrets::new_secret;
-use sgt_core::types::{EnvironmentName, HostIdentifier, NodeKey};
+use sgt_core::agent::{AgentService, EnrollRequest};
+use sgt_core::store::Node;
+use sgt_core::testkit::doubles::default_backends;
+use sgt_core::types::{HostIdentifier, NodeKey};
 use sgt_local::SqliteStore;
-
-/// Encodes every record like a real sink would, then drops it, so memory stays flat.
-#[derive(Debug, Default)]
-struct DiscardingSink;
-
-#[async_trait]
-impl LogSink for DiscardingSink {
-    async fn append(&self, batch: &LogBatch) -> sgt_core::Result<()> {
-        let bytes: usize = batch.records().map(|r| r.len()).sum();
-        std::hint::black_box(bytes);
-        Ok(())
-    }
-
-    fn limits(&self) -> SinkLimits {
-        SinkLimits {
-            max_batch_records: 100_000,
-            max_batch_bytes: 256 << 20,
-            max_record_bytes: 64 << 20,
-            preserves_order: true,
-        }
-    }
-}
 
 struct Fixture {
     service: Arc<AgentService>,
@@ -48,24 +23,7 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
-    let secret = new_secret("default");
-    let value = secret.value.expose().to_owned();
-    let backends = Backends {
-        store: Arc::clone(&store) as _,
-        secrets: Arc::new(MemorySecrets::new(vec![secret])),
-        log_sink: Arc::new(DiscardingSink),
-        blobs: Arc::new(MemoryBlobStore::new()),
-    };
-    backends
-        .store
-        .create_environment(&Environment {
-            name: EnvironmentName::default_name(),
-            config: default_config(),
-            created_at: 0,
-            config_updated_at: 0,
-        })
-        .await
-        .unwrap();
+    let (backends, value) = default_backends(store).await;
     let service = Arc::new(AgentService::new(backends));
     let key = service
         .enroll(EnrollRequest {

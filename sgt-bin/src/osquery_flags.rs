@@ -100,15 +100,7 @@ mod tests {
         assert!(text.contains("--tls_hostname=localhost:8443\n"));
         assert!(text.contains("--tls_server_certs=/srv/sgt/tls/cert.pem\n"));
         assert!(text.contains("--enroll_secret_path=/srv/sgt/enroll_secret\n"));
-        for path in [
-            paths::ENROLL,
-            paths::CONFIG,
-            paths::LOG,
-            paths::DISTRIBUTED_READ,
-            paths::DISTRIBUTED_WRITE,
-            paths::CARVE_START,
-            paths::CARVE_CONTINUE,
-        ] {
+        for path in paths::ALL {
             assert!(text.contains(&format!("={path}\n")), "{path} missing");
         }
         assert!(text.contains("--disable_distributed=false\n"));

@@ -9,38 +9,12 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use sgt_core::admin::AdminService;
-use sgt_core::agent::{default_config, AgentService, Backends, EnrollRequest};
-use sgt_core::log_sink::{LogBatch, LogSink, SinkLimits};
-use sgt_core::store::Environment;
-use sgt_core::testkit::doubles::{MemoryBlobStore, MemorySecrets};
-use sgt_core::testkit::secrets::new_secret;
-use sgt_core::types::{EnvironmentName, HostIdentifier, NodeKey};
+use sgt_core::agent::{AgentService, EnrollRequest};
+use sgt_core::testkit::doubles::default_backends;
+use sgt_core::types::{HostIdentifier, NodeKey};
 
 use crate::SqliteStore;
-
-/// Encodes every record, as a real sink would, then drops it, so memory stays flat.
-#[derive(Debug, Default)]
-struct DiscardingSink;
-
-#[async_trait]
-impl LogSink for DiscardingSink {
-    async fn append(&self, batch: &LogBatch) -> sgt_core::Result<()> {
-        let bytes: usize = batch.records().map(|r| r.len()).sum();
-        std::hint::black_box(bytes);
-        Ok(())
-    }
-
-    fn limits(&self) -> SinkLimits {
-        SinkLimits {
-            max_batch_records: 100_000,
-            max_batch_bytes: 256 * 1024 * 1024,
-            max_record_bytes: 64 * 1024 * 1024,
-            preserves_order: true,
-        }
-    }
-}
 
 /// How a fuzzed body is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,24 +48,8 @@ impl Harness {
             .build()
             .expect("runtime");
         let (routes, key) = runtime.block_on(async {
-            let secret = new_secret("default");
-            let value = secret.value.expose().to_owned();
-            let backends = Backends {
-                store: Arc::new(SqliteStore::in_memory().await.expect("sqlite")),
-                secrets: Arc::new(MemorySecrets::new(vec![secret])),
-                log_sink: Arc::new(DiscardingSink),
-                blobs: Arc::new(MemoryBlobStore::new()),
-            };
-            backends
-                .store
-                .create_environment(&Environment {
-                    name: EnvironmentName::default_name(),
-                    config: default_config(),
-                    created_at: 0,
-                    config_updated_at: 0,
-                })
-                .await
-                .expect("environment");
+            let store = Arc::new(SqliteStore::in_memory().await.expect("sqlite"));
+            let (backends, value) = default_backends(store).await;
             let service = Arc::new(AgentService::new(backends.clone()));
             let admin =
                 Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
@@ -147,6 +105,29 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// What every fuzz target does with its input: the first byte picks one of `paths` and
+    /// the encoding (plain, gzipped, or labelled gzip but not), the rest is the body.
+    ///
+    /// # Panics
+    /// As [`Harness::request`].
+    pub fn fuzz(&self, paths: &[&str], data: &[u8]) {
+        let Some((&selector, body)) = data.split_first() else {
+            return;
+        };
+        if paths.is_empty() {
+            return;
+        }
+        let path = paths[usize::from(selector >> 2) % paths.len()];
+        let encoding = match selector & 3 {
+            1 => Encoding::Gzipped,
+            2 => Encoding::ClaimedGzip,
+            _ => Encoding::Plain,
+        };
+        self.request(path, encoding, body);
+    }
+}
+
 impl Default for Harness {
     fn default() -> Self {
         Harness::new()
@@ -171,15 +152,7 @@ mod tests {
             b"{\"block_count\":1,\"block_size\":10,\"carve_size\":5,\"carve_id\":\"c\"}",
             b"{\"enroll_secret\":\"x\",\"host_identifier\":\"h\",\"host_details\":{}}",
         ];
-        for path in [
-            paths::ENROLL,
-            paths::CONFIG,
-            paths::LOG,
-            paths::DISTRIBUTED_READ,
-            paths::DISTRIBUTED_WRITE,
-            paths::CARVE_START,
-            paths::CARVE_CONTINUE,
-        ] {
+        for path in paths::ALL {
             for seed in seeds {
                 for encoding in [Encoding::Plain, Encoding::Gzipped, Encoding::ClaimedGzip] {
                     harness.request(path, encoding, seed);

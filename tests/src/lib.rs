@@ -217,14 +217,18 @@ impl TestServer {
         (status, value)
     }
 
-    /// The one node enrolled so far.
-    pub async fn only_node(&self) -> sgt_core::store::Node {
-        let nodes = self
-            .backends()
+    /// Every node enrolled so far (the store's first page), straight from the store.
+    pub async fn nodes(&self) -> Vec<sgt_core::store::Node> {
+        self.backends()
             .store
             .list_nodes(&Default::default())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The one node enrolled so far.
+    pub async fn only_node(&self) -> sgt_core::store::Node {
+        let nodes = self.nodes().await;
         assert_eq!(nodes.len(), 1, "expected exactly one node");
         nodes.into_iter().next().unwrap()
     }

@@ -55,6 +55,16 @@ pub mod paths {
     pub const CARVE_START: &str = "/api/v1/osquery/carve/start";
     /// Carve continue.
     pub const CARVE_CONTINUE: &str = "/api/v1/osquery/carve/continue";
+    /// Every agent endpoint.
+    pub const ALL: [&str; 7] = [
+        ENROLL,
+        CONFIG,
+        LOG,
+        DISTRIBUTED_READ,
+        DISTRIBUTED_WRITE,
+        CARVE_START,
+        CARVE_CONTINUE,
+    ];
 }
 
 /// Every route the server answers: the agent API, the admin API, `GET /healthz` and

@@ -174,6 +174,29 @@ impl<S: LogSink> LogSink for FaultyLogSink<S> {
     }
 }
 
+/// A sink that encodes every record, as a real sink would, then drops it: for benches and
+/// fuzzing, where memory must stay flat.
+#[derive(Debug, Default)]
+pub struct DiscardingLogSink;
+
+#[async_trait]
+impl LogSink for DiscardingLogSink {
+    async fn append(&self, batch: &LogBatch) -> Result<()> {
+        let bytes: usize = batch.records().map(|r| r.len()).sum();
+        std::hint::black_box(bytes);
+        Ok(())
+    }
+
+    fn limits(&self) -> SinkLimits {
+        SinkLimits {
+            max_batch_records: 100_000,
+            max_batch_bytes: 256 * 1024 * 1024,
+            max_record_bytes: 64 * 1024 * 1024,
+            preserves_order: true,
+        }
+    }
+}
+
 /// Enroll secrets held in memory.
 #[derive(Debug, Default)]
 pub struct MemorySecrets {
@@ -548,4 +571,33 @@ mod faulty_store_impls {
             self.inner.secret_usage().await
         }
     }
+}
+
+/// Backends on `store` for benches and fuzzing: the `default` environment with the default
+/// config, in-memory secrets holding one enroll secret for it, a [`DiscardingLogSink`] and
+/// in-memory blobs. Returns them and the secret's value.
+///
+/// # Panics
+/// When the store cannot create the environment.
+pub async fn default_backends(
+    store: Arc<dyn crate::store::Store>,
+) -> (crate::agent::Backends, String) {
+    let secret = super::secrets::new_secret("default");
+    let value = secret.value.expose().to_owned();
+    store
+        .create_environment(&crate::store::Environment {
+            name: crate::types::EnvironmentName::default_name(),
+            config: crate::agent::default_config(),
+            created_at: 0,
+            config_updated_at: 0,
+        })
+        .await
+        .expect("the default environment is created");
+    let backends = crate::agent::Backends {
+        store,
+        secrets: Arc::new(MemorySecrets::new(vec![secret])),
+        log_sink: Arc::new(DiscardingLogSink),
+        blobs: Arc::new(MemoryBlobStore::new()),
+    };
+    (backends, value)
 }

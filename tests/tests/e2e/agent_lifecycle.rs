@@ -251,12 +251,7 @@ async fn re_enrolling_the_same_host_rekeys_it() {
     old.node_key = first_key;
     assert_eq!(old.config().await.1, json!({"node_invalid": true}));
     assert_eq!(agent.config().await.0, StatusCode::OK);
-    let nodes = server
-        .backends()
-        .store
-        .list_nodes(&Default::default())
-        .await
-        .unwrap();
+    let nodes = server.nodes().await;
     assert_eq!(nodes.len(), 1, "one host, one node");
     server.stop().await;
 }

@@ -208,12 +208,7 @@ async fn enrolls_past_the_per_address_limit_get_429_and_enroll_no_one() {
         "{body}"
     );
     assert!(body.get("node_key").is_none());
-    let nodes = server
-        .backends()
-        .store
-        .list_nodes(&Default::default())
-        .await
-        .unwrap();
+    let nodes = server.nodes().await;
     assert_eq!(nodes.len(), 3);
 }
 
