@@ -31,6 +31,7 @@ async fn fixture() -> Fixture {
             host_identifier: HostIdentifier::parse("bench-host").unwrap(),
             platform_type: "9".into(),
             host_details: json!({"system_info": {"uuid": "U"}}),
+            source: None,
         })
         .await
         .unwrap();

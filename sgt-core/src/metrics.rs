@@ -27,6 +27,18 @@ const ENDPOINTS: [&str; 10] = [
     "other",
 ];
 
+/// The endpoint a request path is counted under; cheap to copy, so a request can be
+/// classified before it is handled without keeping its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint(usize);
+
+impl Endpoint {
+    /// The endpoint of `path`: an agent endpoint, the admin API, health and metrics, or other.
+    pub fn of(path: &str) -> Endpoint {
+        Endpoint(endpoint_index(path))
+    }
+}
+
 fn endpoint_index(path: &str) -> usize {
     match path {
         paths::ENROLL => 0,
@@ -99,9 +111,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Counts one answered request to `path` with `status`, which took `elapsed`.
-    pub fn record_request(&self, path: &str, status: u16, elapsed: Duration) {
-        let e = &self.endpoints[endpoint_index(path)];
+    /// Counts one answered request to `endpoint` with `status`, which took `elapsed`.
+    pub fn record_request(&self, endpoint: Endpoint, status: u16, elapsed: Duration) {
+        let e = &self.endpoints[endpoint.0];
         let class = match status {
             200..=399 => 0,
             400..=499 => 1,
@@ -199,9 +211,9 @@ mod tests {
     #[test]
     fn requests_are_counted_by_endpoint_class_and_bucket() {
         let metrics = Metrics::default();
-        metrics.record_request(paths::CONFIG, 200, Duration::from_micros(700));
-        metrics.record_request(paths::CONFIG, 503, Duration::from_millis(30));
-        metrics.record_request("/api/v1/nodes", 401, Duration::from_millis(1));
+        metrics.record_request(Endpoint::of(paths::CONFIG), 200, Duration::from_micros(700));
+        metrics.record_request(Endpoint::of(paths::CONFIG), 503, Duration::from_millis(30));
+        metrics.record_request(Endpoint::of("/api/v1/nodes"), 401, Duration::from_millis(1));
         metrics.store_call(StoreCall::NodeByKey);
         metrics.log_lines(10, 1);
         let text = metrics.render();

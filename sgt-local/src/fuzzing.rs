@@ -59,6 +59,7 @@ impl Harness {
                     host_identifier: HostIdentifier::parse("fuzz-host").expect("identifier"),
                     platform_type: "9".into(),
                     host_details: serde_json::json!({"system_info": {"uuid": "U"}}),
+                    source: None,
                 })
                 .await
                 .expect("enroll");

@@ -113,12 +113,19 @@ impl From<ApiToken> for TokenView {
 }
 
 impl AdminService {
-    /// Checks a user name and password; returns a session token. The user's expired tokens
-    /// are deleted on the way.
+    /// Checks a user name and password from `source` (when known); returns a session token.
+    /// The user's expired tokens are deleted on the way.
     ///
     /// # Errors
+    /// `RateLimited` past the login limits (every attempt counts, successful or not);
     /// `Unauthorized` for an unknown user or a wrong password (the same answer for both).
-    pub async fn login(&self, username: &str, password: &str) -> Result<LoginOutcome> {
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<LoginOutcome> {
+        self.admit_login(username, source)?;
         let refused = || Error::unauthorized("invalid user name or password");
         let user = match Username::parse(username) {
             Ok(name) => match self.backends.store.user(&name).await {

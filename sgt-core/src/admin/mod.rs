@@ -116,10 +116,7 @@ impl AdminService {
 
     /// Whether a login attempt for `username` from `source` may go ahead now. Every attempt
     /// counts, successful or not.
-    ///
-    /// # Errors
-    /// `RateLimited` past [`LOGIN_LIMIT_PER_USER`] or [`LOGIN_LIMIT_PER_ADDRESS`].
-    pub fn admit_login(&self, username: &str, source: Option<IpAddr>) -> Result<()> {
+    pub(crate) fn admit_login(&self, username: &str, source: Option<IpAddr>) -> Result<()> {
         let refused = || Error::rate_limited("too many login attempts, retry in a minute");
         if let Some(address) = source {
             if !self.login_limit_per_address.allow(&address) {

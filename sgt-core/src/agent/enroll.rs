@@ -16,6 +16,8 @@ pub struct EnrollRequest {
     pub platform_type: String,
     /// The `host_details` object (`{}` when absent).
     pub host_details: serde_json::Value,
+    /// Where the request came from, when known: enrolls are rate-limited per address.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl AgentService {
@@ -25,9 +27,11 @@ impl AgentService {
     /// its node id and gets a new key; its old key stops working.
     ///
     /// # Errors
-    /// `Unauthorized` for a wrong, expired or empty secret; `InvalidInput` for a bad
-    /// `platform_type`; backend errors as they come.
+    /// `RateLimited` past the per-address enroll limit (counted before the secret is checked,
+    /// so it also bounds secret guessing); `Unauthorized` for a wrong, expired or empty
+    /// secret; `InvalidInput` for a bad `platform_type`; backend errors as they come.
     pub async fn enroll(&self, request: EnrollRequest) -> Result<NodeKey> {
+        self.admit_enroll(request.source)?;
         let now = now_unix();
         let secrets = self.backends.secrets.list_enroll_secrets().await?;
         // Compare against every secret, in constant time each, without stopping early.

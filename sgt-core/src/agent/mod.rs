@@ -86,10 +86,7 @@ impl AgentService {
     }
 
     /// Whether an enroll from `source` may go ahead now (always, when the address is unknown).
-    ///
-    /// # Errors
-    /// `RateLimited` when that address has enrolled more than the limit allows.
-    pub fn admit_enroll(&self, source: Option<IpAddr>) -> Result<()> {
+    fn admit_enroll(&self, source: Option<IpAddr>) -> Result<()> {
         match source {
             Some(address) if !self.enroll_limit.allow(&address) => Err(Error::rate_limited(
                 "too many enrolls from this address, retry later",

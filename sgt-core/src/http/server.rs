@@ -149,7 +149,7 @@ pub async fn serve(
                 request
                     .extensions_mut()
                     .insert(super::ClientAddress(client));
-                let path = request.uri().path().to_owned();
+                let endpoint = crate::metrics::Endpoint::of(request.uri().path());
                 let started = std::time::Instant::now();
                 let slot = Arc::clone(&request_slots).try_acquire_owned();
                 let answer = slot
@@ -169,7 +169,7 @@ pub async fn serve(
                     };
                     if let Ok(response) = &response {
                         metrics.record_request(
-                            &path,
+                            endpoint,
                             response.status().as_u16(),
                             started.elapsed(),
                         );

@@ -67,8 +67,7 @@ pub(super) fn routes(
                 async move {
                     let outcome = async {
                         let body: LoginBody = parse(&body)?;
-                        admin.admit_login(&body.username, source)?;
-                        admin.login(&body.username, &body.password).await
+                        admin.login(&body.username, &body.password, source).await
                     }
                     .await;
                     match outcome {

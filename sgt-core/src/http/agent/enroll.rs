@@ -37,7 +37,6 @@ pub(crate) fn route(
 }
 
 async fn handle(service: &AgentService, request: AgentRequest) -> Result<Response> {
-    service.admit_enroll(request.source)?;
     let body: EnrollBody = request.json()?;
     let platform_type = match body.platform_type {
         None | Some(serde_json::Value::Null) => String::new(),
@@ -57,6 +56,7 @@ async fn handle(service: &AgentService, request: AgentRequest) -> Result<Respons
             host_details: body
                 .host_details
                 .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+            source: request.source,
         })
         .await?;
     Ok(ok_json(&serde_json::json!({
