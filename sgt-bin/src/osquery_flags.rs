@@ -2,7 +2,7 @@
 
 use sgt_core::http::paths;
 
-use crate::settings::{Settings, TlsSetting};
+use crate::settings::{ClientAuthSetting, Settings, TlsSetting};
 use crate::tls_files::TlsFiles;
 
 /// The flag file text. `hostname` replaces the host part of `--tls_hostname`; without it the
@@ -47,6 +47,17 @@ pub fn render(settings: &Settings, hostname: Option<&str>) -> anyhow::Result<Str
         TlsSetting::Off => {
             out.push_str("# TLS is terminated by your load balancer: trust its certificate,\n");
             out.push_str("# e.g. --tls_server_certs=/path/to/its/ca.pem, and use its hostname.\n");
+        }
+    }
+    match &settings.client_auth {
+        ClientAuthSetting::Off => {}
+        ClientAuthSetting::Allow { ca } | ClientAuthSetting::Require { ca } => {
+            out.push_str(&format!(
+                "# This server asks for a client certificate issued by {}:\n",
+                std::path::absolute(ca)?.display()
+            ));
+            out.push_str("--tls_client_cert=/path/to/this/host/client-cert.pem\n");
+            out.push_str("--tls_client_key=/path/to/this/host/client-key.pem\n");
         }
     }
     let secret = std::path::absolute(settings.enroll_secret_file())?;

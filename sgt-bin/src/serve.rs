@@ -8,14 +8,14 @@ use std::time::Duration;
 use anyhow::Context;
 use sgt_core::admin::AdminService;
 use sgt_core::agent::AgentService;
-use sgt_core::http::{serve, tls_server_config, Listener};
+use sgt_core::http::{serve, tls_listener, ClientCertificates, Listener};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backends::build_backends;
 use crate::bootstrap::{bootstrap, bootstrap_admin};
-use crate::settings::{Settings, StorageSetting, TlsSetting};
+use crate::settings::{ClientAuthSetting, Settings, StorageSetting, TlsSetting};
 use crate::tls_files::TlsFiles;
 
 /// How often coalesced last-seen times are written to the store.
@@ -78,6 +78,28 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     let data_dir = std::path::absolute(&settings.data_dir)?;
     report.push(format!("data directory: {}", data_dir.display()));
 
+    let client_certificates = match &settings.client_auth {
+        ClientAuthSetting::Off => ClientCertificates::NotAsked,
+        ClientAuthSetting::Allow { ca } => ClientCertificates::Allowed {
+            ca_pem: read_pem(ca)?,
+        },
+        ClientAuthSetting::Require { ca } => ClientCertificates::Required {
+            ca_pem: read_pem(ca)?,
+        },
+    };
+    if let ClientAuthSetting::Allow { ca } | ClientAuthSetting::Require { ca } =
+        &settings.client_auth
+    {
+        let mode = if matches!(settings.client_auth, ClientAuthSetting::Require { .. }) {
+            "required of agents"
+        } else {
+            "allowed"
+        };
+        report.push(format!(
+            "client certificates {mode}, from the CA in {}",
+            ca.display()
+        ));
+    }
     let (listener_mode, ca_file) = match &settings.tls {
         TlsSetting::Generated => {
             let files = TlsFiles::under(&data_dir);
@@ -89,10 +111,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
                     files.ca.display()
                 ));
             }
-            let config = tls_from_files(&files.cert, &files.key)?;
-            (Listener::Tls(config), Some(files.ca))
+            let listener = tls_from_files(&files.cert, &files.key, &client_certificates)?;
+            (listener, Some(files.ca))
         }
-        TlsSetting::Files { cert, key } => (Listener::Tls(tls_from_files(cert, key)?), None),
+        TlsSetting::Files { cert, key } => (tls_from_files(cert, key, &client_certificates)?, None),
         TlsSetting::Off => (Listener::PlainHttp, None),
     };
 
@@ -119,8 +141,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         ));
     }
 
-    let service =
-        Arc::new(AgentService::new(backends.clone()).with_enroll_limit(settings.enroll_limit));
+    let service = Arc::new(
+        AgentService::new(backends.clone())
+            .with_enroll_limit(settings.enroll_limit)
+            .with_host_enroll_limit(settings.host_enroll_limit),
+    );
     let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
     let password_file = std::path::absolute(settings.admin_password_file())?;
     if bootstrap_admin(&admin, &password_file).await? {
@@ -135,7 +160,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let tls = matches!(listener_mode, Listener::Tls(_));
+    let tls = matches!(listener_mode, Listener::Tls { .. });
     let limits = settings.limits;
     let server = tokio::spawn({
         let service = Arc::clone(&service);
@@ -187,11 +212,15 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
 fn tls_from_files(
     cert: &std::path::Path,
     key: &std::path::Path,
-) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let cert_pem =
-        std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?;
-    let key_pem = std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?;
-    Ok(tls_server_config(&cert_pem, &key_pem)?)
+    client_certificates: &ClientCertificates,
+) -> anyhow::Result<Listener> {
+    let listener = tls_listener(&read_pem(cert)?, &read_pem(key)?, client_certificates)
+        .with_context(|| format!("TLS setup with {}", cert.display()))?;
+    Ok(listener)
+}
+
+fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// Creates `dir` (and parents) readable only by its owner: it holds node keys and secrets.

@@ -108,6 +108,25 @@ pub enum TlsSetting {
     Off,
 }
 
+/// Client certificates asked of agents: mutual TLS (file keys `tls_client_ca`, a PEM file of
+/// CA certificates, and `tls_client_auth`, `"require"` (the default once a CA is given) or
+/// `"allow"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuthSetting {
+    /// Not asked for.
+    Off,
+    /// Optional; a certificate presented must chain to `ca`.
+    Allow {
+        /// PEM file of CA certificates.
+        ca: PathBuf,
+    },
+    /// Agent endpoints refuse connections without a certificate chaining to `ca`.
+    Require {
+        /// PEM file of CA certificates.
+        ca: PathBuf,
+    },
+}
+
 /// Everything `sgt serve` needs, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -117,6 +136,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// TLS material.
     pub tls: TlsSetting,
+    /// Client certificates asked of agents.
+    pub client_auth: ClientAuthSetting,
     /// The store backend.
     pub storage: StorageSetting,
     /// The enroll-secret backend.
@@ -133,6 +154,9 @@ pub struct Settings {
     /// Enrolls per source address (file keys `enroll_burst_per_address`,
     /// `enroll_per_minute_per_address`; 0 a minute turns the limit off).
     pub enroll_limit: sgt_core::rate_limit::RateLimit,
+    /// Enrolls per host identity (file keys `enroll_burst_per_host`,
+    /// `enroll_per_minute_per_host`; 0 a minute turns the limit off).
+    pub host_enroll_limit: sgt_core::rate_limit::RateLimit,
 }
 
 impl Settings {
@@ -178,6 +202,8 @@ struct FileSettings {
     listen: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_client_auth: Option<String>,
     insecure_http: Option<bool>,
     storage: Option<BackendSpec>,
     secrets: Option<BackendSpec>,
@@ -189,6 +215,8 @@ struct FileSettings {
     request_timeout_seconds: Option<u64>,
     enroll_burst_per_address: Option<u32>,
     enroll_per_minute_per_address: Option<u32>,
+    enroll_burst_per_host: Option<u32>,
+    enroll_per_minute_per_host: Option<u32>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -292,6 +320,18 @@ impl Settings {
             (false, Some(cert), Some(key)) => TlsSetting::Files { cert, key },
             (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
         };
+        let client_auth = match (file.tls_client_ca.clone(), file.tls_client_auth.as_deref()) {
+            (None, None) => ClientAuthSetting::Off,
+            (None, Some(_)) => bail!("tls_client_auth needs tls_client_ca, the CA certificates (PEM) client certificates must chain to"),
+            (Some(ca), None | Some("require")) => ClientAuthSetting::Require { ca },
+            (Some(ca), Some("allow")) => ClientAuthSetting::Allow { ca },
+            (Some(_), Some(other)) => {
+                bail!("tls_client_auth must be \"require\" or \"allow\", got {other:?}")
+            }
+        };
+        if tls == TlsSetting::Off && client_auth != ClientAuthSetting::Off {
+            bail!("tls_client_ca needs TLS on this server; behind a TLS-terminating balancer, verify client certificates at the balancer");
+        }
 
         // A backend given as a flag or environment variable replaces the file's.
         let chosen = |flag: &Option<String>, file: &Option<BackendSpec>, what: &str| match flag {
@@ -394,10 +434,18 @@ impl Settings {
                 .enroll_per_minute_per_address
                 .unwrap_or(default_enroll.per_minute),
         };
+        let default_host = sgt_core::agent::DEFAULT_HOST_ENROLL_LIMIT;
+        let host_enroll_limit = sgt_core::rate_limit::RateLimit {
+            burst: file.enroll_burst_per_host.unwrap_or(default_host.burst),
+            per_minute: file
+                .enroll_per_minute_per_host
+                .unwrap_or(default_host.per_minute),
+        };
         Ok(Settings {
             data_dir,
             listen,
             tls,
+            client_auth,
             storage,
             secrets,
             log_sink,
@@ -405,6 +453,7 @@ impl Settings {
             aws: file.aws.unwrap_or_default(),
             limits,
             enroll_limit,
+            host_enroll_limit,
         })
     }
 
@@ -597,6 +646,37 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("firehose://STREAM"), "{err}");
+        for (toml, expected) in [
+            ("tls_client_auth = \"require\"\n", "needs tls_client_ca"),
+            (
+                "tls_client_ca = \"ca.pem\"\ntls_client_auth = \"maybe\"\n",
+                "\"require\" or \"allow\"",
+            ),
+            (
+                "tls_client_ca = \"ca.pem\"\ninsecure_http = true\n",
+                "at the balancer",
+            ),
+        ] {
+            std::fs::write(&path, toml).unwrap();
+            let err = Settings::resolve(&Overrides {
+                config_file: Some(path.clone()),
+                ..Default::default()
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(expected), "{toml}: {err}");
+        }
+        std::fs::write(&path, "tls_client_ca = \"ca.pem\"\n").unwrap();
+        let required = Settings::resolve(&Overrides {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            required.client_auth,
+            ClientAuthSetting::Require {
+                ca: "ca.pem".into()
+            }
+        );
         std::fs::write(&path, "listen_on = \"x\"\n").unwrap();
         let err = Settings::resolve(&Overrides {
             config_file: Some(path),

@@ -93,9 +93,10 @@ impl TestServer {
         let sgt_data = data_dir.path().join("sgt-data");
         let files = sgt_bin::tls_files::TlsFiles::under(&sgt_data);
         files.ensure().unwrap();
-        let tls = sgt_core::http::tls_server_config(
+        let tls = sgt_core::http::tls_listener(
             &std::fs::read(&files.cert).unwrap(),
             &std::fs::read(&files.key).unwrap(),
+            &sgt_core::http::ClientCertificates::NotAsked,
         )
         .unwrap();
         sgt_bin::bootstrap::bootstrap(&backends, &sgt_data.join("enroll_secret"))
@@ -113,7 +114,7 @@ impl TestServer {
             listener,
             Arc::clone(&service),
             admin,
-            sgt_core::http::Listener::Tls(tls),
+            tls,
             limits,
             async move {
                 let _ = stopped.await;

@@ -28,7 +28,8 @@ impl AgentService {
     ///
     /// # Errors
     /// `RateLimited` past the per-address enroll limit (counted before the secret is checked,
-    /// so it also bounds secret guessing); `Unauthorized` for a wrong, expired or empty
+    /// so it also bounds secret guessing) or the per-host-identity limit (counted after it);
+    /// `Unauthorized` for a wrong, expired or empty
     /// secret; `InvalidInput` for a bad `platform_type`; backend errors as they come.
     pub async fn enroll(&self, request: EnrollRequest) -> Result<NodeKey> {
         self.admit_enroll(request.source)?;
@@ -65,7 +66,7 @@ impl AgentService {
         if !request.host_details.is_object() {
             return Err(Error::invalid_input("host_details must be an object"));
         }
-        let hardware_uuid = request
+        let hardware_uuid: String = request
             .host_details
             .pointer("/system_info/uuid")
             .and_then(|v| v.as_str())
@@ -73,6 +74,17 @@ impl AgentService {
             .chars()
             .take(128)
             .collect();
+        let identity = (
+            environment.clone(),
+            request.host_identifier.clone(),
+            hardware_uuid.clone(),
+        );
+        if !self.host_enroll_limit.allow(&identity) {
+            tracing::warn!(environment = %environment, host_identifier = %request.host_identifier, "host identity enrolled too often: a cloned host, or a loop?");
+            return Err(Error::rate_limited(
+                "this host identity enrolled too often, retry later",
+            ));
+        }
         self.metrics.store_call(StoreCall::EnrollNode);
         let node = self
             .backends

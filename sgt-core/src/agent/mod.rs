@@ -23,7 +23,7 @@ use crate::metrics::{Metrics, StoreCall};
 use crate::rate_limit::{KeyedRateLimit, RateLimit};
 use crate::secrets::SecretStore;
 use crate::store::{Node, Store};
-use crate::types::{now_unix, now_unix_ms, NodeKey};
+use crate::types::{now_unix, now_unix_ms, EnvironmentName, HostIdentifier, NodeKey};
 use last_seen::LastSeen;
 
 /// The four backends the service runs on.
@@ -49,13 +49,26 @@ pub struct AgentService {
     cache: Arc<ServingCache>,
     metrics: Arc<Metrics>,
     enroll_limit: KeyedRateLimit<IpAddr>,
+    host_enroll_limit: KeyedRateLimit<HostIdentity>,
 }
+
+/// The identity a node is enrolled under: environment, host identifier, hardware uuid.
+type HostIdentity = (EnvironmentName, HostIdentifier, String);
 
 /// Enrolls allowed per source address by default: 1,000 at once (a mass deployment behind
 /// one NAT address), then 6,000 a minute. osquery retries a refused enroll with backoff.
 pub const DEFAULT_ENROLL_LIMIT: RateLimit = RateLimit {
     burst: 1_000,
     per_minute: 6_000,
+};
+
+/// Enrolls allowed per host identity (environment, host identifier, hardware uuid) by
+/// default: 3 at once, then 1 a minute. A host re-enrolls once after its node is deleted or
+/// its key lost; two cloned hosts sharing an identity re-key each other in a loop, which this
+/// slows to one re-key a minute.
+pub const DEFAULT_HOST_ENROLL_LIMIT: RateLimit = RateLimit {
+    burst: 3,
+    per_minute: 1,
 };
 
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
@@ -76,12 +89,19 @@ impl AgentService {
             cache: Arc::new(cache),
             metrics: Arc::new(Metrics::default()),
             enroll_limit: KeyedRateLimit::new(DEFAULT_ENROLL_LIMIT),
+            host_enroll_limit: KeyedRateLimit::new(DEFAULT_HOST_ENROLL_LIMIT),
         }
     }
 
     /// Limits enrolls per source address to `limit` ([`RateLimit::OFF`] for none).
     pub fn with_enroll_limit(mut self, limit: RateLimit) -> Self {
         self.enroll_limit = KeyedRateLimit::new(limit);
+        self
+    }
+
+    /// Limits enrolls per host identity to `limit` ([`RateLimit::OFF`] for none).
+    pub fn with_host_enroll_limit(mut self, limit: RateLimit) -> Self {
+        self.host_enroll_limit = KeyedRateLimit::new(limit);
         self
     }
 

@@ -16,7 +16,7 @@ use http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-pub use server::{serve, tls_server_config, ConnectionLimits, Listener};
+pub use server::{serve, tls_listener, ClientCertificates, ConnectionLimits, Listener};
 
 /// The admin routes' documentation: (method, path, role, summary) of every admin route, the
 /// source of `GET /api/v1/openapi.json`.

@@ -61,18 +61,51 @@ impl Default for ConnectionLimits {
 /// How the server accepts connections.
 #[derive(Debug, Clone)]
 pub enum Listener {
-    /// TLS 1.2/1.3 with this configuration.
-    Tls(Arc<ServerConfig>),
+    /// TLS 1.2/1.3; see [`tls_listener`].
+    Tls {
+        /// The rustls configuration (certificate, key, client certificate verifier).
+        config: Arc<ServerConfig>,
+        /// When true, agent endpoints refuse requests on connections that presented no
+        /// client certificate (see [`ClientCertificates::Required`]).
+        agents_need_client_certificate: bool,
+    },
     /// Plain HTTP, for running behind a load balancer that terminates TLS.
     PlainHttp,
 }
 
-/// A rustls server configuration from PEM files' contents: the certificate chain (leaf first)
-/// and its private key. TLS 1.2 and 1.3 only, ECDHE suites only, ALPN h2 and http/1.1.
+/// Whether the TLS listener asks clients for certificates (mutual TLS for agents).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// Not asked for: agents authenticate with enroll secrets and node keys only.
+    #[default]
+    NotAsked,
+    /// Asked for but optional. A certificate a client presents must chain to one of these
+    /// CA certificates (PEM), or the handshake fails.
+    Allowed {
+        /// The CA certificates (PEM) client certificates must chain to.
+        ca_pem: Vec<u8>,
+    },
+    /// As `Allowed`, and agent endpoints (`/api/v1/osquery/…`) refuse requests on connections
+    /// without a certificate, with an `error` body. The admin API, `/healthz` and `/metrics`
+    /// are still served without one: admin clients authenticate with bearer tokens.
+    Required {
+        /// The CA certificates (PEM) client certificates must chain to.
+        ca_pem: Vec<u8>,
+    },
+}
+
+/// A TLS listener from PEM files' contents: the certificate chain (leaf first), its private
+/// key, and the client certificate policy. TLS 1.2 and 1.3 only, ECDHE suites only, ALPN h2
+/// and http/1.1.
 ///
 /// # Errors
-/// `InvalidInput` when the PEM holds no certificate or key, or they do not match.
-pub fn tls_server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<ServerConfig>> {
+/// `InvalidInput` when the PEM holds no certificate or key, they do not match, or the client
+/// CA PEM holds no usable CA certificate.
+pub fn tls_listener(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    client_certificates: &ClientCertificates,
+) -> Result<Listener> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| Error::invalid_input(format!("certificate PEM: {e}")))?;
@@ -82,14 +115,58 @@ pub fn tls_server_config(cert_chain_pem: &[u8], key_pem: &[u8]) -> Result<Arc<Se
     let key = PrivateKeyDer::from_pem_slice(key_pem)
         .map_err(|e| Error::invalid_input(format!("private key PEM: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| Error::invalid_input(format!("tls versions: {e}")))?
-        .with_no_client_auth()
+        .map_err(|e| Error::invalid_input(format!("tls versions: {e}")))?;
+    let builder = match client_certificates {
+        ClientCertificates::NotAsked => builder.with_no_client_auth(),
+        ClientCertificates::Allowed { ca_pem } | ClientCertificates::Required { ca_pem } => {
+            builder.with_client_cert_verifier(client_verifier(ca_pem, provider)?)
+        }
+    };
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| Error::invalid_input(format!("certificate and key: {e}")))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Listener::Tls {
+        config: Arc::new(config),
+        agents_need_client_certificate: matches!(
+            client_certificates,
+            ClientCertificates::Required { .. }
+        ),
+    })
+}
+
+/// Verifies client certificates against the CA certificates in `ca_pem`. A connection
+/// without a certificate is let through the handshake (the admin API needs none); the
+/// requirement for agents is enforced per request.
+fn client_verifier(
+    ca_pem: &[u8],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| Error::invalid_input(format!("client CA PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::invalid_input(format!("client CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::invalid_input("client CA PEM holds no certificate"));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::invalid_input(format!("client CA: {e}")))
+}
+
+/// True for the agent endpoints' paths, however the slashes are doubled: the paths that
+/// [`ClientCertificates::Required`] guards.
+fn is_agent_path(path: &str) -> bool {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    segments.next() == Some("api")
+        && segments.next() == Some("v1")
+        && segments.next() == Some("osquery")
 }
 
 /// Serves [`super::routes`] on `listener` until `shutdown` completes; then stops accepting,
@@ -108,9 +185,15 @@ pub async fn serve(
 ) -> Result<()> {
     let metrics = Arc::clone(service.metrics());
     let app = warp::service(super::routes(service, admin));
-    let acceptor = match &mode {
-        Listener::Tls(config) => Some(TlsAcceptor::from(Arc::clone(config))),
-        Listener::PlainHttp => None,
+    let (acceptor, agents_need_client_certificate) = match &mode {
+        Listener::Tls {
+            config,
+            agents_need_client_certificate,
+        } => (
+            Some(TlsAcceptor::from(Arc::clone(config))),
+            *agents_need_client_certificate,
+        ),
+        Listener::PlainHttp => (None, false),
     };
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let request_slots = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
@@ -138,12 +221,14 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         // Sheds requests past the in-flight limit, answers 503 to those that take longer
-        // than the request timeout, and records every answer's endpoint, status and time.
+        // than the request timeout, refuses agent requests without a required client
+        // certificate, and records every answer's endpoint, status and time.
         let app_service = TowerToHyperService::new(app.clone());
         let metrics = Arc::clone(&metrics);
         let request_slots = Arc::clone(&request_slots);
         let behind_proxy = matches!(mode, Listener::PlainHttp);
-        let service =
+        let service_for = move |has_client_certificate: bool| {
+            let refuse_agents = agents_need_client_certificate && !has_client_certificate;
             hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                 let client = client_ip(peer.ip(), request.headers(), behind_proxy);
                 request
@@ -151,14 +236,18 @@ pub async fn serve(
                     .insert(super::ClientAddress(client));
                 let endpoint = crate::metrics::Endpoint::of(request.uri().path());
                 let started = std::time::Instant::now();
+                let refused = refuse_agents && is_agent_path(request.uri().path());
                 let slot = Arc::clone(&request_slots).try_acquire_owned();
-                let answer = slot
-                    .is_ok()
+                let answer = (slot.is_ok() && !refused)
                     .then(|| hyper::service::Service::call(&app_service, request));
                 let metrics = Arc::clone(&metrics);
                 async move {
                     let _slot = slot;
                     let response = match answer {
+                        None if refused => Ok(super::reply::error_body(
+                            http::StatusCode::FORBIDDEN,
+                            "this server requires agents to present a client certificate",
+                        )),
                         None => Ok(unavailable("the server is busy, retry later")),
                         Some(answer) => {
                             match tokio::time::timeout(limits.request_timeout, answer).await {
@@ -176,7 +265,8 @@ pub async fn serve(
                     }
                     response
                 }
-            });
+            })
+        };
         let acceptor = acceptor.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
@@ -191,7 +281,10 @@ pub async fn serve(
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
                     {
                         Ok(Ok(tls)) => {
-                            let connection = builder.serve_connection(TokioIo::new(tls), service);
+                            // rustls has verified any certificate presented against the CA.
+                            let certified = tls.get_ref().1.peer_certificates().is_some();
+                            let connection =
+                                builder.serve_connection(TokioIo::new(tls), service_for(certified));
                             watcher.watch(connection).await
                         }
                         Ok(Err(e)) => {
@@ -205,7 +298,8 @@ pub async fn serve(
                     }
                 }
                 None => {
-                    let connection = builder.serve_connection(TokioIo::new(tcp), service);
+                    let connection =
+                        builder.serve_connection(TokioIo::new(tcp), service_for(false));
                     watcher.watch(connection).await
                 }
             };

@@ -139,6 +139,15 @@ impl<S: LogSink> FaultyLogSink<S> {
         }
     }
 
+    /// An outage, then a slow recovery: the first `fail_first` appends fail, and every
+    /// append first waits `delay`.
+    pub fn failing_first_then_slow(inner: S, fail_first: usize, delay: Duration) -> Self {
+        FaultyLogSink {
+            inner,
+            faults: Faults::new(fail_first, delay),
+        }
+    }
+
     /// A sink failing each append with probability `share` (0 to 1), at random.
     pub fn failing_share(inner: S, share: f64) -> Self {
         let mut faults = Faults::new(0, Duration::ZERO);

@@ -12,7 +12,7 @@ use sgt_core::http::{paths, ConnectionLimits};
 use sgt_core::log_sink::LogSink;
 use sgt_core::testkit::doubles::{FaultyLogSink, MemoryBlobStore, RecordingLogSink};
 use sgt_local::{FileSecrets, SqliteStore};
-use sgt_tests::TestServer;
+use sgt_tests::{Agent, TestServer};
 use tokio::io::AsyncReadExt;
 
 /// A server whose log sink takes `sink_delay` per batch, with `limits`.
@@ -24,8 +24,24 @@ async fn serve_with(
     Arc<FaultyLogSink<RecordingLogSink>>,
     tempfile::TempDir,
 ) {
+    serve_with_sink(
+        FaultyLogSink::slow(RecordingLogSink::new(), sink_delay),
+        limits,
+    )
+    .await
+}
+
+/// A server on `sink`, with `limits`.
+async fn serve_with_sink(
+    sink: FaultyLogSink<RecordingLogSink>,
+    limits: ConnectionLimits,
+) -> (
+    TestServer,
+    Arc<FaultyLogSink<RecordingLogSink>>,
+    tempfile::TempDir,
+) {
     let secrets_dir = tempfile::tempdir().unwrap();
-    let sink = Arc::new(FaultyLogSink::slow(RecordingLogSink::new(), sink_delay));
+    let sink = Arc::new(sink);
     let backends = Backends {
         store: Arc::new(SqliteStore::in_memory().await.unwrap()),
         secrets: Arc::new(FileSecrets::open(secrets_dir.path().join("secrets.json")).unwrap()),
@@ -84,6 +100,102 @@ async fn requests_past_the_in_flight_limit_are_shed_with_an_error_body() {
     // Once the first is answered, the next request is served again.
     let (status, body) = server.post(paths::LOG, &log_body(&key, "third")).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
+}
+
+#[tokio::test]
+async fn the_replay_flood_after_a_sink_outage_is_absorbed_without_losing_a_line() {
+    const AGENTS: usize = 100;
+    const LINES: usize = 50;
+    let limits = ConnectionLimits {
+        max_requests_in_flight: 8,
+        ..ConnectionLimits::default()
+    };
+    // The sink is down for the first batch of every agent, then catches up slowly.
+    let sink = FaultyLogSink::failing_first_then_slow(
+        RecordingLogSink::new(),
+        AGENTS,
+        Duration::from_millis(20),
+    );
+    let (server, sink, _dir) = serve_with_sink(sink, limits).await;
+    let mut keys = Vec::new();
+    for i in 0..AGENTS {
+        keys.push(enroll(&server, &format!("replay-{i}")).await);
+    }
+    let batch = |key: &str, agent: usize| {
+        let data: Vec<Value> = (0..LINES)
+            .map(|line| json!({"name": format!("a{agent}-l{line}"), "action": "added"}))
+            .collect();
+        json!({"node_key": key, "log_type": "result", "data": data})
+    };
+    // The outage: every agent's first send fails, so each keeps its buffer.
+    for (agent, key) in keys.iter().enumerate() {
+        let (status, body) = server.post(paths::LOG, &batch(key, agent)).await;
+        assert_error_body(status, &body, "");
+    }
+    assert!(sink.inner().records().is_empty());
+
+    // The recovery: every agent replays its buffer at once, retrying with backoff until
+    // acknowledged, as osquery does. The in-flight limit sheds what the sink cannot take.
+    let started = Instant::now();
+    let replays = keys.iter().enumerate().map(|(agent, key)| {
+        let server = &server;
+        let body = batch(key, agent);
+        async move {
+            let mut attempts = 0u32;
+            let mut shed = 0u32;
+            loop {
+                attempts += 1;
+                let (status, answer) = server.post(paths::LOG, &body).await;
+                if status == StatusCode::OK {
+                    assert_eq!(answer, json!({}));
+                    return (attempts, shed);
+                }
+                assert_error_body(status, &answer, "busy");
+                shed += 1;
+                let backoff = Duration::from_millis(20 * u64::from(attempts * attempts));
+                tokio::time::sleep(backoff.min(Duration::from_secs(1))).await;
+            }
+        }
+    });
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures_util::future::join_all(replays),
+    )
+    .await
+    .expect("every agent's replay is acknowledged");
+    let attempts: u32 = outcomes.iter().map(|(a, _)| a).sum();
+    let shed: u32 = outcomes.iter().map(|(_, s)| s).sum();
+    assert!(shed > 0, "the flood was large enough to be shed");
+    assert!(
+        attempts < (AGENTS * 20) as u32,
+        "retries stay bounded: {attempts} attempts"
+    );
+    // Every line is in the sink exactly once: shed requests stored nothing.
+    let mut names: Vec<String> = sink
+        .inner()
+        .records()
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(r).unwrap()["line"]["name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..AGENTS)
+        .flat_map(|a| (0..LINES).map(move |l| format!("a{a}-l{l}")))
+        .collect();
+    expected.sort();
+    assert_eq!(names.len(), expected.len());
+    assert_eq!(names, expected);
+    // The server is still answering at once.
+    let (status, body) = server.post(paths::LOG, &log_body(&keys[0], "after")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    eprintln!(
+        "replay flood: {AGENTS} agents, {attempts} attempts, {shed} shed, {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -210,6 +322,45 @@ async fn enrolls_past_the_per_address_limit_get_429_and_enroll_no_one() {
     assert!(body.get("node_key").is_none());
     let nodes = server.nodes().await;
     assert_eq!(nodes.len(), 3);
+}
+
+#[tokio::test]
+async fn clones_sharing_a_host_identity_cannot_re_key_each_other_in_a_loop() {
+    let server = TestServer::start_with_config(
+        "enroll_burst_per_host = 3\nenroll_per_minute_per_host = 1\n",
+    )
+    .await;
+    let uuid = "4C4C4544-0000-1000-8000-000000000001";
+    let mut first = Agent::with_uuid(&server, "golden-image", uuid);
+    let mut clone = Agent::with_uuid(&server, "golden-image", uuid);
+    first.enroll().await;
+    clone.enroll().await;
+    first.enroll().await;
+    // The fourth enroll of one identity within the minute is refused: the node keeps the
+    // key the third gave it, and the refused agent keeps retrying with backoff.
+    let (status, body) = clone.enroll_with(&server.enroll_secret()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("host identity enrolled too often")),
+        "{body}"
+    );
+    assert!(body.get("node_key").is_none(), "{body}");
+    let (status, config) = first.config().await;
+    assert_eq!(status, StatusCode::OK, "{config}");
+    assert!(config.get("node_invalid").is_none(), "{config}");
+    let nodes = server.nodes().await;
+    assert_eq!(nodes.len(), 1);
+    // Another host, or the same name with another hardware uuid, is a different identity.
+    let mut other = Agent::with_uuid(
+        &server,
+        "golden-image",
+        "4C4C4544-0000-1000-8000-000000000002",
+    );
+    other.enroll().await;
+    Agent::new(&server, "another-host").enroll().await;
+    assert_eq!(server.nodes().await.len(), 3);
 }
 
 #[tokio::test]

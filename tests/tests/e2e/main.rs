@@ -10,5 +10,6 @@ mod bad_admin_input;
 mod bad_input;
 mod faulty_sink_load;
 mod limits;
+mod mutual_tls;
 mod transport;
 mod two_instances;
