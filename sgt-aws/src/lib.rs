@@ -24,4 +24,4 @@ pub use blobs::S3BlobStore;
 pub use config::{aws_config_for, s3_client, AwsSettings};
 pub use dynamodb::DynamoStore;
 pub use firehose::FirehoseSink;
-pub use secrets::SsmSecrets;
+pub use secrets::{enroll_secrets_path, SsmSecrets};

@@ -10,7 +10,10 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_firehose::types::{
     BufferingHints, CompressionFormat, DeliveryStreamType, ExtendedS3DestinationConfiguration,
 };
-use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration};
+use aws_sdk_s3::types::{
+    BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration,
+    PublicAccessBlockConfiguration, VersioningConfiguration,
+};
 use sgt_core::{Error, ErrorKind, Result};
 
 use crate::dynamodb::tables::{self, KeyAttribute, Projection, TableSpec, TABLES};
@@ -295,4 +298,39 @@ pub async fn ensure_delivery_stream(
             e => Err(e),
         },
     }
+}
+
+/// Creates the bucket that holds Terraform state unless it exists, and makes sure it is
+/// versioned (an older state can be restored) and closed to the public; returns true if it
+/// created it.
+///
+/// # Errors
+/// AWS failures, classified.
+pub async fn ensure_state_bucket(config: &SdkConfig, bucket: &str) -> Result<bool> {
+    let created = ensure_bucket(config, bucket).await?;
+    let s3 = crate::s3_client(config);
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| classify("s3", "bucket", e))?;
+    s3.put_public_access_block()
+        .bucket(bucket)
+        .public_access_block_configuration(
+            PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .block_public_policy(true)
+                .ignore_public_acls(true)
+                .restrict_public_buckets(true)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| classify("s3", "bucket", e))?;
+    Ok(created)
 }

@@ -18,6 +18,12 @@ use crate::errors::classify;
 
 const BACKEND: &str = "ssm";
 
+/// The SSM path under which the secrets of deployment `prefix` (as in `ssm:///<prefix>`) live,
+/// one parameter each: `/<prefix>/enroll-secrets`.
+pub fn enroll_secrets_path(prefix: &str) -> String {
+    format!("/{}/enroll-secrets", prefix.trim_matches('/'))
+}
+
 #[derive(Serialize, Deserialize)]
 struct StoredSecret {
     environment: EnvironmentName,
@@ -47,7 +53,7 @@ impl SsmSecrets {
     ) -> Result<Arc<SsmSecrets>> {
         let secrets = Arc::new(SsmSecrets {
             client,
-            path: format!("/{}/enroll-secrets", prefix.trim_matches('/')),
+            path: enroll_secrets_path(prefix),
             cache: RwLock::new(Vec::new()),
         });
         secrets.reload().await?;

@@ -8,6 +8,7 @@
 pub mod backends;
 pub mod bootstrap;
 pub mod cli;
+pub mod deploy;
 pub mod loadtest;
 pub mod osquery_flags;
 pub mod provision;

@@ -39,10 +39,58 @@ enum Command {
         #[arg(long)]
         firehose_role_arn: Option<String>,
     },
+    /// Deploy an environment to AWS: terraform init, plan and apply with
+    /// deploy/environments/ENV.tfvars (state in S3), then provision it.
+    Deploy {
+        #[command(flatten)]
+        target: DeployTarget,
+        /// Stop after the plan (saved for the next `sgt deploy`).
+        #[arg(long)]
+        plan: bool,
+        /// First create the Terraform state bucket named in the tfvars (versioned,
+        /// private) unless it exists.
+        #[arg(long)]
+        create_state_bucket: bool,
+        /// Where provisioning writes the default enroll secret and the admin password
+        /// [default: ./sgt-data-ENV].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Destroy an environment's AWS resources (asks you to type its name).
+    Destroy {
+        #[command(flatten)]
+        target: DeployTarget,
+        /// Do not ask.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Simulate many osquery agents against a server and report latency and errors.
     Loadtest(Box<sgt_bin::loadtest::LoadtestArgs>),
     #[command(flatten)]
     Admin(sgt_bin::cli::AdminCommand),
+}
+
+#[derive(Args)]
+struct DeployTarget {
+    /// The environment: deploy/environments/ENV.tfvars.
+    #[arg(long = "env")]
+    env: String,
+    /// The folder holding terraform/ and environments/.
+    #[arg(long, default_value = "deploy")]
+    deploy_dir: PathBuf,
+    /// Terraform's executable [default: terraform on the PATH].
+    #[arg(long, env = "SGT_TERRAFORM")]
+    terraform: Option<String>,
+}
+
+impl DeployTarget {
+    fn request(&self) -> sgt_bin::deploy::DeployRequest {
+        sgt_bin::deploy::DeployRequest {
+            env: self.env.clone(),
+            deploy_dir: self.deploy_dir.clone(),
+            terraform: self.terraform.clone(),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -92,7 +140,24 @@ impl ServerArgs {
             secrets: self.secrets.clone(),
             log_sink: self.log_sink.clone(),
             blobs: self.blobs.clone(),
+            tls_pem: tls_pem_from_env()?,
         })
+    }
+}
+
+/// `SGT_TLS_CERT_PEM` and `SGT_TLS_KEY_PEM`: environment only, since a key on the command
+/// line would show in the process list.
+fn tls_pem_from_env() -> anyhow::Result<Option<(String, sgt_bin::settings::PrivateKeyPem)>> {
+    let cert = std::env::var("SGT_TLS_CERT_PEM")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let key = std::env::var("SGT_TLS_KEY_PEM")
+        .ok()
+        .filter(|v| !v.is_empty());
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some((cert, sgt_bin::settings::PrivateKeyPem(key)))),
+        _ => anyhow::bail!("SGT_TLS_CERT_PEM and SGT_TLS_KEY_PEM must be set together"),
     }
 }
 
@@ -137,6 +202,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for line in report {
                 say(&line);
             }
+            Ok(())
+        }
+        Command::Deploy {
+            target,
+            plan,
+            create_state_bucket,
+            data_dir,
+        } => {
+            let data_dir =
+                data_dir.unwrap_or_else(|| PathBuf::from(format!("sgt-data-{}", target.env)));
+            let report = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(sgt_bin::deploy::deploy(
+                    &target.request(),
+                    plan,
+                    create_state_bucket,
+                    &data_dir,
+                ))?;
+            for line in report {
+                say(&line);
+            }
+            Ok(())
+        }
+        Command::Destroy { target, yes } => {
+            sgt_bin::deploy::destroy(&target.request(), |environment| {
+                if yes {
+                    return Ok(true);
+                }
+                eprint!(
+                    "This destroys environment {} in {}: its tables, buckets, log stream and service.\nType the environment's name to confirm: ",
+                    environment.name, environment.region
+                );
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                Ok(answer.trim() == environment.name)
+            })?;
+            say(&format!("environment {} destroyed", target.env));
             Ok(())
         }
         Command::Loadtest(args) => tokio::runtime::Builder::new_current_thread()

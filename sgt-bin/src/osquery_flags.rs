@@ -44,6 +44,10 @@ pub fn render(settings: &Settings, hostname: Option<&str>) -> anyhow::Result<Str
                 std::path::absolute(cert)?.display()
             ));
         }
+        TlsSetting::Pem { .. } => {
+            out.push_str("# The server's certificate comes from SGT_TLS_CERT_PEM: trust its CA,\n");
+            out.push_str("# e.g. --tls_server_certs=/path/to/its/ca.pem.\n");
+        }
         TlsSetting::Off => {
             out.push_str("# TLS is terminated by your load balancer: trust its certificate,\n");
             out.push_str("# e.g. --tls_server_certs=/path/to/its/ca.pem, and use its hostname.\n");

@@ -115,6 +115,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
             (listener, Some(files.ca))
         }
         TlsSetting::Files { cert, key } => (tls_from_files(cert, key, &client_certificates)?, None),
+        TlsSetting::Pem { cert, key } => {
+            let listener = tls_listener(cert.as_bytes(), key.0.as_bytes(), &client_certificates)
+                .context("TLS setup with SGT_TLS_CERT_PEM and SGT_TLS_KEY_PEM")?;
+            (listener, None)
+        }
         TlsSetting::Off => (Listener::PlainHttp, None),
     };
 
@@ -144,7 +149,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     let service = Arc::new(
         AgentService::new(backends.clone())
             .with_enroll_limit(settings.enroll_limit)
-            .with_host_enroll_limit(settings.host_enroll_limit),
+            .with_host_enroll_limit(settings.host_enroll_limit)
+            .with_last_seen_resolution(settings.last_seen_resolution),
     );
     let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
     let password_file = std::path::absolute(settings.admin_password_file())?;

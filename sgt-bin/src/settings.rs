@@ -14,6 +14,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 /// The data directory used by default.
 pub const DEFAULT_DATA_DIR: &str = "sgt-data";
 
+/// The default last-seen resolution on DynamoDB: at 10,000 agents, 33 node writes a second
+/// instead of 333.
+pub const DYNAMODB_LAST_SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Where the store lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageSetting {
@@ -104,8 +108,26 @@ pub enum TlsSetting {
         /// Private key.
         key: PathBuf,
     },
+    /// PEM text given in the environment (`SGT_TLS_CERT_PEM`, `SGT_TLS_KEY_PEM`), e.g.
+    /// injected by ECS from SSM Parameter Store.
+    Pem {
+        /// Certificate chain, leaf first.
+        cert: String,
+        /// Private key.
+        key: PrivateKeyPem,
+    },
     /// No TLS: plain HTTP behind a TLS-terminating load balancer.
     Off,
+}
+
+/// A PEM private key; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKeyPem(pub String);
+
+impl std::fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrivateKeyPem(redacted)")
+    }
 }
 
 /// Client certificates asked of agents: mutual TLS (file keys `tls_client_ca`, a PEM file of
@@ -157,6 +179,10 @@ pub struct Settings {
     /// Enrolls per host identity (file keys `enroll_burst_per_host`,
     /// `enroll_per_minute_per_host`; 0 a minute turns the limit off).
     pub host_enroll_limit: sgt_core::rate_limit::RateLimit,
+    /// How often at most each node's `last_seen` is written (file key
+    /// `last_seen_resolution_seconds`): by default 30 s on SQLite, where a write costs
+    /// nothing, and 300 s on DynamoDB, where each is a paid write of the node's item.
+    pub last_seen_resolution: std::time::Duration,
 }
 
 impl Settings {
@@ -182,6 +208,8 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `SGT_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
+    /// `SGT_TLS_CERT_PEM` and `SGT_TLS_KEY_PEM`: the certificate chain and key themselves.
+    pub tls_pem: Option<(String, PrivateKeyPem)>,
     /// `--insecure-http` / `SGT_INSECURE_HTTP`.
     pub insecure_http: bool,
     /// `--storage` / `SGT_STORAGE`, a backend URL such as `dynamodb://prod`.
@@ -217,6 +245,7 @@ struct FileSettings {
     enroll_per_minute_per_address: Option<u32>,
     enroll_burst_per_host: Option<u32>,
     enroll_per_minute_per_host: Option<u32>,
+    last_seen_resolution_seconds: Option<u64>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -314,6 +343,18 @@ impl Settings {
         let cert = overrides.tls_cert.clone().or(file.tls_cert.clone());
         let key = overrides.tls_key.clone().or(file.tls_key.clone());
         let tls = match (insecure_http, cert, key) {
+            (_, Some(_), _) | (_, _, Some(_)) if overrides.tls_pem.is_some() => {
+                bail!(
+                    "SGT_TLS_CERT_PEM/SGT_TLS_KEY_PEM cannot be combined with --tls-cert/--tls-key"
+                )
+            }
+            (true, None, None) if overrides.tls_pem.is_some() => {
+                bail!("--insecure-http cannot be combined with SGT_TLS_CERT_PEM/SGT_TLS_KEY_PEM")
+            }
+            (false, None, None) if overrides.tls_pem.is_some() => {
+                let (cert, key) = overrides.tls_pem.clone().expect("checked above");
+                TlsSetting::Pem { cert, key }
+            }
             (true, None, None) => TlsSetting::Off,
             (true, _, _) => bail!("--insecure-http cannot be combined with --tls-cert/--tls-key"),
             (false, None, None) => TlsSetting::Generated,
@@ -441,6 +482,16 @@ impl Settings {
                 .enroll_per_minute_per_host
                 .unwrap_or(default_host.per_minute),
         };
+        let last_seen_resolution = match file.last_seen_resolution_seconds {
+            Some(seconds) if !(1..=86_400).contains(&seconds) => {
+                bail!("last_seen_resolution_seconds must be 1 to 86400")
+            }
+            Some(seconds) => std::time::Duration::from_secs(seconds),
+            None if matches!(storage, StorageSetting::Dynamodb { .. }) => {
+                DYNAMODB_LAST_SEEN_RESOLUTION
+            }
+            None => sgt_core::agent::DEFAULT_LAST_SEEN_RESOLUTION,
+        };
         Ok(Settings {
             data_dir,
             listen,
@@ -454,6 +505,7 @@ impl Settings {
             limits,
             enroll_limit,
             host_enroll_limit,
+            last_seen_resolution,
         })
     }
 
@@ -484,6 +536,10 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("sgt-data"));
         assert_eq!(s.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(s.tls, TlsSetting::Generated);
+        assert_eq!(
+            s.last_seen_resolution,
+            sgt_core::agent::DEFAULT_LAST_SEEN_RESOLUTION
+        );
         assert_eq!(
             s.storage,
             StorageSetting::Sqlite {
@@ -613,6 +669,10 @@ mod tests {
             }
         );
         assert!(from_file.uses_aws());
+        assert_eq!(
+            from_file.last_seen_resolution,
+            DYNAMODB_LAST_SEEN_RESOLUTION
+        );
         // A flag or environment variable wins over the file.
         let from_flag = Settings::resolve(&Overrides {
             config_file: Some(path.clone()),

@@ -221,6 +221,52 @@ async fn insecure_http_serves_plain_http_for_a_tls_terminating_balancer() {
     terminate(&mut child);
 }
 
+#[tokio::test]
+async fn a_certificate_given_in_the_environment_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    // A CA and a certificate for localhost, as an operator would keep in a secret store.
+    let material = sgt_bin::tls_files::TlsFiles::under(&dir.path().join("elsewhere"));
+    material.ensure().unwrap();
+    let cert = std::fs::read_to_string(&material.cert).unwrap();
+    let key = std::fs::read_to_string(&material.key).unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut child, lines, url, _) = start_with(
+        &data,
+        &[("SGT_TLS_CERT_PEM", &cert), ("SGT_TLS_KEY_PEM", &key)],
+    );
+    assert!(
+        !lines.join("\n").contains("created TLS certificate"),
+        "{lines:?}"
+    );
+    assert!(!data.join("tls").exists(), "no certificate generated");
+    assert_eq!(healthz(&url, &material.ca).await["status"], "ok");
+    terminate(&mut child);
+
+    // Half of the pair, or the pair with --insecure-http, is refused with a message.
+    for env in [
+        vec![("SGT_TLS_CERT_PEM", cert.as_str())],
+        vec![
+            ("SGT_TLS_CERT_PEM", cert.as_str()),
+            ("SGT_TLS_KEY_PEM", key.as_str()),
+            ("SGT_INSECURE_HTTP", "1"),
+        ],
+    ] {
+        let output = Command::new(SGT)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("SGT_TLS_"), "{stderr}");
+        assert!(
+            !stderr.contains("PRIVATE KEY"),
+            "the key is never printed: {stderr}"
+        );
+    }
+}
+
 /// Runs `sgt ARGS` with the connection settings in `env`; returns (success, stdout, stderr).
 fn sgt(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let output = Command::new(SGT)

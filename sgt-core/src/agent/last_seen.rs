@@ -7,19 +7,27 @@ use crate::error::Result;
 use crate::store::{Node, NodeStore};
 use crate::types::{NodeId, UnixSeconds};
 
-/// A node's stored `last_seen` is refreshed at most this often (seconds).
-const RESOLUTION_SECONDS: i64 = 30;
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct LastSeen {
+    /// A node's stored `last_seen` is refreshed at most this often (seconds).
+    resolution_seconds: i64,
     pending: Mutex<HashMap<NodeId, UnixSeconds>>,
 }
 
 impl LastSeen {
+    /// Coalesces updates so each node's `last_seen` is written at most every
+    /// `resolution_seconds`.
+    pub(super) fn new(resolution_seconds: i64) -> Self {
+        LastSeen {
+            resolution_seconds: resolution_seconds.max(1),
+            pending: Mutex::default(),
+        }
+    }
+
     /// Notes that `node` was seen at `now`; true when that is news (its `last_seen` is older
     /// than the resolution), false when nothing needs writing.
     pub(super) fn note(&self, node: &Node, now: UnixSeconds) -> bool {
-        if now - node.last_seen < RESOLUTION_SECONDS {
+        if now - node.last_seen < self.resolution_seconds {
             return false;
         }
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -45,5 +53,38 @@ impl LastSeen {
             return Err(e);
         }
         Ok(batch.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{EnvironmentName, HostIdentifier, NodeKey};
+
+    fn node_seen_at(last_seen: UnixSeconds) -> Node {
+        Node {
+            id: NodeId::generate(),
+            key: NodeKey::generate(),
+            environment: EnvironmentName::parse("prod").unwrap(),
+            host_identifier: HostIdentifier::parse("web-1").unwrap(),
+            hardware_uuid: String::new(),
+            platform_type: "9".into(),
+            platform: "linux".into(),
+            host_details: serde_json::json!({}),
+            enrolled_at: 0,
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn a_node_is_written_only_once_its_time_is_older_than_the_resolution() {
+        let node = node_seen_at(1_000);
+        let fine = LastSeen::new(30);
+        assert!(!fine.note(&node, 1_029));
+        assert!(fine.note(&node, 1_030));
+        let coarse = LastSeen::new(300);
+        assert!(!coarse.note(&node, 1_299));
+        assert!(coarse.note(&node, 1_300));
+        assert_eq!(coarse.pending.lock().unwrap().len(), 1);
     }
 }

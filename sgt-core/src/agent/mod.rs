@@ -71,6 +71,10 @@ pub const DEFAULT_HOST_ENROLL_LIMIT: RateLimit = RateLimit {
     per_minute: 1,
 };
 
+/// How stale a node's stored `last_seen` may be by default: each node's time is written at
+/// most this often.
+pub const DEFAULT_LAST_SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
 /// instance (clock skew, a slow transaction) is still seen.
 const REVOCATION_OVERLAP_MS: i64 = 60_000;
@@ -85,7 +89,7 @@ impl AgentService {
             .unwrap_or_else(|e| e.into_inner()) = now_unix_ms();
         AgentService {
             backends,
-            last_seen: LastSeen::default(),
+            last_seen: LastSeen::new(DEFAULT_LAST_SEEN_RESOLUTION.as_secs() as i64),
             cache: Arc::new(cache),
             metrics: Arc::new(Metrics::default()),
             enroll_limit: KeyedRateLimit::new(DEFAULT_ENROLL_LIMIT),
@@ -96,6 +100,13 @@ impl AgentService {
     /// Limits enrolls per source address to `limit` ([`RateLimit::OFF`] for none).
     pub fn with_enroll_limit(mut self, limit: RateLimit) -> Self {
         self.enroll_limit = KeyedRateLimit::new(limit);
+        self
+    }
+
+    /// Writes each node's `last_seen` at most every `resolution` (at least a second): a
+    /// coarser resolution means fewer store writes (on DynamoDB, fewer paid write units).
+    pub fn with_last_seen_resolution(mut self, resolution: std::time::Duration) -> Self {
+        self.last_seen = LastSeen::new(resolution.as_secs().min(i64::MAX as u64) as i64);
         self
     }
 

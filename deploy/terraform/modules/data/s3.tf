@@ -1,0 +1,181 @@
+# Two buckets: carves (archives and blocks uploaded by agents) and logs (what Firehose
+# delivers, plus the carve bucket's access logs). Both private, TLS-only, versioned,
+# encrypted with the environment's key, and expiring on a schedule.
+
+resource "aws_s3_bucket" "carves" {
+  bucket = local.carve_bucket_name
+  tags   = var.tags
+  #checkov:skip=CKV_AWS_144:Carves are evidence copies with a retention of days; replicating them to another region is the operator's choice, not a default.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes carve events; sgt reads the table, not bucket notifications.
+}
+
+resource "aws_s3_bucket" "logs" {
+  bucket = local.log_bucket_name
+  tags   = var.tags
+  #checkov:skip=CKV_AWS_144:Log records are also in the SIEM/OpenSearch of choice; cross-region replication is opt-in.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes object events by default; add notifications when a SIEM pulls from here.
+  #checkov:skip=CKV_AWS_18:This is the access-log bucket itself; logging it into itself would loop.
+}
+
+resource "aws_s3_bucket_logging" "carves" {
+  bucket        = aws_s3_bucket.carves.id
+  target_bucket = aws_s3_bucket.logs.id
+  target_prefix = "s3-access/carves/"
+}
+
+resource "aws_s3_bucket_public_access_block" "carves" {
+  bucket                  = aws_s3_bucket.carves.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_public_access_block" "logs" {
+  bucket                  = aws_s3_bucket.logs.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "carves" {
+  bucket = aws_s3_bucket.carves.id
+  rule {
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_ownership_controls" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    # Access logs arrive through the bucket policy's grant to logging.s3.amazonaws.com.
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "carves" {
+  bucket = aws_s3_bucket.carves.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "carves" {
+  bucket = aws_s3_bucket.carves.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.this.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = "aws:kms"
+      kms_master_key_id = aws_kms_key.this.arn
+    }
+    bucket_key_enabled = true
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "carves" {
+  bucket = aws_s3_bucket.carves.id
+  rule {
+    id     = "expire-carves"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.carve_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  rule {
+    id     = "archive-then-expire"
+    status = "Enabled"
+    filter {}
+    transition {
+      days          = 30
+      storage_class = "GLACIER_IR"
+    }
+    expiration {
+      days = var.log_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}
+
+# Refuse plain-HTTP access to either bucket.
+data "aws_iam_policy_document" "tls_only" {
+  for_each = {
+    carves = aws_s3_bucket.carves.arn
+    logs   = aws_s3_bucket.logs.arn
+  }
+  statement {
+    sid       = "DenyInsecureTransport"
+    effect    = "Deny"
+    actions   = ["s3:*"]
+    resources = [each.value, "${each.value}/*"]
+    principals {
+      type        = "*"
+      identifiers = ["*"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "aws:SecureTransport"
+      values   = ["false"]
+    }
+  }
+  dynamic "statement" {
+    for_each = each.key == "logs" ? [1] : []
+    content {
+      sid       = "S3ServerAccessLogs"
+      actions   = ["s3:PutObject"]
+      resources = ["${each.value}/s3-access/*"]
+      principals {
+        type        = "Service"
+        identifiers = ["logging.s3.amazonaws.com"]
+      }
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+    }
+  }
+}
+
+resource "aws_s3_bucket_policy" "carves" {
+  bucket = aws_s3_bucket.carves.id
+  policy = data.aws_iam_policy_document.tls_only["carves"].json
+}
+
+resource "aws_s3_bucket_policy" "logs" {
+  bucket = aws_s3_bucket.logs.id
+  policy = data.aws_iam_policy_document.tls_only["logs"].json
+}

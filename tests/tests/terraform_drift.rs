@@ -1,0 +1,445 @@
+//! No drift between the code and `deploy/terraform`: every DynamoDB table, index, key and TTL
+//! attribute the store uses is declared there with the same names and types; the SSM path,
+//! the Firehose stream and the carve keys the code uses are the ones the IAM policy grants;
+//! the container's settings are variables `sgt serve` reads; and the task role's IAM actions
+//! are exactly the AWS SDK operations the server code calls.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hcl::{Block, Body, Expression, TemplateExpr};
+use sgt_aws::dynamodb::tables::{KeyType, Projection, TABLES};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn terraform(path: &str) -> Body {
+    let file = repo().join("deploy/terraform").join(path);
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+    hcl::parse(&text).unwrap_or_else(|e| panic!("{file:?} does not parse: {e}"))
+}
+
+/// `resource "KIND" "NAME" {…}` blocks (or `data`) of `body`, by name.
+fn blocks<'a>(body: &'a Body, identifier: &str, kind: &str) -> BTreeMap<String, &'a Body> {
+    body.blocks()
+        .filter(|b| b.identifier() == identifier)
+        .filter(|b| b.labels().first().map(|l| l.as_str()) == Some(kind))
+        .map(|b| (b.labels()[1].as_str().to_owned(), b.body()))
+        .collect()
+}
+
+fn nested<'a>(body: &'a Body, identifier: &'a str) -> impl Iterator<Item = &'a Block> + 'a {
+    body.blocks().filter(move |b| b.identifier() == identifier)
+}
+
+/// The text of a string or template attribute, e.g. `${var.name_prefix}-nodes`.
+fn text(body: &Body, key: &str) -> Option<String> {
+    let attribute = body.attributes().find(|a| a.key() == key)?;
+    expression_text(attribute.expr())
+}
+
+fn expression_text(expr: &Expression) -> Option<String> {
+    match expr {
+        Expression::String(s) => Some(s.clone()),
+        Expression::TemplateExpr(template) => match template.as_ref() {
+            TemplateExpr::QuotedString(s) => Some(s.clone()),
+            TemplateExpr::Heredoc(_) => None,
+        },
+        Expression::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn strings(body: &Body, key: &str) -> Vec<String> {
+    match body.attributes().find(|a| a.key() == key).map(|a| a.expr()) {
+        Some(Expression::Array(items)) => items.iter().filter_map(expression_text).collect(),
+        Some(other) => vec![other.to_string()],
+        None => Vec::new(),
+    }
+}
+
+fn type_letter(key_type: KeyType) -> &'static str {
+    match key_type {
+        KeyType::String => "S",
+        KeyType::Number => "N",
+    }
+}
+
+#[test]
+fn every_terraform_and_tfvars_file_parses() {
+    let mut stack = vec![repo().join("deploy")];
+    let mut parsed = 0;
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                if !path.ends_with(".terraform") {
+                    stack.push(path);
+                }
+            } else if path.extension().is_some_and(|e| e == "tf" || e == "tfvars") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                hcl::parse(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+                parsed += 1;
+            }
+        }
+    }
+    assert!(parsed >= 15, "{parsed} files");
+}
+
+#[test]
+fn every_environment_file_sets_the_inputs_sgt_deploy_reads() {
+    let dir = repo().join("deploy/environments");
+    let mut environments = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".tfvars"))
+        else {
+            continue;
+        };
+        let body = hcl::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(
+            text(&body, "environment").as_deref(),
+            Some(name),
+            "{path:?}"
+        );
+        for key in ["region", "state_bucket", "image", "vpc_id"] {
+            assert!(text(&body, key).is_some(), "{path:?} sets {key}");
+        }
+        environments += 1;
+    }
+    assert!(environments >= 2);
+}
+
+#[test]
+fn every_table_index_key_and_ttl_is_declared_as_the_store_uses_it() {
+    let body = terraform("modules/data/dynamodb.tf");
+    let declared = blocks(&body, "resource", "aws_dynamodb_table");
+    let by_name: BTreeMap<String, &Body> = declared
+        .values()
+        .map(|t| (text(t, "name").expect("table name"), *t))
+        .collect();
+    assert_eq!(
+        by_name.len(),
+        TABLES.len(),
+        "terraform declares exactly the store's tables: {:?}",
+        by_name.keys()
+    );
+    for spec in TABLES {
+        let name = spec.table_name("${var.name_prefix}");
+        let table = by_name
+            .get(&name)
+            .unwrap_or_else(|| panic!("table {name} is not declared"));
+        assert_eq!(
+            text(table, "billing_mode").as_deref(),
+            Some("PAY_PER_REQUEST")
+        );
+        assert_eq!(
+            text(table, "hash_key").as_deref(),
+            Some(spec.hash.name),
+            "{name}"
+        );
+        assert_eq!(
+            text(table, "range_key").as_deref(),
+            spec.range.map(|r| r.name),
+            "{name}"
+        );
+        // Attribute definitions: exactly the key attributes of the table and its indexes.
+        let mut expected = BTreeMap::new();
+        for key in [Some(spec.hash), spec.range]
+            .into_iter()
+            .chain(spec.indexes.iter().flat_map(|i| [Some(i.hash), i.range]))
+            .flatten()
+        {
+            expected.insert(key.name.to_owned(), type_letter(key.key_type).to_owned());
+        }
+        let attributes: BTreeMap<String, String> = nested(table, "attribute")
+            .map(|a| {
+                (
+                    text(a.body(), "name").unwrap(),
+                    text(a.body(), "type").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(attributes, expected, "{name}: attribute definitions");
+        // Global secondary indexes.
+        let expected: BTreeSet<(String, String, Option<String>, String)> = spec
+            .indexes
+            .iter()
+            .map(|i| {
+                (
+                    i.name.to_owned(),
+                    i.hash.name.to_owned(),
+                    i.range.map(|r| r.name.to_owned()),
+                    match i.projection {
+                        Projection::KeysOnly => "KEYS_ONLY",
+                        Projection::All => "ALL",
+                    }
+                    .to_owned(),
+                )
+            })
+            .collect();
+        let indexes: BTreeSet<_> = nested(table, "global_secondary_index")
+            .map(|g| {
+                let g = g.body();
+                (
+                    text(g, "name").unwrap(),
+                    text(g, "hash_key").unwrap(),
+                    text(g, "range_key"),
+                    text(g, "projection_type").unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(indexes, expected, "{name}: indexes");
+        // TTL, point-in-time recovery and encryption.
+        let ttl: Vec<_> = nested(table, "ttl")
+            .map(|t| (text(t.body(), "attribute_name"), text(t.body(), "enabled")))
+            .collect();
+        match spec.ttl_attribute {
+            Some(attribute) => assert_eq!(
+                ttl,
+                vec![(Some(attribute.to_owned()), Some("true".to_owned()))],
+                "{name}: ttl"
+            ),
+            None => assert!(ttl.is_empty(), "{name}: no ttl expected"),
+        }
+        let pitr: Vec<_> = nested(table, "point_in_time_recovery")
+            .map(|p| text(p.body(), "enabled"))
+            .collect();
+        assert_eq!(pitr, vec![Some("true".to_owned())], "{name}: PITR");
+        assert_eq!(nested(table, "server_side_encryption").count(), 1, "{name}");
+    }
+}
+
+#[test]
+fn the_ssm_path_stream_and_carve_keys_match_the_code() {
+    let data = terraform("modules/data/main.tf");
+    let locals = nested(&data, "locals").next().expect("locals").body();
+    assert_eq!(
+        text(locals, "enroll_secrets_path"),
+        Some(sgt_aws::enroll_secrets_path("${var.name_prefix}"))
+    );
+    assert_eq!(
+        text(locals, "log_stream_name").as_deref(),
+        Some("${var.name_prefix}-logs")
+    );
+    let firehose = terraform("modules/data/firehose.tf");
+    let streams = blocks(
+        &firehose,
+        "resource",
+        "aws_kinesis_firehose_delivery_stream",
+    );
+    assert!(!streams.is_empty());
+    for (name, stream) in streams {
+        let value = stream.attributes().find(|a| a.key() == "name").unwrap();
+        assert_eq!(value.expr().to_string(), "local.log_stream_name", "{name}");
+    }
+    // Carve blocks and archives live under carves/ in the bucket.
+    let block =
+        sgt_core::agent::carve_block_key(&sgt_core::types::CarveSessionId::parse("s1").unwrap(), 0);
+    let carve_prefix = block.as_str().split('/').next().unwrap();
+    let iam = terraform("modules/service/iam.tf");
+    let task = blocks(&iam, "data", "aws_iam_policy_document")["task"];
+    let carves = nested(task, "statement")
+        .find(|s| text(s.body(), "sid").as_deref() == Some("Carves"))
+        .expect("Carves statement");
+    assert_eq!(
+        strings(carves.body(), "resources"),
+        vec![format!("${{var.carve_bucket_arn}}/{carve_prefix}/*")]
+    );
+}
+
+#[test]
+fn the_container_settings_are_ones_sgt_serve_reads() {
+    let service = terraform("modules/service/main.tf");
+    let locals = nested(&service, "locals").next().expect("locals").body();
+    let rendered = locals
+        .attributes()
+        .filter(|a| a.key() == "environment" || a.key() == "secrets")
+        .map(|a| a.expr().to_string())
+        .collect::<String>();
+    let mut names = BTreeSet::new();
+    for piece in rendered.split("name = \"").skip(1) {
+        names.insert(piece.split('"').next().unwrap().to_owned());
+    }
+    assert!(names.contains("SGT_STORAGE"), "{names:?}");
+    let main = std::fs::read_to_string(repo().join("sgt-bin/src/main.rs")).unwrap();
+    for name in names {
+        if name.starts_with("AWS_") {
+            continue; // read by the AWS SDK
+        }
+        assert!(
+            main.contains(&format!("env = \"{name}\"")) || main.contains(&format!("\"{name}\"")),
+            "{name} is set in the task definition but sgt-bin does not read it"
+        );
+    }
+}
+
+/// Every operation of each AWS SDK the server uses, from the SDK crates' own sources
+/// (`src/operation/<name>/`), located through `cargo metadata`.
+fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(repo())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut operations = BTreeMap::new();
+    for (service, package) in [
+        ("dynamodb", "aws-sdk-dynamodb"),
+        ("s3", "aws-sdk-s3"),
+        ("ssm", "aws-sdk-ssm"),
+        ("firehose", "aws-sdk-firehose"),
+    ] {
+        let manifest = metadata["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == package)
+            .unwrap_or_else(|| panic!("{package} in cargo metadata"))["manifest_path"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let dir = Path::new(&manifest).parent().unwrap().join("src/operation");
+        let names: BTreeSet<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.len() > 10, "{package}: {names:?}");
+        operations.insert(service, names);
+    }
+    operations
+}
+
+/// `.name()` calls in `text`.
+fn method_calls(text: &str) -> BTreeSet<String> {
+    let mut calls = BTreeSet::new();
+    for piece in text.split('.').skip(1) {
+        let name: String = piece
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() && piece[name.len()..].starts_with("()") {
+            calls.insert(name);
+        }
+    }
+    calls
+}
+
+fn pascal(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The IAM actions an SDK operation needs.
+fn iam_actions(service: &str, operation: &str) -> Vec<String> {
+    let actions: Vec<&str> = match (service, operation) {
+        // A transaction needs the action of each kind of item it writes.
+        ("dynamodb", "transact_write_items") => vec!["PutItem", "UpdateItem", "DeleteItem"],
+        ("s3", "head_object") => vec!["GetObject"],
+        ("s3", "create_multipart_upload" | "upload_part" | "complete_multipart_upload") => {
+            vec!["PutObject"]
+        }
+        ("s3", "list_objects_v2" | "head_bucket") => vec!["ListBucket"],
+        ("s3", "delete_objects") => vec!["DeleteObject"],
+        _ => return vec![format!("{service}:{}", pascal(operation))],
+    };
+    actions.iter().map(|a| format!("{service}:{a}")).collect()
+}
+
+#[test]
+fn the_task_role_grants_exactly_the_sdk_calls_the_server_makes() {
+    let operations = sdk_operations();
+    // Which SDK each source file of sgt-aws calls. Creating tables, buckets and streams is
+    // `sgt provision`'s, run with the operator's credentials, not the server's.
+    let src = repo().join("sgt-aws/src");
+    let mut files = Vec::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut needed = BTreeSet::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let services: &[&str] = match relative.as_str() {
+            "provision.rs" => continue,
+            r if r.starts_with("dynamodb/") => &["dynamodb"],
+            "blobs.rs" => &["s3"],
+            "secrets.rs" => &["ssm"],
+            "firehose.rs" => &["firehose"],
+            _ => &[],
+        };
+        let calls = method_calls(&std::fs::read_to_string(&file).unwrap());
+        for (service, ops) in &operations {
+            let called: Vec<&String> = calls.intersection(ops).collect();
+            if services.contains(service) {
+                for op in called {
+                    needed.extend(iam_actions(service, op));
+                }
+            } else {
+                assert!(
+                    called.is_empty(),
+                    "{relative} calls {service} operations {called:?}: map the file to its service here"
+                );
+            }
+        }
+    }
+    assert!(needed.contains("dynamodb:Query"), "{needed:?}");
+
+    let iam = terraform("modules/service/iam.tf");
+    let task = blocks(&iam, "data", "aws_iam_policy_document")["task"];
+    let mut granted = BTreeSet::new();
+    for statement in nested(task, "statement") {
+        let statement = statement.body();
+        let resources = strings(statement, "resources");
+        let sid = text(statement, "sid").unwrap_or_default();
+        assert!(
+            !resources.iter().any(|r| r == "*"),
+            "statement {sid} is scoped to the environment's resources"
+        );
+        for action in strings(statement, "actions") {
+            // Encryption keys are not an API of sgt's own; they are granted on one key.
+            if action.starts_with("kms:") {
+                assert_eq!(sid, "UseKey");
+                continue;
+            }
+            granted.insert(action);
+        }
+    }
+    assert_eq!(
+        granted, needed,
+        "the task role's actions are exactly the server's SDK calls"
+    );
+}
