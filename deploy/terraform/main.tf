@@ -61,6 +61,7 @@ module "service" {
   carve_bucket              = module.data.carve_bucket
   carve_bucket_arn          = module.data.carve_bucket_arn
   log_stream_name           = module.data.log_stream_name
+  log_records_per_line      = var.opensearch_domain_arn != null
   log_stream_arn            = module.data.log_stream_arn
   kms_key_arn               = module.data.kms_key_arn
 }

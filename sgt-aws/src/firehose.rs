@@ -20,11 +20,25 @@ const MAX_RECORD_BYTES: usize = 1000 * 1024;
 /// Attempts for records Firehose refused, with doubling waits from 100 ms.
 const ATTEMPTS: u32 = 5;
 
-/// Log lines as newline-terminated JSON records of one delivery stream.
+/// How log lines become Firehose records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecordLayout {
+    /// Consecutive newline-terminated lines packed into records of up to 1,000 KiB. Firehose
+    /// bills each record as at least 5 KB and limits records per second, so this is the
+    /// cheap layout; an S3 destination sees exactly the same bytes as one line per record.
+    #[default]
+    Packed,
+    /// One newline-terminated line per record: what a destination that indexes each record
+    /// as one document (OpenSearch) needs.
+    LinePerRecord,
+}
+
+/// Log lines as newline-terminated JSON lines in the records of one delivery stream.
 #[derive(Debug, Clone)]
 pub struct FirehoseSink {
     client: aws_sdk_firehose::Client,
     stream: String,
+    layout: RecordLayout,
 }
 
 impl FirehoseSink {
@@ -33,7 +47,14 @@ impl FirehoseSink {
         FirehoseSink {
             client,
             stream: stream.into(),
+            layout: RecordLayout::default(),
         }
+    }
+
+    /// The same sink with lines laid out in records as `layout` says.
+    pub fn with_layout(mut self, layout: RecordLayout) -> Self {
+        self.layout = layout;
+        self
     }
 
     /// A sink built from the process's one SDK configuration.
@@ -97,20 +118,44 @@ impl FirehoseSink {
     }
 }
 
+/// The batch's lines, newline-terminated, as Firehose records laid out as `layout` says.
+fn records_of(batch: &LogBatch, layout: RecordLayout) -> Result<Vec<Vec<u8>>> {
+    let mut records: Vec<Vec<u8>> = Vec::new();
+    let mut packed: Vec<u8> = Vec::new();
+    for record in batch.records() {
+        let mut line = record.into_bytes();
+        line.push(b'\n');
+        if line.len() > MAX_RECORD_BYTES {
+            return Err(Error::invalid_input(format!(
+                "a log record of {} bytes is over Firehose's {MAX_RECORD_BYTES}",
+                line.len()
+            )));
+        }
+        match layout {
+            RecordLayout::LinePerRecord => records.push(line),
+            RecordLayout::Packed => {
+                if packed.len() + line.len() > MAX_RECORD_BYTES {
+                    records.push(std::mem::take(&mut packed));
+                }
+                packed.extend_from_slice(&line);
+            }
+        }
+    }
+    if !packed.is_empty() {
+        records.push(packed);
+    }
+    Ok(records)
+}
+
 #[async_trait]
 impl LogSink for FirehoseSink {
     async fn append(&self, batch: &LogBatch) -> Result<()> {
+        // Lines into records (one each, or packed up to the record limit) …
+        let records = records_of(batch, self.layout)?;
+        // … and records into PutRecordBatch calls within Firehose's limits.
         let mut chunk: Vec<Vec<u8>> = Vec::new();
         let mut chunk_bytes = 0;
-        for record in batch.records() {
-            let mut data = record.into_bytes();
-            data.push(b'\n');
-            if data.len() > MAX_RECORD_BYTES {
-                return Err(Error::invalid_input(format!(
-                    "a log record of {} bytes is over Firehose's {MAX_RECORD_BYTES}",
-                    data.len()
-                )));
-            }
+        for data in records {
             if chunk.len() == MAX_RECORDS || chunk_bytes + data.len() > MAX_BATCH_BYTES {
                 self.put_chunk(std::mem::take(&mut chunk)).await?;
                 chunk_bytes = 0;
@@ -131,6 +176,64 @@ impl LogSink for FirehoseSink {
             // The record wraps the line with node and environment fields.
             max_record_bytes: MAX_RECORD_BYTES - 1024,
             preserves_order: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sgt_core::types::{EnvironmentName, NodeId};
+
+    fn batch(lines: usize, line_bytes: usize) -> LogBatch {
+        let filler = "x".repeat(line_bytes);
+        LogBatch {
+            node_id: NodeId::parse("n1").unwrap(),
+            environment: EnvironmentName::parse("prod").unwrap(),
+            log_type: sgt_core::log_sink::LogType::Result,
+            received_at: 1,
+            lines: (0..lines)
+                .map(|i| {
+                    serde_json::value::RawValue::from_string(format!(
+                        "{{\"i\":{i},\"f\":\"{filler}\"}}"
+                    ))
+                    .unwrap()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn packed_records_hold_the_same_bytes_in_fewer_records() {
+        let batch = batch(1234, 100);
+        let per_line = records_of(&batch, RecordLayout::LinePerRecord).unwrap();
+        let packed = records_of(&batch, RecordLayout::Packed).unwrap();
+        assert_eq!(per_line.len(), 1234);
+        assert_eq!(packed.len(), 1);
+        assert_eq!(packed.concat(), per_line.concat());
+        assert!(per_line.iter().all(|r| r.ends_with(b"\n")));
+    }
+
+    #[test]
+    fn packed_records_stay_under_the_record_limit_and_split_between_lines() {
+        let batch = batch(50, 100_000);
+        let packed = records_of(&batch, RecordLayout::Packed).unwrap();
+        assert!(packed.len() > 1);
+        assert!(packed.iter().all(|r| r.len() <= MAX_RECORD_BYTES));
+        assert!(packed.iter().all(|r| r.ends_with(b"\n")));
+        let lines: usize = packed
+            .iter()
+            .map(|r| r.iter().filter(|&&b| b == b'\n').count())
+            .sum();
+        assert_eq!(lines, 50);
+    }
+
+    #[test]
+    fn a_line_over_the_record_limit_is_refused() {
+        let batch = batch(1, MAX_RECORD_BYTES);
+        for layout in [RecordLayout::Packed, RecordLayout::LinePerRecord] {
+            let err = records_of(&batch, layout).unwrap_err();
+            assert_eq!(err.kind(), sgt_core::ErrorKind::InvalidInput);
         }
     }
 }

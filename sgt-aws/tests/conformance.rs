@@ -254,6 +254,10 @@ mod firehose_sink {
     use super::*;
 
     async fn make() -> Arc<FirehoseUnderTest> {
+        make_with(sgt_aws::RecordLayout::Packed).await
+    }
+
+    async fn make_with(layout: sgt_aws::RecordLayout) -> Arc<FirehoseUnderTest> {
         let config = sdk().await;
         let bucket = new_bucket(&config).await;
         let stream = format!("sgt-test-{}", random_hex(6));
@@ -265,19 +269,29 @@ mod firehose_sink {
             "idempotent"
         );
         Arc::new(FirehoseUnderTest {
-            sink: FirehoseSink::from_config(&config, &stream),
+            sink: FirehoseSink::from_config(&config, &stream).with_layout(layout),
             s3: s3_client(&config),
             bucket,
         })
     }
     sgt_core::log_sink_conformance_tests!(make(), skip_unless = aws_available());
 
+    /// One line per record, as a stream into OpenSearch needs: the same contract.
+    mod line_per_record {
+        use super::*;
+        sgt_core::log_sink_conformance_tests!(
+            make_with(sgt_aws::RecordLayout::LinePerRecord),
+            skip_unless = aws_available()
+        );
+    }
+
     #[tokio::test]
     async fn a_batch_over_500_records_is_split_and_all_arrive() {
         if !aws_available() {
             return;
         }
-        let under_test = make().await;
+        // One line per record: 1,234 records take three calls of at most 500.
+        let under_test = make_with(sgt_aws::RecordLayout::LinePerRecord).await;
         let batch = sgt_core::testkit::log_sink::batch("big", 1234);
         under_test.sink().append(&batch).await.unwrap();
         let stored = under_test.stored_records().await;

@@ -29,7 +29,10 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
             options.rotate_bytes = *rotate_bytes;
             Arc::new(FileLogSink::open(options)?)
         }
-        LogSinkSetting::Firehose { stream } => aws.firehose_sink(stream)?,
+        LogSinkSetting::Firehose {
+            stream,
+            line_per_record,
+        } => aws.firehose_sink(stream, *line_per_record)?,
     };
     let blobs: Arc<dyn BlobStore> = match &settings.blobs {
         BlobsSetting::Dir { path } => Arc::new(DirBlobStore::open(path)?),
@@ -72,7 +75,8 @@ mod aws {
     use std::time::Duration;
 
     use sgt_aws::{
-        aws_config_for, AwsSettings, DynamoStore, FirehoseSink, S3BlobStore, SdkConfig, SsmSecrets,
+        aws_config_for, AwsSettings, DynamoStore, FirehoseSink, RecordLayout, S3BlobStore,
+        SdkConfig, SsmSecrets,
     };
     use sgt_core::blobs::BlobStore;
     use sgt_core::log_sink::LogSink;
@@ -124,7 +128,7 @@ mod aws {
             let config = self.config()?;
             // Refuse before creating anything when the stream cannot be made.
             let create_stream = match &settings.log_sink {
-                LogSinkSetting::Firehose { stream } => {
+                LogSinkSetting::Firehose { stream, .. } => {
                     let missing = !delivery_stream_exists(config, stream).await?;
                     if missing
                         && (options.log_bucket.is_none() || options.firehose_role_arn.is_none())
@@ -152,7 +156,7 @@ mod aws {
                     false => format!("S3 bucket {bucket} exists"),
                 });
             }
-            if let LogSinkSetting::Firehose { stream } = &settings.log_sink {
+            if let LogSinkSetting::Firehose { stream, .. } = &settings.log_sink {
                 if !create_stream {
                     report.push(format!("Firehose delivery stream {stream} exists"));
                 } else if let (Some(bucket), Some(role)) =
@@ -182,8 +186,19 @@ mod aws {
             )))
         }
 
-        pub(super) fn firehose_sink(&self, stream: &str) -> anyhow::Result<Arc<dyn LogSink>> {
-            Ok(Arc::new(FirehoseSink::from_config(self.config()?, stream)))
+        pub(super) fn firehose_sink(
+            &self,
+            stream: &str,
+            line_per_record: bool,
+        ) -> anyhow::Result<Arc<dyn LogSink>> {
+            let layout = if line_per_record {
+                RecordLayout::LinePerRecord
+            } else {
+                RecordLayout::Packed
+            };
+            Ok(Arc::new(
+                FirehoseSink::from_config(self.config()?, stream).with_layout(layout),
+            ))
         }
 
         pub(super) fn s3_blobs(
@@ -241,7 +256,11 @@ mod aws {
             Err(not_built("secrets = ssm"))
         }
 
-        pub(super) fn firehose_sink(&self, _stream: &str) -> anyhow::Result<Arc<dyn LogSink>> {
+        pub(super) fn firehose_sink(
+            &self,
+            _stream: &str,
+            _line_per_record: bool,
+        ) -> anyhow::Result<Arc<dyn LogSink>> {
             Err(not_built("log_sink = firehose"))
         }
 

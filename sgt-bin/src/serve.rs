@@ -134,16 +134,29 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
             std::path::absolute(db_path)?.display()
         ));
     }
-    let secret_file = std::path::absolute(settings.enroll_secret_file())?;
-    let created = bootstrap(&backends, &secret_file).await?;
-    if created.environment {
-        report.push("created environment \"default\" with the default osquery config".into());
-    }
-    if created.enroll_secret {
-        report.push(format!(
-            "created enroll secret for environment \"default\": {}",
-            secret_file.display()
-        ));
+    // A shared store (DynamoDB, many instances) is set up by `sgt provision` from an
+    // operator's machine, where the secret and password files are kept. An instance that
+    // created them itself would write them into its own disk, which on a container is lost.
+    let shared_store = matches!(settings.storage, StorageSetting::Dynamodb { .. });
+    if shared_store {
+        if backends.store.list_users().await?.is_empty() {
+            report.push(
+                "warning: the store has no users yet; run `sgt provision` (or `sgt deploy`) with the same settings"
+                    .into(),
+            );
+        }
+    } else {
+        let secret_file = std::path::absolute(settings.enroll_secret_file())?;
+        let created = bootstrap(&backends, &secret_file).await?;
+        if created.environment {
+            report.push("created environment \"default\" with the default osquery config".into());
+        }
+        if created.enroll_secret {
+            report.push(format!(
+                "created enroll secret for environment \"default\": {}",
+                secret_file.display()
+            ));
+        }
     }
 
     let service = Arc::new(
@@ -154,7 +167,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     );
     let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
     let password_file = std::path::absolute(settings.admin_password_file())?;
-    if bootstrap_admin(&admin, &password_file).await? {
+    if !shared_store && bootstrap_admin(&admin, &password_file).await? {
         report.push(format!(
             "created user \"admin\"; its password is in {}",
             password_file.display()

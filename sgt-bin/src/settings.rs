@@ -61,10 +61,13 @@ pub enum LogSinkSetting {
         /// Rotation size in bytes.
         rotate_bytes: u64,
     },
-    /// A Kinesis Data Firehose delivery stream (`firehose://STREAM`).
+    /// A Kinesis Data Firehose delivery stream (`firehose://STREAM`, or
+    /// `firehose://STREAM?records=line` for one line per record, as OpenSearch needs).
     Firehose {
         /// The delivery stream's name.
         stream: String,
+        /// One line per record instead of lines packed into records.
+        line_per_record: bool,
     },
 }
 
@@ -419,9 +422,21 @@ impl Settings {
                     dir: path.unwrap_or_else(|| data_dir.join("logs")),
                     rotate_bytes: rotate.unwrap_or(default_rotate),
                 },
-                "firehose" => LogSinkSetting::Firehose {
-                    stream: aws_name("log_sink", path)?.trim_matches('/').to_owned(),
-                },
+                "firehose" => {
+                    let name = aws_name("log_sink", path)?;
+                    let (stream, query) = name.split_once('?').unwrap_or((&name, ""));
+                    let line_per_record = match query {
+                        "" | "records=packed" => false,
+                        "records=line" => true,
+                        other => bail!(
+                            "log_sink: unknown option {other:?} (known: records=line, records=packed)"
+                        ),
+                    };
+                    LogSinkSetting::Firehose {
+                        stream: stream.trim_matches('/').to_owned(),
+                        line_per_record,
+                    }
+                }
                 _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
             },
         };
@@ -608,9 +623,28 @@ mod tests {
         assert_eq!(
             s.log_sink,
             LogSinkSetting::Firehose {
-                stream: "sgt-prod-logs".into()
+                stream: "sgt-prod-logs".into(),
+                line_per_record: false,
             }
         );
+        let line_per_record = Settings::resolve(&Overrides {
+            log_sink: Some("firehose://sgt-prod-logs?records=line".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            line_per_record.log_sink,
+            LogSinkSetting::Firehose {
+                stream: "sgt-prod-logs".into(),
+                line_per_record: true,
+            }
+        );
+        let err = Settings::resolve(&Overrides {
+            log_sink: Some("firehose://sgt-prod-logs?records=maybe".into()),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("records=line"), "{err}");
         assert_eq!(
             s.blobs,
             BlobsSetting::S3 {
@@ -690,7 +724,8 @@ mod tests {
         assert_eq!(
             from_flag.log_sink,
             LogSinkSetting::Firehose {
-                stream: "logs".into()
+                stream: "logs".into(),
+                line_per_record: false,
             }
         );
         let err = Settings::resolve(&Overrides {

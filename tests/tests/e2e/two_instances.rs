@@ -234,3 +234,56 @@ async fn node_id_of(server: &TestServer, token: &str, host: &str) -> String {
         .unwrap_or_else(|| panic!("{host} in {nodes}"));
     node["id"].as_str().unwrap().to_owned()
 }
+
+/// Terraform makes the tables and starts the instances, and `sgt deploy` provisions right
+/// after: an instance that starts first must not create the admin user or the enroll secret,
+/// whose only copies would be written inside its container.
+#[tokio::test]
+async fn an_instance_on_an_unprovisioned_shared_store_creates_nothing() {
+    let Some(endpoint) = emulator() else { return };
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    let run = random_hex(4);
+    let config = sgt_aws::aws_config_for(&sgt_aws::AwsSettings {
+        endpoint_url: Some(endpoint.clone()),
+        region: Some("us-east-1".into()),
+    })
+    .await;
+    sgt_aws::provision::ensure_tables(&config, &format!("sgt-np-{run}"))
+        .await
+        .unwrap();
+    let settings_toml = format!(
+        "storage = \"dynamodb://sgt-np-{run}\"\nsecrets = \"ssm:///sgt-np-{run}\"\n[aws]\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\n"
+    );
+    let early = TestServer::start_with_config(&settings_toml).await;
+    assert!(!early.data_dir().join("enroll_secret").exists());
+    assert!(!early.data_dir().join("admin_password").exists());
+    let store = &early.backends().store;
+    assert!(store.list_users().await.unwrap().is_empty());
+    assert!(early
+        .backends()
+        .secrets
+        .list_enroll_secrets()
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Provisioning afterwards creates them, with the files on the operator's machine, and
+    // the running instance serves them.
+    let operator = tempfile::TempDir::new().unwrap();
+    let config_file = operator.path().join("sgt.toml");
+    std::fs::write(&config_file, &settings_toml).unwrap();
+    let settings = Settings::resolve(&Overrides {
+        config_file: Some(config_file),
+        data_dir: Some(operator.path().join("sgt-data")),
+        ..Default::default()
+    })
+    .unwrap();
+    provision(&settings, &ProvisionOptions::default())
+        .await
+        .unwrap();
+    let password =
+        std::fs::read_to_string(operator.path().join("sgt-data/admin_password")).unwrap();
+    early.login("admin", password.trim()).await;
+    early.stop().await;
+}

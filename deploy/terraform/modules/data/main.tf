@@ -27,7 +27,9 @@ locals {
   # S3 bucket names are global: the account and region keep environments apart.
   carve_bucket_name = "${var.name_prefix}-carves-${local.account_id}-${local.region}"
   log_bucket_name   = "${var.name_prefix}-logs-${local.account_id}-${local.region}"
-  log_stream_name   = "${var.name_prefix}-logs"
+  # S3 server access logs of the two buckets above.
+  access_log_bucket_name = "${var.name_prefix}-access-${local.account_id}-${local.region}"
+  log_stream_name        = "${var.name_prefix}-logs"
 }
 
 # One key per environment for DynamoDB, S3, Firehose and CloudWatch Logs.

@@ -1,6 +1,7 @@
-# Two buckets: carves (archives and blocks uploaded by agents) and logs (what Firehose
-# delivers, plus the carve bucket's access logs). Both private, TLS-only, versioned,
-# encrypted with the environment's key, and expiring on a schedule.
+# Three buckets: carves (archives and blocks uploaded by agents), logs (what Firehose
+# delivers), and access logs of the other two. All private, TLS-only, versioned and expiring;
+# carves and logs are encrypted with the environment's key, access logs with S3's own key
+# (server access logging cannot write to a bucket whose default encryption is SSE-KMS).
 
 resource "aws_s3_bucket" "carves" {
   bucket = local.carve_bucket_name
@@ -14,13 +15,77 @@ resource "aws_s3_bucket" "logs" {
   tags   = var.tags
   #checkov:skip=CKV_AWS_144:Log records are also in the SIEM/OpenSearch of choice; cross-region replication is opt-in.
   #checkov:skip=CKV2_AWS_62:Nothing consumes object events by default; add notifications when a SIEM pulls from here.
+}
+
+resource "aws_s3_bucket" "access_logs" {
+  bucket = local.access_log_bucket_name
+  tags   = var.tags
+  #checkov:skip=CKV_AWS_144:Access logs are an audit trail of this region's buckets; replicating them is opt-in.
+  #checkov:skip=CKV2_AWS_62:Nothing consumes access-log events.
   #checkov:skip=CKV_AWS_18:This is the access-log bucket itself; logging it into itself would loop.
+  #checkov:skip=CKV_AWS_145:S3 server access logging can only write to a bucket encrypted with SSE-S3, not SSE-KMS.
 }
 
 resource "aws_s3_bucket_logging" "carves" {
   bucket        = aws_s3_bucket.carves.id
-  target_bucket = aws_s3_bucket.logs.id
-  target_prefix = "s3-access/carves/"
+  target_bucket = aws_s3_bucket.access_logs.id
+  target_prefix = "carves/"
+}
+
+resource "aws_s3_bucket_logging" "logs" {
+  bucket        = aws_s3_bucket.logs.id
+  target_bucket = aws_s3_bucket.access_logs.id
+  target_prefix = "logs/"
+}
+
+resource "aws_s3_bucket_public_access_block" "access_logs" {
+  bucket                  = aws_s3_bucket.access_logs.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  rule {
+    # Access logs arrive through the bucket policy's grant to logging.s3.amazonaws.com.
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm = "AES256"
+    }
+  }
+}
+
+resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  rule {
+    id     = "expire-access-logs"
+    status = "Enabled"
+    filter {}
+    expiration {
+      days = var.log_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 7
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
 }
 
 resource "aws_s3_bucket_public_access_block" "carves" {
@@ -49,7 +114,6 @@ resource "aws_s3_bucket_ownership_controls" "carves" {
 resource "aws_s3_bucket_ownership_controls" "logs" {
   bucket = aws_s3_bucket.logs.id
   rule {
-    # Access logs arrive through the bucket policy's grant to logging.s3.amazonaws.com.
     object_ownership = "BucketOwnerEnforced"
   }
 }
@@ -133,8 +197,9 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
 # Refuse plain-HTTP access to either bucket.
 data "aws_iam_policy_document" "tls_only" {
   for_each = {
-    carves = aws_s3_bucket.carves.arn
-    logs   = aws_s3_bucket.logs.arn
+    carves      = aws_s3_bucket.carves.arn
+    logs        = aws_s3_bucket.logs.arn
+    access_logs = aws_s3_bucket.access_logs.arn
   }
   statement {
     sid       = "DenyInsecureTransport"
@@ -152,11 +217,11 @@ data "aws_iam_policy_document" "tls_only" {
     }
   }
   dynamic "statement" {
-    for_each = each.key == "logs" ? [1] : []
+    for_each = each.key == "access_logs" ? [1] : []
     content {
       sid       = "S3ServerAccessLogs"
       actions   = ["s3:PutObject"]
-      resources = ["${each.value}/s3-access/*"]
+      resources = ["${each.value}/*"]
       principals {
         type        = "Service"
         identifiers = ["logging.s3.amazonaws.com"]
@@ -178,4 +243,9 @@ resource "aws_s3_bucket_policy" "carves" {
 resource "aws_s3_bucket_policy" "logs" {
   bucket = aws_s3_bucket.logs.id
   policy = data.aws_iam_policy_document.tls_only["logs"].json
+}
+
+resource "aws_s3_bucket_policy" "access_logs" {
+  bucket = aws_s3_bucket.access_logs.id
+  policy = data.aws_iam_policy_document.tls_only["access_logs"].json
 }

@@ -2,8 +2,10 @@ variable "name_prefix" {
   description = "Prefix of every resource name, e.g. sgt-prod; one per environment."
   type        = string
   validation {
-    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.name_prefix))
-    error_message = "name_prefix: 2 to 31 lowercase letters, digits and '-', starting with a letter."
+    # Bucket names add the account and region and must stay within 63 characters; load
+    # balancer and target group names within 32.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,23}$", var.name_prefix))
+    error_message = "name_prefix: 2 to 24 lowercase letters, digits and '-', starting with a letter."
   }
 }
 

@@ -83,12 +83,7 @@ resource "aws_cloudwatch_metric_alarm" "unhealthy_tasks" {
 resource "aws_cloudwatch_metric_alarm" "dynamodb_throttles" {
   for_each            = toset(local.table_names)
   alarm_name          = "${each.value}-throttles"
-  alarm_description   = "DynamoDB throttled requests on ${each.value}: on-demand tables throttle past twice their previous peak; sgt answers agents with errors and they retry."
-  namespace           = "AWS/DynamoDB"
-  metric_name         = "ThrottledRequests"
-  dimensions          = { TableName = each.value }
-  statistic           = "Sum"
-  period              = 60
+  alarm_description   = "DynamoDB throttled reads or writes on ${each.value}: on-demand tables throttle past twice their previous peak; sgt answers agents with errors and they retry."
   evaluation_periods  = 3
   threshold           = 0
   comparison_operator = "GreaterThanThreshold"
@@ -96,6 +91,35 @@ resource "aws_cloudwatch_metric_alarm" "dynamodb_throttles" {
   alarm_actions       = local.alarm_actions
   ok_actions          = local.alarm_actions
   tags                = var.tags
+
+  metric_query {
+    id          = "throttles"
+    expression  = "reads + writes"
+    label       = "Throttle events"
+    return_data = true
+  }
+
+  metric_query {
+    id = "reads"
+    metric {
+      namespace   = "AWS/DynamoDB"
+      metric_name = "ReadThrottleEvents"
+      dimensions  = { TableName = each.value }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
+
+  metric_query {
+    id = "writes"
+    metric {
+      namespace   = "AWS/DynamoDB"
+      metric_name = "WriteThrottleEvents"
+      dimensions  = { TableName = each.value }
+      stat        = "Sum"
+      period      = 60
+    }
+  }
 }
 
 resource "aws_cloudwatch_metric_alarm" "firehose_throttled" {

@@ -29,7 +29,7 @@ locals {
       { name = "SGT_DATA_DIR", value = "/data" },
       { name = "SGT_STORAGE", value = "dynamodb://${var.table_prefix}" },
       { name = "SGT_SECRETS", value = local.secrets_url },
-      { name = "SGT_LOG_SINK", value = "firehose://${var.log_stream_name}" },
+      { name = "SGT_LOG_SINK", value = "firehose://${var.log_stream_name}${var.log_records_per_line ? "?records=line" : ""}" },
       { name = "SGT_BLOBS", value = "s3://${var.carve_bucket}" },
       { name = "AWS_REGION", value = local.region },
     ],

@@ -140,6 +140,12 @@ variable "log_stream_name" {
   type        = string
 }
 
+variable "log_records_per_line" {
+  description = "Send one log line per Firehose record (a stream into OpenSearch needs it); else lines are packed into records."
+  type        = bool
+  default     = false
+}
+
 variable "log_stream_arn" {
   description = "Its ARN."
   type        = string
