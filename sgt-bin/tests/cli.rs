@@ -59,6 +59,9 @@ fn start_with(
     }
 }
 
+/// Sends SIGTERM and waits for a clean exit. The tests run on a multi-threaded runtime so that
+/// their HTTP clients' connections keep being polled meanwhile: a kept-alive HTTP/2
+/// connection must answer the server's shutdown, or the server waits out its drain timeout.
 fn terminate(server: &mut Server) {
     let child = &mut server.0;
     let status = Command::new("kill")
@@ -90,7 +93,7 @@ async fn healthz(url: &str, ca: &Path) -> serde_json::Value {
         .unwrap()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn first_start_creates_everything_and_restart_reuses_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
@@ -199,7 +202,7 @@ fn bad_settings_fail_with_a_message() {
     assert!(stderr.contains("IP:PORT"), "{stderr}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn insecure_http_serves_plain_http_for_a_tls_terminating_balancer() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
@@ -221,7 +224,7 @@ async fn insecure_http_serves_plain_http_for_a_tls_terminating_balancer() {
     terminate(&mut child);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_given_in_the_environment_is_served() {
     let dir = tempfile::tempdir().unwrap();
     // A CA and a certificate for localhost, as an operator would keep in a secret store.
@@ -283,7 +286,7 @@ fn sgt(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn the_cli_drives_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
@@ -450,7 +453,7 @@ async fn the_cli_drives_the_admin_api() {
     terminate(&mut child);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn loadtest_accounts_for_every_line_through_node_deletion() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
@@ -582,7 +585,7 @@ async fn loadtest_accounts_for_every_line_through_node_deletion() {
     terminate(&mut server);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn loadtest_fails_when_a_threshold_is_crossed() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
@@ -639,7 +642,7 @@ async fn loadtest_fails_when_a_threshold_is_crossed() {
     terminate(&mut server);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn loadtest_sweep_reports_the_highest_stage_that_held() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
