@@ -378,10 +378,8 @@ pub async fn deploy(
     terraform.plan()?;
     if plan_only {
         report.push(format!(
-            "plan for {} saved in {}; run `sgt deploy --env {}` to apply it",
-            request.env,
-            terraform.plan_file().display(),
-            request.env
+            "planned {} and changed nothing; `sgt deploy --env {}` plans again and applies that plan",
+            request.env, request.env
         ));
         return Ok(report);
     }
@@ -395,7 +393,7 @@ pub async fn deploy(
     ));
     if let Some(dns) = &deployed.lb_dns_name {
         report.push(format!(
-            "point the agents' hostname at {dns}; `sgt osquery-flags --hostname HOST` writes their flags"
+            "point the agents' hostname at {dns}, then write their flags with `sgt osquery-flags` (deploy/README.md, step 4)"
         ));
     }
     Ok(report)

@@ -44,7 +44,7 @@ enum Command {
     Deploy {
         #[command(flatten)]
         target: DeployTarget,
-        /// Stop after the plan (saved for the next `sgt deploy`).
+        /// Stop after the plan: show what would change, change nothing.
         #[arg(long)]
         plan: bool,
         /// First create the Terraform state bucket named in the tfvars (versioned,

@@ -153,7 +153,7 @@ fn deploy_plan_runs_init_with_the_state_settings_then_plan() {
             ),
         ]
     );
-    assert!(text(&output.stdout).contains("plan for dev saved"));
+    assert!(text(&output.stdout).contains("planned dev and changed nothing"));
 }
 
 #[cfg(feature = "aws")]
