@@ -270,13 +270,16 @@ fn init_tracing() {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Registered before the server starts: a SIGTERM that arrives as soon as the server
+    // listens (an orchestrator scaling in) must drain it, not kill the process.
+    let stop_signal = shutdown_signal()?;
     let server = sgt_bin::serve::start(&settings).await?;
     for line in &server.report {
         say(line);
     }
     say(&format!("listening on {}", server.url()));
     say("point an osquery agent here with: sgt osquery-flags > osquery.flags");
-    wait_for_signal().await;
+    stop_signal.await;
     say("shutting down");
     server.shutdown().await;
     Ok(())
@@ -291,22 +294,27 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-async fn wait_for_signal() {
+/// Registers for SIGTERM and SIGINT (Ctrl-C) now; the future completes at the first of them.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+    }
 }
