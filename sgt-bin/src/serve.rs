@@ -80,26 +80,25 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
 
     let client_certificates = match &settings.client_auth {
         ClientAuthSetting::Off => ClientCertificates::NotAsked,
-        ClientAuthSetting::Allow { ca } => ClientCertificates::Allowed {
-            ca_pem: read_pem(ca)?,
-        },
-        ClientAuthSetting::Require { ca } => ClientCertificates::Required {
-            ca_pem: read_pem(ca)?,
-        },
+        ClientAuthSetting::Allow { ca } => {
+            report.push(format!(
+                "client certificates allowed, from the CA in {}",
+                ca.display()
+            ));
+            ClientCertificates::Allowed {
+                ca_pem: read_pem(ca)?,
+            }
+        }
+        ClientAuthSetting::Require { ca } => {
+            report.push(format!(
+                "client certificates required of agents, from the CA in {}",
+                ca.display()
+            ));
+            ClientCertificates::Required {
+                ca_pem: read_pem(ca)?,
+            }
+        }
     };
-    if let ClientAuthSetting::Allow { ca } | ClientAuthSetting::Require { ca } =
-        &settings.client_auth
-    {
-        let mode = if matches!(settings.client_auth, ClientAuthSetting::Require { .. }) {
-            "required of agents"
-        } else {
-            "allowed"
-        };
-        report.push(format!(
-            "client certificates {mode}, from the CA in {}",
-            ca.display()
-        ));
-    }
     let (listener_mode, ca_file) = match &settings.tls {
         TlsSetting::Generated => {
             let files = TlsFiles::under(&data_dir);

@@ -202,21 +202,26 @@ fn deploy_applies_the_plan_then_provisions_what_terraform_made() {
     });
     let data = tempfile::tempdir().unwrap();
     let deploy = deploy_dir();
-    let output = sgt(
-        &[
+    // `sgt deploy --env dev` with the stand-in first on the PATH, against the emulator.
+    let deploy_dev = |extra: &[&str]| {
+        let mut args = vec![
             "deploy",
             "--env",
             "dev",
-            "--create-state-bucket",
             "--deploy-dir",
             deploy.to_str().unwrap(),
             "--data-dir",
             data.path().to_str().unwrap(),
-        ],
-        &[("AWS_ENDPOINT_URL", &endpoint)],
-        &format!("{}:/usr/bin:/bin", bin.path().display()),
-        "",
-    );
+        ];
+        args.extend_from_slice(extra);
+        sgt(
+            &args,
+            &[("AWS_ENDPOINT_URL", &endpoint)],
+            &format!("{}:/usr/bin:/bin", bin.path().display()),
+            "",
+        )
+    };
+    let output = deploy_dev(&["--create-state-bucket"]);
     let stdout = text(&output.stdout);
     assert!(
         output.status.success(),
@@ -250,20 +255,7 @@ fn deploy_applies_the_plan_then_provisions_what_terraform_made() {
 
     // A second deploy changes nothing that exists.
     std::fs::remove_file(bin.path().join("calls")).unwrap();
-    let output = sgt(
-        &[
-            "deploy",
-            "--env",
-            "dev",
-            "--deploy-dir",
-            deploy.to_str().unwrap(),
-            "--data-dir",
-            data.path().to_str().unwrap(),
-        ],
-        &[("AWS_ENDPOINT_URL", &endpoint)],
-        &format!("{}:/usr/bin:/bin", bin.path().display()),
-        "",
-    );
+    let output = deploy_dev(&[]);
     let stdout = text(&output.stdout);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(

@@ -15,11 +15,13 @@ pub(super) struct LastSeen {
 }
 
 impl LastSeen {
-    /// Coalesces updates so each node's `last_seen` is written at most every
-    /// `resolution_seconds`.
-    pub(super) fn new(resolution_seconds: i64) -> Self {
+    /// Coalesces updates so each node's `last_seen` is written at most every `resolution`
+    /// (at least a second).
+    pub(super) fn new(resolution: std::time::Duration) -> Self {
         LastSeen {
-            resolution_seconds: resolution_seconds.max(1),
+            resolution_seconds: i64::try_from(resolution.as_secs())
+                .unwrap_or(i64::MAX)
+                .max(1),
             pending: Mutex::default(),
         }
     }
@@ -79,10 +81,10 @@ mod tests {
     #[test]
     fn a_node_is_written_only_once_its_time_is_older_than_the_resolution() {
         let node = node_seen_at(1_000);
-        let fine = LastSeen::new(30);
+        let fine = LastSeen::new(std::time::Duration::from_secs(30));
         assert!(!fine.note(&node, 1_029));
         assert!(fine.note(&node, 1_030));
-        let coarse = LastSeen::new(300);
+        let coarse = LastSeen::new(std::time::Duration::from_secs(300));
         assert!(!coarse.note(&node, 1_299));
         assert!(coarse.note(&node, 1_300));
         assert_eq!(coarse.pending.lock().unwrap().len(), 1);

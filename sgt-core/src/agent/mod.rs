@@ -89,7 +89,7 @@ impl AgentService {
             .unwrap_or_else(|e| e.into_inner()) = now_unix_ms();
         AgentService {
             backends,
-            last_seen: LastSeen::new(DEFAULT_LAST_SEEN_RESOLUTION.as_secs() as i64),
+            last_seen: LastSeen::new(DEFAULT_LAST_SEEN_RESOLUTION),
             cache: Arc::new(cache),
             metrics: Arc::new(Metrics::default()),
             enroll_limit: KeyedRateLimit::new(DEFAULT_ENROLL_LIMIT),
@@ -106,7 +106,7 @@ impl AgentService {
     /// Writes each node's `last_seen` at most every `resolution` (at least a second): a
     /// coarser resolution means fewer store writes (on DynamoDB, fewer paid write units).
     pub fn with_last_seen_resolution(mut self, resolution: std::time::Duration) -> Self {
-        self.last_seen = LastSeen::new(resolution.as_secs().min(i64::MAX as u64) as i64);
+        self.last_seen = LastSeen::new(resolution);
         self
     }
 

@@ -90,6 +90,22 @@ fn enroll_body(server: &TestServer, host: &str) -> Value {
     })
 }
 
+/// A client certificate from another CA fails the handshake: the enroll never arrives.
+async fn assert_a_stranger_ca_fails_the_handshake(server: &TestServer) {
+    let stranger = client_with(
+        server,
+        ClientCa::new("someone else").client_identity("host-2"),
+    );
+    let sent = post(
+        &stranger,
+        server,
+        paths::ENROLL,
+        &enroll_body(server, "host-2"),
+    )
+    .await;
+    assert!(sent.is_err(), "{sent:?}");
+}
+
 #[tokio::test]
 async fn required_client_certificates_guard_agent_endpoints_only() {
     let ca = ClientCa::new("fleet agents");
@@ -163,19 +179,7 @@ async fn required_client_certificates_guard_agent_endpoints_only() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    // A certificate from another CA fails the handshake.
-    let stranger = client_with(
-        &server,
-        ClientCa::new("someone else").client_identity("host-2"),
-    );
-    assert!(post(
-        &stranger,
-        &server,
-        paths::ENROLL,
-        &enroll_body(&server, "host-2")
-    )
-    .await
-    .is_err());
+    assert_a_stranger_ca_fails_the_handshake(&server).await;
     assert_eq!(server.nodes().await.len(), 1);
     server.stop().await;
 }
@@ -202,18 +206,7 @@ async fn allowed_client_certificates_are_optional_but_verified() {
     .unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    let stranger = client_with(
-        &server,
-        ClientCa::new("someone else").client_identity("host-2"),
-    );
-    assert!(post(
-        &stranger,
-        &server,
-        paths::ENROLL,
-        &enroll_body(&server, "host-2")
-    )
-    .await
-    .is_err());
+    assert_a_stranger_ca_fails_the_handshake(&server).await;
     assert_eq!(server.nodes().await.len(), 2);
     server.stop().await;
 }

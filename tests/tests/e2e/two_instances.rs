@@ -22,15 +22,7 @@ async fn two_instances_share_one_fleet() {
     );
 
     // `sgt provision` once, from an operator's machine.
-    let operator = tempfile::TempDir::new().unwrap();
-    let config_file = operator.path().join("sgt.toml");
-    std::fs::write(&config_file, &settings_toml).unwrap();
-    let settings = Settings::resolve(&Overrides {
-        config_file: Some(config_file),
-        data_dir: Some(operator.path().join("sgt-data")),
-        ..Default::default()
-    })
-    .unwrap();
+    let (operator, settings) = operator_settings(&settings_toml);
     let options = ProvisionOptions {
         log_bucket: Some(format!("sgt-2i-logs-{run}")),
         firehose_role_arn: Some("arn:aws:iam::123456789012:role/sgt-firehose".into()),
@@ -218,6 +210,21 @@ async fn two_instances_share_one_fleet() {
     b.stop().await;
 }
 
+/// The settings `toml` as an operator's machine resolves them, with its data directory (where
+/// provisioning writes the secret and password files) in the returned folder.
+fn operator_settings(toml: &str) -> (tempfile::TempDir, Settings) {
+    let operator = tempfile::TempDir::new().unwrap();
+    let config_file = operator.path().join("sgt.toml");
+    std::fs::write(&config_file, toml).unwrap();
+    let settings = Settings::resolve(&Overrides {
+        config_file: Some(config_file),
+        data_dir: Some(operator.path().join("sgt-data")),
+        ..Default::default()
+    })
+    .unwrap();
+    (operator, settings)
+}
+
 async fn node_id_of(server: &TestServer, token: &str, host: &str) -> String {
     let (_, nodes) = server
         .admin(
@@ -270,15 +277,7 @@ async fn an_instance_on_an_unprovisioned_shared_store_creates_nothing() {
 
     // Provisioning afterwards creates them, with the files on the operator's machine, and
     // the running instance serves them.
-    let operator = tempfile::TempDir::new().unwrap();
-    let config_file = operator.path().join("sgt.toml");
-    std::fs::write(&config_file, &settings_toml).unwrap();
-    let settings = Settings::resolve(&Overrides {
-        config_file: Some(config_file),
-        data_dir: Some(operator.path().join("sgt-data")),
-        ..Default::default()
-    })
-    .unwrap();
+    let (operator, settings) = operator_settings(&settings_toml);
     provision(&settings, &ProvisionOptions::default())
         .await
         .unwrap();

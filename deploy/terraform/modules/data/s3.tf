@@ -26,6 +26,60 @@ resource "aws_s3_bucket" "access_logs" {
   #checkov:skip=CKV_AWS_145:S3 server access logging can only write to a bucket encrypted with SSE-S3, not SSE-KMS.
 }
 
+# What every bucket gets alike: no public access, no ACLs, versioning, default encryption
+# (the environment's key, but S3's own for access logs), and the TLS-only policy below.
+locals {
+  buckets = {
+    carves      = aws_s3_bucket.carves
+    logs        = aws_s3_bucket.logs
+    access_logs = aws_s3_bucket.access_logs
+  }
+}
+
+resource "aws_s3_bucket_public_access_block" "this" {
+  for_each                = local.buckets
+  bucket                  = each.value.id
+  block_public_acls       = true
+  block_public_policy     = true
+  ignore_public_acls      = true
+  restrict_public_buckets = true
+}
+
+resource "aws_s3_bucket_ownership_controls" "this" {
+  for_each = local.buckets
+  bucket   = each.value.id
+  rule {
+    # Access logs arrive through the bucket policy's grant to logging.s3.amazonaws.com.
+    object_ownership = "BucketOwnerEnforced"
+  }
+}
+
+resource "aws_s3_bucket_versioning" "this" {
+  for_each = local.buckets
+  bucket   = each.value.id
+  versioning_configuration {
+    status = "Enabled"
+  }
+}
+
+resource "aws_s3_bucket_server_side_encryption_configuration" "this" {
+  for_each = local.buckets
+  bucket   = each.value.id
+  rule {
+    apply_server_side_encryption_by_default {
+      sse_algorithm     = each.key == "access_logs" ? "AES256" : "aws:kms"
+      kms_master_key_id = each.key == "access_logs" ? null : aws_kms_key.this.arn
+    }
+    bucket_key_enabled = each.key != "access_logs"
+  }
+}
+
+resource "aws_s3_bucket_policy" "this" {
+  for_each = local.buckets
+  bucket   = each.value.id
+  policy   = data.aws_iam_policy_document.tls_only[each.key].json
+}
+
 resource "aws_s3_bucket_logging" "carves" {
   bucket        = aws_s3_bucket.carves.id
   target_bucket = aws_s3_bucket.access_logs.id
@@ -36,38 +90,6 @@ resource "aws_s3_bucket_logging" "logs" {
   bucket        = aws_s3_bucket.logs.id
   target_bucket = aws_s3_bucket.access_logs.id
   target_prefix = "logs/"
-}
-
-resource "aws_s3_bucket_public_access_block" "access_logs" {
-  bucket                  = aws_s3_bucket.access_logs.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "access_logs" {
-  bucket = aws_s3_bucket.access_logs.id
-  rule {
-    # Access logs arrive through the bucket policy's grant to logging.s3.amazonaws.com.
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_versioning" "access_logs" {
-  bucket = aws_s3_bucket.access_logs.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "access_logs" {
-  bucket = aws_s3_bucket.access_logs.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
 }
 
 resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
@@ -85,72 +107,6 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
     abort_incomplete_multipart_upload {
       days_after_initiation = 1
     }
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "carves" {
-  bucket                  = aws_s3_bucket.carves.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_public_access_block" "logs" {
-  bucket                  = aws_s3_bucket.logs.id
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_ownership_controls" "carves" {
-  bucket = aws_s3_bucket.carves.id
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_ownership_controls" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_versioning" "carves" {
-  bucket = aws_s3_bucket.carves.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_versioning" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "carves" {
-  bucket = aws_s3_bucket.carves.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.this.arn
-    }
-    bucket_key_enabled = true
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = "aws:kms"
-      kms_master_key_id = aws_kms_key.this.arn
-    }
-    bucket_key_enabled = true
   }
 }
 
@@ -194,18 +150,14 @@ resource "aws_s3_bucket_lifecycle_configuration" "logs" {
   }
 }
 
-# Refuse plain-HTTP access to either bucket.
+# Refuse plain-HTTP access to every bucket.
 data "aws_iam_policy_document" "tls_only" {
-  for_each = {
-    carves      = aws_s3_bucket.carves.arn
-    logs        = aws_s3_bucket.logs.arn
-    access_logs = aws_s3_bucket.access_logs.arn
-  }
+  for_each = local.buckets
   statement {
     sid       = "DenyInsecureTransport"
     effect    = "Deny"
     actions   = ["s3:*"]
-    resources = [each.value, "${each.value}/*"]
+    resources = [each.value.arn, "${each.value.arn}/*"]
     principals {
       type        = "*"
       identifiers = ["*"]
@@ -221,7 +173,7 @@ data "aws_iam_policy_document" "tls_only" {
     content {
       sid       = "S3ServerAccessLogs"
       actions   = ["s3:PutObject"]
-      resources = ["${each.value}/*"]
+      resources = ["${each.value.arn}/*"]
       principals {
         type        = "Service"
         identifiers = ["logging.s3.amazonaws.com"]
@@ -235,17 +187,3 @@ data "aws_iam_policy_document" "tls_only" {
   }
 }
 
-resource "aws_s3_bucket_policy" "carves" {
-  bucket = aws_s3_bucket.carves.id
-  policy = data.aws_iam_policy_document.tls_only["carves"].json
-}
-
-resource "aws_s3_bucket_policy" "logs" {
-  bucket = aws_s3_bucket.logs.id
-  policy = data.aws_iam_policy_document.tls_only["logs"].json
-}
-
-resource "aws_s3_bucket_policy" "access_logs" {
-  bucket = aws_s3_bucket.access_logs.id
-  policy = data.aws_iam_policy_document.tls_only["access_logs"].json
-}
