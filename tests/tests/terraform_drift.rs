@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use hcl::{Block, Body, Expression, TemplateExpr};
+use hcl::{Block, Body, Expression, ObjectKey, TemplateExpr};
 use sgt_aws::dynamodb::tables::{KeyType, Projection, TABLES};
 
 fn repo() -> PathBuf {
@@ -117,36 +117,57 @@ fn every_environment_file_sets_the_inputs_sgt_deploy_reads() {
     assert!(environments >= 2);
 }
 
+/// The members of an HCL object, by key (`nodes = {…}` or `"carve-blocks" = {…}`).
+fn members(expr: &Expression) -> BTreeMap<String, &Expression> {
+    let Expression::Object(object) = expr else {
+        panic!("an object, not {expr}");
+    };
+    object
+        .iter()
+        .map(|(key, value)| {
+            let key = match key {
+                ObjectKey::Identifier(id) => id.as_str().to_owned(),
+                ObjectKey::Expression(e) => expression_text(e).expect("a string key"),
+                other => panic!("an unexpected object key {other:?}"),
+            };
+            (key, value)
+        })
+        .collect()
+}
+
 #[test]
 fn every_table_index_key_and_ttl_is_declared_as_the_store_uses_it() {
     let body = terraform("modules/data/dynamodb.tf");
-    let declared = blocks(&body, "resource", "aws_dynamodb_table");
-    let by_name: BTreeMap<String, &Body> = declared
-        .values()
-        .map(|t| (text(t, "name").expect("table name"), *t))
-        .collect();
+    // The tables' keys, indexes and TTL are data (`locals.tables`) ...
+    let locals = nested(&body, "locals").next().expect("locals").body();
+    let tables = members(
+        locals
+            .attributes()
+            .find(|a| a.key() == "tables")
+            .expect("locals.tables")
+            .expr(),
+    );
     assert_eq!(
-        by_name.len(),
+        tables.len(),
         TABLES.len(),
         "terraform declares exactly the store's tables: {:?}",
-        by_name.keys()
+        tables.keys()
     );
     for spec in TABLES {
-        let name = spec.table_name("${var.name_prefix}");
-        let table = by_name
-            .get(&name)
-            .unwrap_or_else(|| panic!("table {name} is not declared"));
-        assert_eq!(
-            text(table, "billing_mode").as_deref(),
-            Some("PAY_PER_REQUEST")
+        let name = spec.suffix;
+        let table = members(
+            tables
+                .get(name)
+                .unwrap_or_else(|| panic!("table {name} is not declared")),
         );
+        let string = |key: &str| table.get(key).and_then(|e| expression_text(e));
         assert_eq!(
-            text(table, "hash_key").as_deref(),
+            string("hash_key").as_deref(),
             Some(spec.hash.name),
             "{name}"
         );
         assert_eq!(
-            text(table, "range_key").as_deref(),
+            string("range_key").as_deref(),
             spec.range.map(|r| r.name),
             "{name}"
         );
@@ -159,13 +180,9 @@ fn every_table_index_key_and_ttl_is_declared_as_the_store_uses_it() {
         {
             expected.insert(key.name.to_owned(), type_letter(key.key_type).to_owned());
         }
-        let attributes: BTreeMap<String, String> = nested(table, "attribute")
-            .map(|a| {
-                (
-                    text(a.body(), "name").unwrap(),
-                    text(a.body(), "type").unwrap(),
-                )
-            })
+        let attributes: BTreeMap<String, String> = members(table["attributes"])
+            .into_iter()
+            .map(|(k, v)| (k, expression_text(v).unwrap()))
             .collect();
         assert_eq!(attributes, expected, "{name}: attribute definitions");
         // Global secondary indexes.
@@ -185,36 +202,95 @@ fn every_table_index_key_and_ttl_is_declared_as_the_store_uses_it() {
                 )
             })
             .collect();
-        let indexes: BTreeSet<_> = nested(table, "global_secondary_index")
+        let Expression::Array(declared) = table["indexes"] else {
+            panic!("{name}: indexes is a list");
+        };
+        let indexes: BTreeSet<_> = declared
+            .iter()
             .map(|g| {
-                let g = g.body();
+                let g = members(g);
+                let field = |key: &str| g.get(key).and_then(|e| expression_text(e));
                 (
-                    text(g, "name").unwrap(),
-                    text(g, "hash_key").unwrap(),
-                    text(g, "range_key"),
-                    text(g, "projection_type").unwrap(),
+                    field("name").unwrap(),
+                    field("hash_key").unwrap(),
+                    field("range_key"),
+                    field("projection").unwrap(),
                 )
             })
             .collect();
         assert_eq!(indexes, expected, "{name}: indexes");
-        // TTL, point-in-time recovery and encryption.
-        let ttl: Vec<_> = nested(table, "ttl")
-            .map(|t| (text(t.body(), "attribute_name"), text(t.body(), "enabled")))
-            .collect();
-        match spec.ttl_attribute {
-            Some(attribute) => assert_eq!(
-                ttl,
-                vec![(Some(attribute.to_owned()), Some("true".to_owned()))],
-                "{name}: ttl"
-            ),
-            None => assert!(ttl.is_empty(), "{name}: no ttl expected"),
-        }
-        let pitr: Vec<_> = nested(table, "point_in_time_recovery")
-            .map(|p| text(p.body(), "enabled"))
-            .collect();
-        assert_eq!(pitr, vec![Some("true".to_owned())], "{name}: PITR");
-        assert_eq!(nested(table, "server_side_encryption").count(), 1, "{name}");
+        assert_eq!(
+            string("ttl_attribute").as_deref(),
+            spec.ttl_attribute,
+            "{name}: ttl"
+        );
     }
+
+    // ... and one resource makes each table from them, with what every table shares.
+    let resources = blocks(&body, "resource", "aws_dynamodb_table");
+    assert_eq!(resources.len(), 1, "one resource for every table");
+    let table = resources.values().next().unwrap();
+    let expr = |key: &str| {
+        table
+            .attributes()
+            .find(|a| a.key() == key)
+            .unwrap_or_else(|| panic!("{key}"))
+            .expr()
+            .to_string()
+    };
+    assert_eq!(expr("for_each"), "local.tables");
+    assert_eq!(
+        text(table, "name").as_deref(),
+        Some("${var.name_prefix}-${each.key}")
+    );
+    assert_eq!(
+        text(table, "billing_mode").as_deref(),
+        Some("PAY_PER_REQUEST")
+    );
+    for (key, source) in [
+        ("hash_key", "each.value.hash_key"),
+        ("range_key", "each.value.range_key"),
+    ] {
+        assert_eq!(expr(key), source);
+    }
+    let dynamic: BTreeSet<&str> = nested(table, "dynamic")
+        .map(|d| d.labels()[0].as_str())
+        .collect();
+    assert_eq!(
+        dynamic,
+        BTreeSet::from(["attribute", "global_secondary_index", "ttl"])
+    );
+    for block in nested(table, "dynamic") {
+        let content = nested(block.body(), "content")
+            .next()
+            .expect("content")
+            .body();
+        let each = block.labels()[0].as_str();
+        let fields: BTreeMap<String, String> = content
+            .attributes()
+            .map(|a| (a.key().to_owned(), a.expr().to_string()))
+            .collect();
+        let expected: &[(&str, &str)] = match each {
+            "attribute" => &[("name", "attribute.key"), ("type", "attribute.value")],
+            "global_secondary_index" => &[
+                ("name", "global_secondary_index.value.name"),
+                ("hash_key", "global_secondary_index.value.hash_key"),
+                ("range_key", "global_secondary_index.value.range_key"),
+                ("projection_type", "global_secondary_index.value.projection"),
+            ],
+            _ => &[("attribute_name", "ttl.value"), ("enabled", "true")],
+        };
+        let expected: BTreeMap<String, String> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fields, expected, "dynamic {each}");
+    }
+    let pitr: Vec<_> = nested(table, "point_in_time_recovery")
+        .map(|p| text(p.body(), "enabled"))
+        .collect();
+    assert_eq!(pitr, vec![Some("true".to_owned())], "PITR");
+    assert_eq!(nested(table, "server_side_encryption").count(), 1);
 }
 
 #[test]

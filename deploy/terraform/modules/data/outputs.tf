@@ -5,18 +5,7 @@ output "table_prefix" {
 
 output "table_arns" {
   description = "Every table's ARN."
-  value = [
-    aws_dynamodb_table.nodes.arn,
-    aws_dynamodb_table.lookups.arn,
-    aws_dynamodb_table.environments.arn,
-    aws_dynamodb_table.queries.arn,
-    aws_dynamodb_table.deliveries.arn,
-    aws_dynamodb_table.carves.arn,
-    aws_dynamodb_table.carve_blocks.arn,
-    aws_dynamodb_table.users.arn,
-    aws_dynamodb_table.tokens.arn,
-    aws_dynamodb_table.audit.arn,
-  ]
+  value       = [for table in aws_dynamodb_table.this : table.arn]
 }
 
 output "enroll_secrets_path" {
