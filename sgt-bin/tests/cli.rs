@@ -444,6 +444,18 @@ async fn the_cli_drives_the_admin_api() {
         .collect();
     let (ok, out, _) = sgt(&["env", "list"], &viewer);
     assert!(ok && out.contains("prod"));
+    // Tables show times as UTC RFC 3339, not unix seconds.
+    let is_time = |word: &str| {
+        word.len() == 20
+            && word.as_bytes()[10] == b'T'
+            && word.ends_with('Z')
+            && word.starts_with("20")
+    };
+    assert!(
+        out.lines().any(|line| line.contains("prod")
+            && line.split_whitespace().filter(|w| is_time(w)).count() == 2),
+        "{out}"
+    );
     let (ok, _, err) = sgt(&["env", "create", "nope"], &viewer);
     assert!(!ok);
     assert!(

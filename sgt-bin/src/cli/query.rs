@@ -1,6 +1,6 @@
 //! `sgt query …`: run a live query and wait for answers; follow and read campaigns.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -29,11 +29,13 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
                 .await?;
             let id = created["id"].as_str().unwrap_or_default().to_owned();
             let deadline = Instant::now() + Duration::from(wait);
+            // The running count is for a person watching; a pipe or log gets the summary only.
+            let show_progress = !conn.json && std::io::stderr().is_terminal();
             let mut progress = created;
             loop {
                 let answered = count(&progress, "succeeded") + count(&progress, "failed");
                 let targeted = count(&progress, "targeted");
-                if !conn.json {
+                if show_progress {
                     eprint!("\ranswered {answered}/{targeted} hosts ");
                     let _ = std::io::stderr().flush();
                 }
@@ -43,7 +45,7 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 progress = api.get(&format!("/api/v1/queries/{id}")).await?;
             }
-            if !conn.json {
+            if show_progress {
                 eprintln!();
             }
             let results = api

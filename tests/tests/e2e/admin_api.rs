@@ -171,6 +171,25 @@ async fn a_campaign_reaches_only_its_environment_once_including_later_enrollees(
     server.stop().await;
 }
 
+/// The documented route (path with `{params}`) that a concrete admin path is served by.
+fn route_of(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').collect();
+    sgt_core::http::admin_routes()
+        .iter()
+        .map(|(_, route, _, _)| *route)
+        .filter(|route| {
+            let parts: Vec<&str> = route.split('/').collect();
+            parts.len() == segments.len()
+                && parts
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment)
+        })
+        // A literal segment beats a parameter: `/queries/{id}/cancel` over nothing shorter.
+        .max_by_key(|route| route.split('/').filter(|p| !p.starts_with('{')).count())
+        .unwrap_or_else(|| panic!("{path} is no documented route"))
+}
+
 #[tokio::test]
 async fn roles_are_enforced_on_every_route() {
     let server = TestServer::start().await;
@@ -228,6 +247,21 @@ async fn roles_are_enforced_on_every_route() {
         (POST, "/api/v1/tokens".into(), Some(json!({"name": "ci"}))),
         (DELETE, "/api/v1/tokens/any".into(), None),
     ];
+    // The list is every documented route that changes something, so a new one cannot be
+    // left out of this test.
+    let mut tried: Vec<(String, &str)> = writes
+        .iter()
+        .map(|(method, path, _)| (method.as_str().to_lowercase(), route_of(path)))
+        .collect();
+    tried.sort();
+    let mut documented: Vec<(String, &str)> = sgt_core::http::admin_routes()
+        .iter()
+        .filter(|(method, _, _, _)| *method != "get")
+        .filter(|(_, _, role, _)| *role != "anyone")
+        .map(|(method, path, _, _)| (method.to_string(), *path))
+        .collect();
+    documented.sort();
+    assert_eq!(tried, documented);
     for (method, path, body) in &writes {
         let (status, answer) = server
             .admin(method.clone(), path, Some(&viewer), body.clone())
