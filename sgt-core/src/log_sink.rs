@@ -93,7 +93,8 @@ pub struct SinkLimits {
     pub max_batch_records: usize,
     /// Most bytes of records per call.
     pub max_batch_bytes: usize,
-    /// Largest single record the sink stores whole.
+    /// Largest single record the sink stores whole. The agent service keeps larger lines in
+    /// the blob store and hands the sink a small line naming the blob instead.
     pub max_record_bytes: usize,
     /// True when batches appended one after another are read back in that order. Delivery
     /// streams (Firehose) do not promise it.

@@ -1,6 +1,7 @@
 //! No drift between the code and `deploy/terraform`: every DynamoDB table, index, key and TTL
-//! attribute the store uses is declared there with the same names and types; the SSM path,
-//! the Firehose stream and the carve keys the code uses are the ones the IAM policy grants;
+//! attribute the store uses is declared there with the same names and types; the SSM path and
+//! the Firehose stream are the code's; the blob folders the code writes are the ones the IAM
+//! policy grants, and only those meant to expire do;
 //! the container's settings are variables `sgt serve` reads; and the task role's IAM actions
 //! are exactly the AWS SDK operations the server code calls.
 
@@ -294,7 +295,7 @@ fn every_table_index_key_and_ttl_is_declared_as_the_store_uses_it() {
 }
 
 #[test]
-fn the_ssm_path_stream_and_carve_keys_match_the_code() {
+fn the_ssm_path_and_stream_match_the_code() {
     let data = terraform("modules/data/main.tf");
     let locals = nested(&data, "locals").next().expect("locals").body();
     assert_eq!(
@@ -316,19 +317,60 @@ fn the_ssm_path_stream_and_carve_keys_match_the_code() {
         let value = stream.attributes().find(|a| a.key() == "name").unwrap();
         assert_eq!(value.expr().to_string(), "local.log_stream_name", "{name}");
     }
-    // Carve blocks and archives live under carves/ in the bucket.
+}
+
+#[test]
+fn every_blob_folder_the_code_writes_is_granted_and_only_carves_and_log_lines_expire() {
+    // The server's blob store is the carve bucket, with one folder per kind of blob.
     let block =
         sgt_core::agent::carve_block_key(&sgt_core::types::CarveSessionId::parse("s1").unwrap(), 0);
-    let carve_prefix = block.as_str().split('/').next().unwrap();
+    let carves = block.as_str().split('/').next().unwrap();
+    let env = sgt_core::types::EnvironmentName::default_name();
+    let line = sgt_core::agent::oversize_line_key(&env, "ab").unwrap();
+    let log_lines = line.as_str().split('/').next().unwrap();
+    let overflow = sgt_aws::dynamodb::OVERFLOW_PREFIX;
+
     let iam = terraform("modules/service/iam.tf");
     let task = blocks(&iam, "data", "aws_iam_policy_document")["task"];
-    let carves = nested(task, "statement")
-        .find(|s| text(s.body(), "sid").as_deref() == Some("Carves"))
-        .expect("Carves statement");
+    let statement = nested(task, "statement")
+        .find(|s| text(s.body(), "sid").as_deref() == Some("Blobs"))
+        .expect("Blobs statement");
+    let mut granted = strings(statement.body(), "resources");
+    granted.sort();
+    let mut written: Vec<String> = [carves, log_lines, overflow]
+        .iter()
+        .map(|folder| format!("${{var.carve_bucket_arn}}/{folder}/*"))
+        .collect();
+    written.sort();
+    assert_eq!(granted, written);
+
+    // Carves expire with the carve retention and oversize lines with the log retention; store
+    // values never by age (items refer to them): no other rule expires anything.
+    let s3 = terraform("modules/data/s3.tf");
+    let lifecycle = blocks(&s3, "resource", "aws_s3_bucket_lifecycle_configuration")["carves"];
+    let mut expiring = BTreeMap::new();
+    for rule in nested(lifecycle, "rule") {
+        let filter = nested(rule.body(), "filter").next().expect("filter");
+        let prefix = text(filter.body(), "prefix").unwrap_or_default();
+        for expiration in nested(rule.body(), "expiration") {
+            let days = expiration.body().attributes().find(|a| a.key() == "days");
+            expiring.insert(prefix.clone(), days.map(|a| a.expr().to_string()));
+        }
+    }
     assert_eq!(
-        strings(carves.body(), "resources"),
-        vec![format!("${{var.carve_bucket_arn}}/{carve_prefix}/*")]
+        expiring,
+        BTreeMap::from([
+            (
+                format!("{carves}/"),
+                Some("var.carve_retention_days".to_owned())
+            ),
+            (
+                format!("{log_lines}/"),
+                Some("var.log_retention_days".to_owned())
+            ),
+        ])
     );
+    assert!(!overflow.starts_with(carves) && !overflow.starts_with(log_lines));
 }
 
 #[test]

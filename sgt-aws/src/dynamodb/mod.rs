@@ -39,8 +39,9 @@ const BACKEND: &str = "dynamodb";
 pub const INLINE_LIMIT: usize = 128 * 1024;
 /// How often a write that lost a race (a failed condition) is tried again from a fresh read.
 const RACE_RETRIES: usize = 20;
-/// Where overflowing values live in the blob store.
-const OVERFLOW_PREFIX: &str = "dynamodb-overflow";
+/// The blob-store folder of values over [`INLINE_LIMIT`]. Items refer to these blobs for as
+/// long as they live, so a deployment must never expire them by age.
+pub const OVERFLOW_PREFIX: &str = "dynamodb-overflow";
 
 /// The full table names of one deployment.
 #[derive(Debug, Clone)]

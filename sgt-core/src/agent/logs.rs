@@ -1,9 +1,12 @@
+use bytes::Bytes;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
+use crate::blobs::BlobKey;
 use crate::error::{Error, Result};
 use crate::log_sink::{LogBatch, LogType};
 use crate::store::Node;
-use crate::types::now_unix;
+use crate::types::{now_unix, EnvironmentName};
 
 use super::AgentService;
 
@@ -47,7 +50,43 @@ fn nesting_depth(json: &str) -> usize {
     deepest
 }
 
+/// The blob-store folder of log lines too large for the log sink.
+pub const OVERSIZE_LINE_PREFIX: &str = "log-lines";
+
+/// Where a log line too large for the log sink is kept: `log-lines/<environment>/<sha256 of
+/// the line>.json`. The same line sent again lands on the same key.
+pub fn oversize_line_key(environment: &EnvironmentName, sha256_hex: &str) -> Result<BlobKey> {
+    BlobKey::parse(format!(
+        "{OVERSIZE_LINE_PREFIX}/{}/{sha256_hex}.json",
+        environment.as_str()
+    ))
+}
+
 impl AgentService {
+    /// Keeps `line` whole in the blob store and returns the small line that stands for it in
+    /// the sink: `{"sgt_oversize_line":{"blob":KEY,"bytes":N,"sha256":HEX}}`.
+    async fn set_aside(&self, node: &Node, line: &RawValue) -> Result<Box<RawValue>> {
+        let text = line.get();
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let key = oversize_line_key(&node.environment, &sha256)?;
+        self.backends
+            .blobs
+            .put(&key, Bytes::copy_from_slice(text.as_bytes()))
+            .await?;
+        tracing::info!(
+            node = %node.id.as_str(),
+            bytes = text.len(),
+            blob = %key,
+            "a log line too large for the log sink was kept in the blob store"
+        );
+        let pointer = serde_json::json!({"sgt_oversize_line": {
+            "blob": key.as_str(),
+            "bytes": text.len(),
+            "sha256": sha256,
+        }});
+        serde_json::value::to_raw_value(&pointer).map_err(|e| Error::backend("log lines", e))
+    }
+
     /// Stores a node's log lines; returns once every line is durable in the sink.
     ///
     /// Every line must be a JSON object (osquery never sends anything else). Batches larger
@@ -55,13 +94,13 @@ impl AgentService {
     /// stored and the agent's resend stores them again (at-least-once).
     ///
     /// # Errors
-    /// `InvalidInput` when a line is not an object or larger than the sink stores; the sink's
-    /// error otherwise (the caller must then answer with an error so the agent keeps the lines).
+    /// `InvalidInput` when a line is not an object or nests too deep; the blob store's or the
+    /// sink's error otherwise (the caller must then answer with an error so the agent keeps the lines).
     pub async fn ingest_logs(
         &self,
         node: &Node,
         log_type: LogType,
-        lines: Vec<Box<RawValue>>,
+        mut lines: Vec<Box<RawValue>>,
     ) -> Result<usize> {
         let sink = &self.backends.log_sink;
         let limits = sink.limits();
@@ -76,11 +115,13 @@ impl AgentService {
                     "log line {i} nests deeper than {MAX_LINE_DEPTH} levels"
                 )));
             }
+        }
+        // A line the sink cannot store whole (Firehose: 1,000 KiB a record; osquery sends up
+        // to 1 MiB) is kept in the blob store, and the sink gets a line saying where. Refusing
+        // it would make the agent resend the same batch for ever.
+        for line in &mut lines {
             if line.get().len() > limits.max_record_bytes {
-                return Err(Error::invalid_input(format!(
-                    "log line {i} is larger than {} bytes",
-                    limits.max_record_bytes
-                )));
+                *line = self.set_aside(node, line).await?;
             }
         }
         let count = lines.len();

@@ -15,6 +15,7 @@ pub use cache::{ServingCache, CONFIG_TTL};
 pub use carve::{carve_archive_key, carve_block_key, CarveStart, CARVE_MAX_BLOCK_SIZE};
 pub use config::{default_config, ConfigReply, NOT_MODIFIED_ETAG};
 pub use enroll::EnrollRequest;
+pub use logs::{oversize_line_key, OVERSIZE_LINE_PREFIX};
 
 use crate::blobs::BlobStore;
 use crate::error::{Error, ErrorKind, Result};

@@ -81,29 +81,44 @@ async fn an_agent_works_against_ssm_firehose_and_s3() {
         (StatusCode::OK, json!({}))
     );
     let s3 = s3_client(&config);
-    let objects = s3
-        .list_objects_v2()
-        .bucket(&logs_bucket)
+    assert_eq!(delivered_lines(&s3, &logs_bucket).await, lines);
+
+    // A line too large for a Firehose record (osquery sends lines of up to 1 MiB) is kept
+    // whole in the blob store; the stream gets a line naming it, and the agent is answered {}.
+    let big = json!({"name": "file_contents", "action": "added", "columns": {"data": "x".repeat(1_040_000)}});
+    let small = json!({"name": "q", "counter": 9, "action": "added", "columns": {}});
+    assert_eq!(
+        agent
+            .log("result", vec![big.clone(), small.clone()], true)
+            .await,
+        (StatusCode::OK, json!({}))
+    );
+    let delivered = delivered_lines(&s3, &logs_bucket).await;
+    assert_eq!(delivered.len(), lines.len() + 2);
+    assert!(delivered.contains(&small));
+    let pointer = delivered
+        .iter()
+        .find_map(|line| line.get("sgt_oversize_line"))
+        .expect("a line naming the blob");
+    let blob = pointer["blob"].as_str().unwrap();
+    assert!(blob.starts_with("log-lines/default/"), "{blob}");
+    let kept = s3
+        .get_object()
+        .bucket(&carves_bucket)
+        .key(format!("carves/{blob}"))
         .send()
         .await
-        .unwrap();
-    let mut delivered = Vec::new();
-    for object in objects.contents() {
-        let body = s3
-            .get_object()
-            .bucket(&logs_bucket)
-            .key(object.key().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let text =
-            String::from_utf8(body.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
-        delivered.extend(
-            text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["line"].clone()),
-        );
-    }
-    assert_eq!(delivered, lines);
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(pointer["bytes"], kept.len());
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&kept).unwrap(),
+        big
+    );
 
     // A carve is assembled in S3 and downloaded through the admin API.
     let archive = distinct_bytes(2 * 8192 + 7);
@@ -146,4 +161,26 @@ async fn an_agent_works_against_ssm_firehose_and_s3() {
         .await;
     assert_eq!(status, StatusCode::OK);
     server.stop().await;
+}
+
+/// Every log line Firehose delivered into `bucket` (the `line` of each record).
+async fn delivered_lines(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<serde_json::Value> {
+    let objects = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
+    let mut delivered = Vec::new();
+    for object in objects.contents() {
+        let body = s3
+            .get_object()
+            .bucket(bucket)
+            .key(object.key().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let text =
+            String::from_utf8(body.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
+        delivered.extend(
+            text.lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["line"].clone()),
+        );
+    }
+    delivered
 }

@@ -1,6 +1,7 @@
-# Three buckets: carves (archives and blocks uploaded by agents), logs (what Firehose
-# delivers), and access logs of the other two. All private, TLS-only, versioned and expiring;
-# carves and logs are encrypted with the environment's key, access logs with S3's own key
+# Three buckets: carves (the server's blobs: carve archives and blocks uploaded by agents,
+# oversize log lines, large store values), logs (what Firehose delivers), and access logs of
+# the other two. All private, TLS-only and versioned; all but the store values expire.
+# Carves and logs are encrypted with the environment's key, access logs with S3's own key
 # (server access logging cannot write to a bucket whose default encryption is SSE-KMS).
 
 resource "aws_s3_bucket" "carves" {
@@ -110,20 +111,40 @@ resource "aws_s3_bucket_lifecycle_configuration" "access_logs" {
   }
 }
 
+# The carve bucket is the server's blob store, with a folder per lifetime: carves expire
+# with the carve retention, oversize log lines with the log retention, and store values
+# (dynamodb-overflow/) never by age, because live items refer to them.
 resource "aws_s3_bucket_lifecycle_configuration" "carves" {
   bucket = aws_s3_bucket.carves.id
   rule {
-    id     = "expire-carves"
+    id     = "every-object"
     status = "Enabled"
     filter {}
-    expiration {
-      days = var.carve_retention_days
-    }
     noncurrent_version_expiration {
-      noncurrent_days = 1
+      noncurrent_days = 7
     }
     abort_incomplete_multipart_upload {
       days_after_initiation = 1
+    }
+  }
+  rule {
+    id     = "expire-carves"
+    status = "Enabled"
+    filter {
+      prefix = "carves/"
+    }
+    expiration {
+      days = var.carve_retention_days
+    }
+  }
+  rule {
+    id     = "expire-oversize-log-lines"
+    status = "Enabled"
+    filter {
+      prefix = "log-lines/"
+    }
+    expiration {
+      days = var.log_retention_days
     }
   }
 }

@@ -53,15 +53,21 @@ data "aws_iam_policy_document" "task" {
     actions   = ["firehose:PutRecordBatch"]
     resources = [var.log_stream_arn]
   }
+  # The blob bucket's three folders: carves, log lines too large for a Firehose record, and
+  # store values too large for a DynamoDB item.
   statement {
-    sid = "Carves"
+    sid = "Blobs"
     actions = [
       "s3:AbortMultipartUpload",
       "s3:DeleteObject",
       "s3:GetObject",
       "s3:PutObject",
     ]
-    resources = ["${var.carve_bucket_arn}/carves/*"]
+    resources = [
+      "${var.carve_bucket_arn}/carves/*",
+      "${var.carve_bucket_arn}/log-lines/*",
+      "${var.carve_bucket_arn}/dynamodb-overflow/*",
+    ]
   }
   # Encryption, not an API of sgt's own: the tables, bucket and stream use this key.
   statement {
