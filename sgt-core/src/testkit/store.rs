@@ -231,7 +231,33 @@ pub async fn last_seen_moves_forward_only(store: &dyn Store) {
         .unwrap();
     assert_eq!(store.node_by_id(&a.id).await.unwrap().last_seen, 5000);
     assert_eq!(store.node_by_id(&b.id).await.unwrap().last_seen, 1000);
+    assert_eq!(store.node_by_key(&a.key).await.unwrap().last_seen, 5000);
     store.record_last_seen(&[]).await.unwrap();
+
+    // Lists show the recorded time and filter by it.
+    let seen = store
+        .list_nodes(&ListNodes {
+            seen_since: Some(4000),
+            ..ListNodes::default()
+        })
+        .await
+        .unwrap();
+    let seen_ids: Vec<&NodeId> = seen.iter().map(|n| &n.id).collect();
+    assert!(seen_ids.contains(&&a.id) && !seen_ids.contains(&&b.id));
+    assert_eq!(seen.iter().find(|n| n.id == a.id).unwrap().last_seen, 5000);
+
+    // Enrolling again (a re-key, at an older request time) keeps the later time.
+    let again = store
+        .enroll_node(new_node("default", "a", "uuid-a", 2000))
+        .await
+        .unwrap();
+    assert_eq!(again.id, a.id);
+    assert_eq!(store.node_by_id(&a.id).await.unwrap().last_seen, 5000);
+    store
+        .record_last_seen(&[(a.id.clone(), 6000)])
+        .await
+        .unwrap();
+    assert_eq!(store.node_by_key(&again.key).await.unwrap().last_seen, 6000);
 }
 
 /// Environments are created, read, listed and deleted; duplicates are refused.
