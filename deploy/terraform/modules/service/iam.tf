@@ -1,5 +1,5 @@
 # The task role: exactly the AWS calls `sgt serve` makes, each scoped to this environment's
-# resources. sgt-aws/tests/terraform_drift.rs checks that these actions are exactly the SDK
+# resources. tests/tests/terraform_drift.rs checks that these actions are exactly the SDK
 # operations the server code calls (creating tables, buckets and streams is `sgt provision`'s
 # job, run by the operator, and is not here).
 
