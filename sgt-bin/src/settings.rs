@@ -174,7 +174,8 @@ pub struct Settings {
     /// AWS endpoint and region, for the AWS backends.
     pub aws: AwsSetting,
     /// Connection and request limits (file keys `max_connections`,
-    /// `max_requests_in_flight`, `request_timeout_seconds`; defaults otherwise).
+    /// `max_requests_in_flight`, `request_timeout_seconds`, `max_body_memory_mib`; defaults
+    /// otherwise).
     pub limits: sgt_core::http::ConnectionLimits,
     /// Enrolls per source address (file keys `enroll_burst_per_address`,
     /// `enroll_per_minute_per_address`; 0 a minute turns the limit off).
@@ -244,6 +245,7 @@ struct FileSettings {
     max_connections: Option<usize>,
     max_requests_in_flight: Option<usize>,
     request_timeout_seconds: Option<u64>,
+    max_body_memory_mib: Option<u64>,
     enroll_burst_per_address: Option<u32>,
     enroll_per_minute_per_address: Option<u32>,
     enroll_burst_per_host: Option<u32>,
@@ -480,6 +482,14 @@ impl Settings {
                 bail!("request_timeout_seconds must be 1 to 3600");
             }
             limits.request_timeout = std::time::Duration::from_secs(seconds);
+        }
+        if let Some(mib) = file.max_body_memory_mib {
+            // The largest body and its inflation must fit, or such a request never could.
+            let least = 2 * sgt_core::http::LARGEST_BODY_BYTES / (1024 * 1024);
+            if mib < least {
+                bail!("max_body_memory_mib must be at least {least} (the largest request body, 64 MiB, sent and inflated)");
+            }
+            limits.max_body_memory = mib.saturating_mul(1024 * 1024);
         }
         let default_enroll = sgt_core::agent::DEFAULT_ENROLL_LIMIT;
         let enroll_limit = sgt_core::rate_limit::RateLimit {
@@ -779,5 +789,24 @@ mod tests {
         })
         .unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+    }
+
+    #[test]
+    fn the_body_memory_budget_must_hold_the_largest_body_and_its_inflation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgt.toml");
+        let resolve = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            Settings::resolve(&Overrides {
+                config_file: Some(path.clone()),
+                ..Default::default()
+            })
+        };
+        let err = resolve("max_body_memory_mib = 100\n").unwrap_err();
+        assert!(err.to_string().contains("at least 128"), "{err}");
+        let s = resolve("max_body_memory_mib = 512\n").unwrap();
+        assert_eq!(s.limits.max_body_memory, 512 * 1024 * 1024);
+        let s = resolve("").unwrap();
+        assert_eq!(s.limits.max_body_memory, 256 * 1024 * 1024);
     }
 }

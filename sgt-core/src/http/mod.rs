@@ -5,6 +5,7 @@
 
 mod admin;
 mod agent;
+mod body_budget;
 pub(crate) mod reply;
 pub(crate) mod request;
 mod server;
@@ -17,6 +18,10 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 pub use server::{serve, tls_listener, ClientCertificates, ConnectionLimits, Listener};
+
+/// The largest request body any route takes (`log` and `distributed/write`), both as sent and
+/// inflated from gzip. Longer bodies are refused by their `Content-Length`, unread.
+pub const LARGEST_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The admin routes' documentation: (method, path, role, summary) of every admin route, the
 /// source of `GET /api/v1/openapi.json`.

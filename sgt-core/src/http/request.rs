@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use warp::{Filter, Rejection};
 
+use super::body_budget::{BodyBudget, BodyShare};
 use crate::error::{Error, Result};
 
 /// The raw parts of an agent request that the handlers need.
@@ -19,7 +20,14 @@ pub(crate) struct AgentRequest {
     /// Where the request came from, when the server knows.
     pub(crate) source: Option<std::net::IpAddr>,
     body: Bytes,
+    /// The server's body budget, which inflated bytes are charged to (none outside a server).
+    budget: Option<BodyBudget>,
+    /// The share of the budget the inflated body holds until the request is answered.
+    inflated: std::sync::Mutex<Option<BodyShare>>,
 }
+
+/// How much of a gzip body is inflated (and charged to the budget) at a time.
+const INFLATE_PIECE: usize = 64 * 1024;
 
 /// POST with a body of at most `limit` bytes, both as sent and, when gzip, decompressed: a
 /// small gzip bomb is refused once `limit` bytes have come out of it, in bounded memory.
@@ -31,14 +39,17 @@ pub(crate) fn agent_request(
         .and(warp::header::optional::<String>("content-encoding"))
         .and(warp::header::optional::<String>("authorization"))
         .and(super::client_address())
+        .and(warp::ext::optional::<BodyBudget>())
         .and(warp::body::bytes())
         .map(
-            move |content_encoding, authorization, source, body| AgentRequest {
+            move |content_encoding, authorization, source, budget, body| AgentRequest {
                 limit,
                 content_encoding,
                 authorization,
                 source,
                 body,
+                budget,
+                inflated: std::sync::Mutex::new(None),
             },
         )
 }
@@ -63,13 +74,21 @@ impl AgentRequest {
                 let mut out = Vec::new();
                 let limit = self.limit;
                 let mut reader = flate2::read::GzDecoder::new(&self.body[..]).take(limit + 1);
-                reader
-                    .read_to_end(&mut out)
-                    .map_err(|_| Error::invalid_input("body is not a valid gzip stream"))?;
-                if out.len() as u64 > limit {
-                    return Err(Error::invalid_input(format!(
-                        "decompressed body is larger than {limit} bytes"
-                    )));
+                let mut piece = vec![0u8; INFLATE_PIECE];
+                loop {
+                    let n = reader
+                        .read(&mut piece)
+                        .map_err(|_| Error::invalid_input("body is not a valid gzip stream"))?;
+                    if n == 0 {
+                        break;
+                    }
+                    if (out.len() + n) as u64 > limit {
+                        return Err(Error::invalid_input(format!(
+                            "decompressed body is larger than {limit} bytes"
+                        )));
+                    }
+                    self.charge_inflated(n)?;
+                    out.extend_from_slice(&piece[..n]);
                 }
                 Ok(Cow::Owned(out))
             }
@@ -77,6 +96,25 @@ impl AgentRequest {
                 "unsupported content-encoding (only gzip is accepted)",
             )),
         }
+    }
+
+    /// Takes `bytes` of inflated body from the server's budget until the request is answered.
+    fn charge_inflated(&self, bytes: usize) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let share = budget
+            .try_take(bytes as u64)
+            .ok_or_else(|| Error::unavailable("the server is busy, retry later"))?;
+        let mut held = self
+            .inflated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held.as_mut() {
+            Some(held) => held.merge(share),
+            None => *held = Some(share),
+        }
+        Ok(())
     }
 
     /// The node key: the body's `node_key` when non-empty, else `Authorization: NodeKey <key>`.
@@ -157,7 +195,35 @@ mod tests {
             authorization: None,
             source: None,
             body: Bytes::from(body),
+            budget: None,
+            inflated: std::sync::Mutex::new(None),
         }
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(data).unwrap();
+        gz.finish().unwrap()
+    }
+
+    #[test]
+    fn inflated_bytes_are_charged_to_the_budget_until_the_request_is_dropped() {
+        let budget = BodyBudget::new(100 * 1024);
+        let json = format!(r#"{{"node_key":"k","pad":"{}"}}"#, "x".repeat(60 * 1024));
+        let mut first = request(Some("gzip"), gzip(json.as_bytes()));
+        first.budget = Some(budget.clone());
+        assert_eq!(first.json::<Probe>().unwrap().node_key, "k");
+        // The first request still holds its 60 KiB: a second one does not fit beside it.
+        let mut second = request(Some("gzip"), gzip(json.as_bytes()));
+        second.budget = Some(budget.clone());
+        let err = second.json::<Probe>().unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Unavailable, "{err}");
+        // Answered and dropped, the first gives its share back.
+        drop(first);
+        drop(second);
+        let mut third = request(Some("gzip"), gzip(json.as_bytes()));
+        third.budget = Some(budget);
+        assert_eq!(third.json::<Probe>().unwrap().node_key, "k");
     }
 
     #[derive(Debug, Deserialize)]

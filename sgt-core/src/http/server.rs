@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use super::body_budget::BodyBudget;
 use crate::admin::AdminService;
 use crate::agent::AgentService;
 use crate::error::{Error, Result};
@@ -41,11 +42,17 @@ pub struct ConnectionLimits {
     pub request_timeout: Duration,
     /// At shutdown, requests in flight get this long to finish before connections are cut.
     pub drain_timeout: Duration,
+    /// Bytes of request bodies held at once, as received and as inflated from gzip. A request
+    /// whose `Content-Length`, or whose inflating body, would pass it is answered 503 with an
+    /// `error` body. At least twice [`super::LARGEST_BODY_BYTES`], or the largest bodies could
+    /// never be served.
+    pub max_body_memory: u64,
 }
 
 impl Default for ConnectionLimits {
     /// 20,000 connections, 4,096 requests in flight, 10 s handshakes, 65 s for headers (so a
-    /// connection polled every 60 s stays open), 15 s per request, 20 s to drain.
+    /// connection polled every 60 s stays open), 15 s per request, 20 s to drain, 256 MiB of
+    /// request bodies.
     fn default() -> Self {
         ConnectionLimits {
             max_connections: 20_000,
@@ -54,6 +61,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(65),
             request_timeout: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(20),
+            max_body_memory: 256 * 1024 * 1024,
         }
     }
 }
@@ -197,6 +205,7 @@ pub async fn serve(
     };
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let request_slots = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
+    let body_budget = BodyBudget::new(limits.max_body_memory);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -226,6 +235,7 @@ pub async fn serve(
         let app_service = TowerToHyperService::new(app.clone());
         let metrics = Arc::clone(&metrics);
         let request_slots = Arc::clone(&request_slots);
+        let body_budget = body_budget.clone();
         let behind_proxy = matches!(mode, Listener::PlainHttp);
         let service_for = move |has_client_certificate: bool| {
             let refuse_agents = agents_need_client_certificate && !has_client_certificate;
@@ -238,11 +248,20 @@ pub async fn serve(
                 let started = std::time::Instant::now();
                 let refused = refuse_agents && is_agent_path(request.uri().path());
                 let slot = Arc::clone(&request_slots).try_acquire_owned();
-                let answer = (slot.is_ok() && !refused)
+                // The body's declared size is taken from the budget before it is read; one
+                // over every route's limit is refused unread by its route, so it costs nothing.
+                let declared = declared_length(request.headers());
+                let body_share =
+                    (declared <= super::LARGEST_BODY_BYTES).then(|| body_budget.try_take(declared));
+                let over_budget = matches!(body_share, Some(None));
+                // Decoders charge what they inflate to the same budget.
+                request.extensions_mut().insert(body_budget.clone());
+                let answer = (slot.is_ok() && !refused && !over_budget)
                     .then(|| hyper::service::Service::call(&app_service, request));
                 let metrics = Arc::clone(&metrics);
                 async move {
                     let _slot = slot;
+                    let _body_share = body_share;
                     let response = match answer {
                         None if refused => Ok(super::reply::error_body(
                             http::StatusCode::FORBIDDEN,
@@ -340,6 +359,16 @@ fn client_ip(
 }
 
 /// 503 with an `error` member, which both osquery and API clients read as a failure.
+/// The request's `Content-Length`, or 0 when it has none (or an unreadable one, which the
+/// routes refuse).
+fn declared_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 fn unavailable(message: &str) -> warp::reply::Response {
     super::reply::error_body(http::StatusCode::SERVICE_UNAVAILABLE, message)
 }

@@ -198,6 +198,48 @@ async fn the_replay_flood_after_a_sink_outage_is_absorbed_without_losing_a_line(
     );
 }
 
+/// A log body of about `bytes` bytes: one line whose column holds that many `x`.
+fn log_body_of_size(key: &str, name: &str, bytes: usize) -> Value {
+    json!({"node_key": key, "log_type": "result", "data": [{"name": name, "action": "added", "columns": {"x": "x".repeat(bytes)}}]})
+}
+
+#[tokio::test]
+async fn request_bodies_together_stay_within_the_body_memory_budget() {
+    let limits = ConnectionLimits {
+        max_body_memory: 1024 * 1024,
+        ..ConnectionLimits::default()
+    };
+    let (server, sink, _dir) = serve_with(Duration::from_millis(800), limits).await;
+    let key = enroll(&server, "budget").await;
+    // 700 KiB held while the slow sink stores it; 500 KiB more does not fit beside it.
+    let first_body = log_body_of_size(&key, "first", 700 * 1024);
+    let first = server.post(paths::LOG, &first_body);
+    let second_body = log_body_of_size(&key, "second", 500 * 1024);
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.post(paths::LOG, &second_body).await
+    };
+    let ((first_status, first_answer), (second_status, second_answer)) =
+        tokio::join!(first, second);
+    assert_eq!((first_status, first_answer), (StatusCode::OK, json!({})));
+    assert_error_body(second_status, &second_answer, "busy");
+    // Once the first is answered its share is back, and the resend is stored.
+    let (status, answer) = server.post(paths::LOG, &second_body).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({})));
+
+    // Inflated bytes count too: a 2 KiB gzip body that inflates to 2 MiB does not fit.
+    let bomb = serde_json::to_vec(&log_body_of_size(&key, "inflating", 2 * 1024 * 1024)).unwrap();
+    let compressed = sgt_tests::gzip(&bomb);
+    assert!(compressed.len() < 16 * 1024);
+    let (status, answer) = server
+        .post_bytes(paths::LOG, &[("content-encoding", "gzip")], compressed)
+        .await;
+    assert_error_body(status, &answer, "");
+    let records = sink.inner().records();
+    assert_eq!(records.len(), 2);
+    assert!(records[0].contains("\"first\"") && records[1].contains("\"second\""));
+}
+
 #[tokio::test]
 async fn a_request_slower_than_the_timeout_gets_an_error_body_not_success() {
     let limits = ConnectionLimits {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use super::body_budget::{BodyBudget, BodyShare};
 use crate::admin::{AdminService, Caller};
 use crate::error::{Error, ErrorKind, Result};
 use crate::http::reply::json_bytes;
@@ -88,22 +89,36 @@ struct BodyTooLarge;
 
 impl warp::reject::Reject for BodyTooLarge {}
 
+/// A request body that would pass the server's body budget.
+#[derive(Debug)]
+struct OverBodyBudget;
+
+impl warp::reject::Reject for OverBodyBudget {}
+
 /// A request body of at most [`BODY_LIMIT`] bytes: refused early by its Content-Length when
-/// it has one, else read with a cap (an empty POST from curl has none).
+/// it has one, else read with a cap (an empty POST from curl has none), and then charged to
+/// the server's body budget as it arrives (the server charged a declared length already).
 pub(crate) fn body() -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(|length: Option<u64>| async move {
             match length {
                 Some(length) if length > BODY_LIMIT => Err(warp::reject::custom(BodyTooLarge)),
-                _ => Ok(()),
+                _ => Ok(length.is_none()),
             }
         })
-        .untuple_one()
+        .and(warp::ext::optional::<BodyBudget>())
         .and(warp::body::stream())
-        .and_then(collect_capped)
+        .and_then(
+            |undeclared: bool, budget: Option<BodyBudget>, stream| async move {
+                collect_capped(stream, budget.filter(|_| undeclared)).await
+            },
+        )
 }
 
-async fn collect_capped<S, B>(stream: S) -> std::result::Result<Bytes, Rejection>
+async fn collect_capped<S, B>(
+    stream: S,
+    budget: Option<BodyBudget>,
+) -> std::result::Result<Bytes, Rejection>
 where
     S: futures_util::Stream<Item = std::result::Result<B, warp::Error>>,
     B: bytes::Buf,
@@ -111,10 +126,20 @@ where
     use futures_util::StreamExt;
     let mut stream = std::pin::pin!(stream);
     let mut body = bytes::BytesMut::new();
+    let mut held: Option<BodyShare> = None;
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyTooLarge))?;
         if (body.len() + chunk.remaining()) as u64 > BODY_LIMIT {
             return Err(warp::reject::custom(BodyTooLarge));
+        }
+        if let Some(budget) = &budget {
+            let share = budget
+                .try_take(chunk.remaining() as u64)
+                .ok_or_else(|| warp::reject::custom(OverBodyBudget))?;
+            match held.as_mut() {
+                Some(held) => held.merge(share),
+                None => held = Some(share),
+            }
         }
         while chunk.has_remaining() {
             let n = chunk.chunk().len();
@@ -212,6 +237,12 @@ async fn rejection(rejection: Rejection) -> std::result::Result<Response, Infall
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             "request body is too large",
+        )
+    } else if rejection.find::<OverBodyBudget>().is_some() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the server is busy, retry later",
         )
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         (

@@ -17,7 +17,7 @@ use crate::types::{now_unix, QueryId};
 
 const READ_BODY_LIMIT: u64 = 64 * 1024;
 /// All results of one cycle come in one write, uncapped by the agent.
-const WRITE_BODY_LIMIT: u64 = 64 * 1024 * 1024;
+const WRITE_BODY_LIMIT: u64 = crate::http::LARGEST_BODY_BYTES;
 
 #[derive(Deserialize)]
 struct ReadBody {

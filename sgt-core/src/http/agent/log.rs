@@ -14,7 +14,7 @@ use crate::http::request::{agent_request, AgentRequest};
 use crate::log_sink::LogType;
 
 /// Log batches are the largest agent bodies: 1024 lines per batch by default.
-const BODY_LIMIT: u64 = 64 * 1024 * 1024;
+const BODY_LIMIT: u64 = crate::http::LARGEST_BODY_BYTES;
 
 #[derive(Deserialize)]
 struct LogBody {
