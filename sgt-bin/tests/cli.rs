@@ -411,7 +411,10 @@ async fn the_cli_drives_the_admin_api() {
     .unwrap();
     let (ok, out, err) = sgt(&["apply", "-f", file.to_str().unwrap()], &authed);
     assert!(ok, "{err}");
-    assert_eq!(out, "lab: created\nprod: config updated\n");
+    assert_eq!(
+        out,
+        "lab: created\nprod: config updated (decorators removed, options removed, schedule changed)\n"
+    );
     let (ok, out, _) = sgt(&["apply", "-f", file.to_str().unwrap()], &authed);
     assert!(ok);
     assert_eq!(out, "lab: unchanged\nprod: unchanged\n");

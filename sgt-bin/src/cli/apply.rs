@@ -2,6 +2,8 @@
 //! missing, then make its config (with the file's packs merged in as `packs`) match the file.
 //! Environments not in the file are left alone.
 
+use std::collections::BTreeSet;
+
 use anyhow::{bail, Context};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
@@ -35,6 +37,39 @@ fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
         Some(_) => bail!("environments.{name}.packs must be a mapping"),
     }
     Ok(Value::Object(config))
+}
+
+/// What differs from `current` to `desired`, for a person: top-level keys added, removed or
+/// changed, and packs by name.
+fn changes(current: &Value, desired: &Value) -> Vec<String> {
+    fn compare(
+        current: &Map<String, Value>,
+        desired: &Map<String, Value>,
+        what: &str,
+    ) -> Vec<String> {
+        let names: BTreeSet<&String> = current
+            .keys()
+            .chain(desired.keys())
+            .filter(|name| what == "pack " || *name != "packs")
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|name| match (current.get(name), desired.get(name)) {
+                (None, Some(_)) => Some(format!("{what}{name} added")),
+                (Some(_), None) => Some(format!("{what}{name} removed")),
+                (Some(a), Some(b)) if a != b => Some(format!("{what}{name} changed")),
+                _ => None,
+            })
+            .collect()
+    }
+    let object = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
+    let mut found = compare(&object(Some(current)), &object(Some(desired)), "");
+    found.extend(compare(
+        &object(current.get("packs")),
+        &object(desired.get("packs")),
+        "pack ",
+    ));
+    found
 }
 
 /// Applies `document`; prints one line per environment saying what changed.
@@ -90,15 +125,36 @@ pub(super) async fn apply(api: &ApiClient, document: &Value, dry_run: bool) -> a
             )
             .await?;
         }
-        println!("{name}: config {would}updated");
+        println!(
+            "{name}: config {would}updated ({})",
+            changes(&current, &config).join(", ")
+        );
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::desired_config;
+    use super::{changes, desired_config};
     use serde_json::json;
+
+    #[test]
+    fn changes_name_keys_and_packs() {
+        let current = json!({"options": {"a": 1}, "schedule": {"q": {}}, "packs": {"old": {}, "kept": {"x": 1}}});
+        let desired = json!({"schedule": {"q": {"interval": 60}}, "decorators": {}, "packs": {"kept": {"x": 2}, "new": {}}});
+        assert_eq!(
+            changes(&current, &desired),
+            [
+                "decorators added",
+                "options removed",
+                "schedule changed",
+                "pack kept changed",
+                "pack new added",
+                "pack old removed"
+            ]
+        );
+        assert!(changes(&desired, &desired).is_empty());
+    }
 
     #[test]
     fn packs_merge_into_the_config_and_mistakes_are_named() {
