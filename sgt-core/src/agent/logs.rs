@@ -95,7 +95,8 @@ impl AgentService {
     ///
     /// # Errors
     /// `InvalidInput` when a line is not an object or nests too deep; the blob store's or the
-    /// sink's error otherwise (the caller must then answer with an error so the agent keeps the lines).
+    /// sink's error otherwise (the caller must then answer with an error so the agent keeps
+    /// the lines).
     pub async fn ingest_logs(
         &self,
         node: &Node,

@@ -126,6 +126,7 @@ where
     use futures_util::StreamExt;
     let mut stream = std::pin::pin!(stream);
     let mut body = bytes::BytesMut::new();
+    // The budget's share for what has been read, given back once the body is collected.
     let mut held: Option<BodyShare> = None;
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyTooLarge))?;
