@@ -99,6 +99,30 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The same batch gzipped, as osquery sends it with --logger_tls_compress.
+    let gzipped = {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&body).unwrap();
+        gz.finish().unwrap()
+    };
+    group.bench_function("100_result_lines_gzip", |b| {
+        b.to_async(&runtime).iter_batched(
+            || gzipped.clone(),
+            |body| async {
+                let response = warp::test::request()
+                    .method("POST")
+                    .path("/api/v1/osquery/log")
+                    .header("content-length", body.len())
+                    .header("content-encoding", "gzip")
+                    .body(body)
+                    .reply(&routes)
+                    .await;
+                assert_eq!(response.status(), 200);
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.finish();
 }
 
