@@ -63,7 +63,7 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("config_render", |b| {
         b.to_async(&runtime)
-            .iter(|| async { fx.service.config(&fx.node, None).await.unwrap() })
+            .iter(|| async { fx.service.config(&fx.node, None, false).await.unwrap() })
     });
 
     let read_body = serde_json::to_vec(&json!({"node_key": fx.key.as_str()})).unwrap();

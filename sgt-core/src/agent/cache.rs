@@ -34,18 +34,22 @@ struct LiveWork {
 }
 
 /// A config rendered for one platform: the bytes served without an etag, its etag, and the
-/// bytes served with it.
+/// bytes served with it; each also gzipped when large enough to be worth it.
 #[derive(Debug, Clone)]
 pub(super) struct RenderedConfig {
     pub(super) plain: Bytes,
+    pub(super) plain_gzip: Option<Bytes>,
     pub(super) etag: String,
     pub(super) with_etag: Bytes,
+    pub(super) with_etag_gzip: Option<Bytes>,
     fetched: Instant,
 }
 
 impl RenderedConfig {
     pub(super) fn new(plain: Bytes, etag: String, with_etag: Bytes) -> Self {
         RenderedConfig {
+            plain_gzip: super::config::gzipped(&plain),
+            with_etag_gzip: super::config::gzipped(&with_etag),
             plain,
             etag,
             with_etag,

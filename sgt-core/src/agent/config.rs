@@ -16,8 +16,27 @@ pub const NOT_MODIFIED_ETAG: &str = "ok";
 pub enum ConfigReply {
     /// The whole config document, compact JSON with sorted keys.
     Full(Bytes),
+    /// The same document gzipped, for an agent that accepts gzip (osquery's
+    /// `--tls_accept_gzip`): answer it with `Content-Encoding: gzip`.
+    FullGzip(Bytes),
     /// The agent's etag is current: answer `{"etag":"ok"}`.
     NotModified,
+}
+
+/// Configs shorter than this are served plain even to agents that accept gzip: the saving is
+/// a few hundred bytes.
+const GZIP_FROM_BYTES: usize = 1024;
+
+/// `json` gzipped, when it is long enough to be worth it (rendered configs are gzipped once,
+/// when rendered, not per request).
+pub(super) fn gzipped(json: &[u8]) -> Option<Bytes> {
+    use std::io::Write;
+    if json.len() < GZIP_FROM_BYTES {
+        return None;
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(json).ok()?;
+    encoder.finish().ok().map(Bytes::from)
 }
 
 /// The config a new environment starts with: a small cross-platform schedule that tells an
@@ -76,7 +95,12 @@ impl AgentService {
     ///
     /// # Errors
     /// `NotFound` when the node's environment was deleted; backend errors as they come.
-    pub async fn config(&self, node: &Node, etag: Option<&str>) -> Result<ConfigReply> {
+    pub async fn config(
+        &self,
+        node: &Node,
+        etag: Option<&str>,
+        accepts_gzip: bool,
+    ) -> Result<ConfigReply> {
         let rendered = match self.cache.config(&node.environment, &node.platform) {
             Some(rendered) => rendered,
             None => {
@@ -86,10 +110,16 @@ impl AgentService {
                 rendered
             }
         };
-        Ok(match etag {
-            None => ConfigReply::Full(rendered.plain),
-            Some(sent) if !sent.is_empty() && sent == rendered.etag => ConfigReply::NotModified,
-            Some(_) => ConfigReply::Full(rendered.with_etag),
+        let (json, gzip) = match etag {
+            None => (rendered.plain, rendered.plain_gzip),
+            Some(sent) if !sent.is_empty() && sent == rendered.etag => {
+                return Ok(ConfigReply::NotModified)
+            }
+            Some(_) => (rendered.with_etag, rendered.with_etag_gzip),
+        };
+        Ok(match gzip {
+            Some(gzip) if accepts_gzip => ConfigReply::FullGzip(gzip),
+            _ => ConfigReply::Full(json),
         })
     }
 

@@ -174,3 +174,67 @@ async fn a_client_that_does_not_trust_the_ca_is_refused() {
     assert!(result.is_err());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_config_is_gzipped_only_for_agents_that_accept_gzip() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let schedule: serde_json::Map<String, Value> = (0..40)
+        .map(|i| {
+            let query = format!("SELECT pid, name FROM processes WHERE pid = {i};");
+            (format!("q{i}"), json!({"query": query, "interval": 3600}))
+        })
+        .collect();
+    let (status, answer) = server
+        .admin(
+            reqwest::Method::PUT,
+            "/api/v1/environments/default/config",
+            Some(&admin),
+            Some(json!({"schedule": schedule})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{answer}");
+    let mut agent = Agent::new(&server, "gzip-host");
+    agent.enroll().await;
+    let fetch = |accept_encoding: Option<&'static str>| {
+        let mut request = server
+            .client()
+            .post(server.url(paths::CONFIG))
+            .json(&json!({"node_key": agent.node_key}));
+        if let Some(value) = accept_encoding {
+            request = request.header("accept-encoding", value);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let encoding = response
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (encoding, response.bytes().await.unwrap())
+        }
+    };
+    // An agent without --tls_accept_gzip gets plain JSON, as before.
+    let (encoding, plain) = fetch(None).await;
+    assert_eq!(encoding, None);
+    let config: Value = serde_json::from_slice(&plain).unwrap();
+    assert_eq!(config["schedule"]["q7"]["interval"], 3600);
+    // One with it gets the same bytes gzipped, marked exactly as osquery requires.
+    let (encoding, gzipped) = fetch(Some("gzip")).await;
+    assert_eq!(encoding.as_deref(), Some("gzip"));
+    assert!(
+        gzipped.len() * 3 < plain.len(),
+        "{} of {}",
+        gzipped.len(),
+        plain.len()
+    );
+    let mut inflated = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&gzipped[..]),
+        &mut inflated,
+    )
+    .unwrap();
+    assert_eq!(inflated, plain);
+    // A refusal of gzip is honoured.
+    assert_eq!(fetch(Some("gzip;q=0")).await, (None, plain));
+    server.stop().await;
+}
