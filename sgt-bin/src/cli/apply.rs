@@ -42,34 +42,39 @@ fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
 /// What differs from `current` to `desired`, for a person: top-level keys added, removed or
 /// changed, and packs by name.
 fn changes(current: &Value, desired: &Value) -> Vec<String> {
-    fn compare(
-        current: &Map<String, Value>,
-        desired: &Map<String, Value>,
-        what: &str,
-    ) -> Vec<String> {
-        let names: BTreeSet<&String> = current
-            .keys()
-            .chain(desired.keys())
-            .filter(|name| what == "pack " || *name != "packs")
-            .collect();
-        names
-            .into_iter()
-            .filter_map(|name| match (current.get(name), desired.get(name)) {
-                (None, Some(_)) => Some(format!("{what}{name} added")),
-                (Some(_), None) => Some(format!("{what}{name} removed")),
-                (Some(a), Some(b)) if a != b => Some(format!("{what}{name} changed")),
-                _ => None,
-            })
-            .collect()
-    }
-    let object = |v: Option<&Value>| v.and_then(Value::as_object).cloned().unwrap_or_default();
-    let mut found = compare(&object(Some(current)), &object(Some(desired)), "");
-    found.extend(compare(
-        &object(current.get("packs")),
-        &object(desired.get("packs")),
-        "pack ",
-    ));
+    let (current, current_packs) = split_packs(current);
+    let (desired, desired_packs) = split_packs(desired);
+    let mut found = differences(&current, &desired, "");
+    found.extend(differences(&current_packs, &desired_packs, "pack "));
     found
+}
+
+/// A config's members other than `packs`, and its packs.
+fn split_packs(config: &Value) -> (Map<String, Value>, Map<String, Value>) {
+    let mut members = config.as_object().cloned().unwrap_or_default();
+    let packs = match members.remove("packs") {
+        Some(Value::Object(packs)) => packs,
+        _ => Map::new(),
+    };
+    (members, packs)
+}
+
+/// `<label><name> added|removed|changed` for each member that differs, in name order.
+fn differences(
+    current: &Map<String, Value>,
+    desired: &Map<String, Value>,
+    label: &str,
+) -> Vec<String> {
+    let names: BTreeSet<&String> = current.keys().chain(desired.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| match (current.get(name), desired.get(name)) {
+            (None, Some(_)) => Some(format!("{label}{name} added")),
+            (Some(_), None) => Some(format!("{label}{name} removed")),
+            (Some(a), Some(b)) if a != b => Some(format!("{label}{name} changed")),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Applies `document`; prints one line per environment saying what changed.

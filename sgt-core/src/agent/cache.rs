@@ -34,27 +34,48 @@ struct LiveWork {
 }
 
 /// A config rendered for one platform: the bytes served without an etag, its etag, and the
-/// bytes served with it; each also gzipped when large enough to be worth it.
+/// bytes served with it.
 #[derive(Debug, Clone)]
 pub(super) struct RenderedConfig {
-    pub(super) plain: Bytes,
-    pub(super) plain_gzip: Option<Bytes>,
+    pub(super) plain: ServedConfig,
     pub(super) etag: String,
-    pub(super) with_etag: Bytes,
-    pub(super) with_etag_gzip: Option<Bytes>,
+    pub(super) with_etag: ServedConfig,
     fetched: Instant,
 }
 
 impl RenderedConfig {
     pub(super) fn new(plain: Bytes, etag: String, with_etag: Bytes) -> Self {
         RenderedConfig {
-            plain_gzip: super::config::gzipped(&plain),
-            with_etag_gzip: super::config::gzipped(&with_etag),
-            plain,
+            plain: ServedConfig::new(plain),
             etag,
-            with_etag,
+            with_etag: ServedConfig::new(with_etag),
             fetched: Instant::now(),
         }
+    }
+}
+
+/// A config body as JSON, and gzipped once the first agent that accepts gzip asks for it
+/// (most fleets never do: osquery's `--tls_accept_gzip` is off by default). Clones share
+/// the gzipped copy.
+#[derive(Debug, Clone)]
+pub(super) struct ServedConfig {
+    pub(super) json: Bytes,
+    gzip: Arc<std::sync::OnceLock<Option<Bytes>>>,
+}
+
+impl ServedConfig {
+    fn new(json: Bytes) -> Self {
+        ServedConfig {
+            json,
+            gzip: Arc::default(),
+        }
+    }
+
+    /// The body gzipped, or `None` when it is too short to be worth it.
+    pub(super) fn gzip(&self) -> Option<Bytes> {
+        self.gzip
+            .get_or_init(|| super::config::gzipped(&self.json))
+            .clone()
     }
 }
 

@@ -27,8 +27,8 @@ pub enum ConfigReply {
 /// a few hundred bytes.
 const GZIP_FROM_BYTES: usize = 1024;
 
-/// `json` gzipped, when it is long enough to be worth it (rendered configs are gzipped once,
-/// when rendered, not per request).
+/// `json` gzipped, when it is long enough to be worth it (each rendered config is gzipped at
+/// most once, for the first agent that accepts gzip).
 pub(super) fn gzipped(json: &[u8]) -> Option<Bytes> {
     use std::io::Write;
     if json.len() < GZIP_FROM_BYTES {
@@ -110,16 +110,18 @@ impl AgentService {
                 rendered
             }
         };
-        let (json, gzip) = match etag {
-            None => (rendered.plain, rendered.plain_gzip),
+        let served = match etag {
+            None => rendered.plain,
             Some(sent) if !sent.is_empty() && sent == rendered.etag => {
                 return Ok(ConfigReply::NotModified)
             }
-            Some(_) => (rendered.with_etag, rendered.with_etag_gzip),
+            Some(_) => rendered.with_etag,
         };
+        // Only an agent that accepts gzip makes the gzipped copy.
+        let gzip = if accepts_gzip { served.gzip() } else { None };
         Ok(match gzip {
-            Some(gzip) if accepts_gzip => ConfigReply::FullGzip(gzip),
-            _ => ConfigReply::Full(json),
+            Some(gzip) => ConfigReply::FullGzip(gzip),
+            None => ConfigReply::Full(served.json),
         })
     }
 

@@ -37,6 +37,19 @@ impl BodyBudget {
         let units = u32::try_from(bytes.div_ceil(UNIT)).ok()?;
         Arc::clone(&self.0).try_acquire_many_owned(units).ok()
     }
+
+    /// Takes `bytes` more into `held`, the share a request holds so far; false when the
+    /// budget has not that much left.
+    pub(crate) fn try_add(&self, held: &mut Option<BodyShare>, bytes: u64) -> bool {
+        let Some(share) = self.try_take(bytes) else {
+            return false;
+        };
+        match held {
+            Some(held) => held.merge(share),
+            None => *held = Some(share),
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -55,5 +68,16 @@ mod tests {
         drop(second);
         assert!(budget.try_take(0).is_some());
         assert!(budget.try_take(u64::MAX).is_none());
+    }
+
+    #[test]
+    fn added_shares_are_held_and_given_back_together() {
+        let budget = BodyBudget::new(10 * 1024);
+        let mut held = None;
+        assert!(budget.try_add(&mut held, 4 * 1024));
+        assert!(budget.try_add(&mut held, 4 * 1024));
+        assert!(!budget.try_add(&mut held, 4 * 1024), "only 2 KiB left");
+        drop(held);
+        assert!(budget.try_take(10 * 1024).is_some());
     }
 }

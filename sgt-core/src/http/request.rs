@@ -103,18 +103,15 @@ impl AgentRequest {
         let Some(budget) = &self.budget else {
             return Ok(());
         };
-        let share = budget
-            .try_take(bytes as u64)
-            .ok_or_else(|| Error::unavailable("the server is busy, retry later"))?;
         let mut held = self
             .inflated
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match held.as_mut() {
-            Some(held) => held.merge(share),
-            None => *held = Some(share),
+        if budget.try_add(&mut held, bytes as u64) {
+            Ok(())
+        } else {
+            Err(Error::unavailable("the server is busy, retry later"))
         }
-        Ok(())
     }
 
     /// The node key: the body's `node_key` when non-empty, else `Authorization: NodeKey <key>`.

@@ -134,12 +134,8 @@ where
             return Err(warp::reject::custom(BodyTooLarge));
         }
         if let Some(budget) = &budget {
-            let share = budget
-                .try_take(chunk.remaining() as u64)
-                .ok_or_else(|| warp::reject::custom(OverBodyBudget))?;
-            match held.as_mut() {
-                Some(held) => held.merge(share),
-                None => held = Some(share),
+            if !budget.try_add(&mut held, chunk.remaining() as u64) {
+                return Err(warp::reject::custom(OverBodyBudget));
             }
         }
         while chunk.has_remaining() {
