@@ -125,6 +125,10 @@ struct ServerArgs {
     /// Blob backend URL: file://DIR or s3://BUCKET/PREFIX.
     #[arg(long, env = "SGT_BLOBS")]
     blobs: Option<String>,
+    /// Serve /metrics only to these networks, comma-separated (e.g. 10.0.0.0/16)
+    /// [default: every caller].
+    #[arg(long, env = "SGT_METRICS_ALLOW", value_delimiter = ',')]
+    metrics_allow: Vec<String>,
 }
 
 impl ServerArgs {
@@ -140,6 +144,7 @@ impl ServerArgs {
             secrets: self.secrets.clone(),
             log_sink: self.log_sink.clone(),
             blobs: self.blobs.clone(),
+            metrics_allow: self.metrics_allow.clone(),
             tls_pem: tls_pem_from_env()?,
         })
     }

@@ -162,7 +162,8 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         AgentService::new(backends.clone())
             .with_enroll_limit(settings.enroll_limit)
             .with_host_enroll_limit(settings.host_enroll_limit)
-            .with_last_seen_resolution(settings.last_seen_resolution),
+            .with_last_seen_resolution(settings.last_seen_resolution)
+            .with_metrics_readers(settings.metrics_allow.clone()),
     );
     let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
     let password_file = std::path::absolute(settings.admin_password_file())?;

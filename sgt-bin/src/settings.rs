@@ -174,9 +174,13 @@ pub struct Settings {
     /// AWS endpoint and region, for the AWS backends.
     pub aws: AwsSetting,
     /// Connection and request limits (file keys `max_connections`,
-    /// `max_requests_in_flight`, `request_timeout_seconds`, `max_body_memory_mib`; defaults
+    /// `max_requests_in_flight`, `request_timeout_seconds`, `idle_timeout_seconds`,
+    /// `max_body_memory_mib`; defaults
     /// otherwise).
     pub limits: sgt_core::http::ConnectionLimits,
+    /// Networks that may read `/metrics` (file key `metrics_allow`, `--metrics-allow`);
+    /// empty: every caller.
+    pub metrics_allow: Vec<ipnet::IpNet>,
     /// Enrolls per source address (file keys `enroll_burst_per_address`,
     /// `enroll_per_minute_per_address`; 0 a minute turns the limit off).
     pub enroll_limit: sgt_core::rate_limit::RateLimit,
@@ -224,6 +228,9 @@ pub struct Overrides {
     pub log_sink: Option<String>,
     /// `--blobs` / `SGT_BLOBS`, e.g. `s3://bucket/carves`.
     pub blobs: Option<String>,
+    /// `--metrics-allow` / `SGT_METRICS_ALLOW`: networks (CIDR or address) that may read
+    /// `/metrics`; when given, they replace the file's `metrics_allow`.
+    pub metrics_allow: Vec<String>,
 }
 
 /// The TOML file's shape. Every key is optional; backends take a URL shorthand or a table.
@@ -241,10 +248,12 @@ struct FileSettings {
     secrets: Option<BackendSpec>,
     log_sink: Option<BackendSpec>,
     blobs: Option<BackendSpec>,
+    metrics_allow: Option<Vec<String>>,
     aws: Option<AwsSetting>,
     max_connections: Option<usize>,
     max_requests_in_flight: Option<usize>,
     request_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
     max_body_memory_mib: Option<u64>,
     enroll_burst_per_address: Option<u32>,
     enroll_per_minute_per_address: Option<u32>,
@@ -483,11 +492,18 @@ impl Settings {
             }
             limits.request_timeout = std::time::Duration::from_secs(seconds);
         }
+        if let Some(seconds) = file.idle_timeout_seconds {
+            if !(1..=3600).contains(&seconds) {
+                bail!("idle_timeout_seconds must be 1 to 3600");
+            }
+            limits.idle_timeout = std::time::Duration::from_secs(seconds);
+        }
         if let Some(mib) = file.max_body_memory_mib {
-            // The largest body and its inflation must fit, or such a request never could.
-            let least = 2 * sgt_core::http::LARGEST_BODY_BYTES / (1024 * 1024);
+            // The largest body, its inflation and its parsed copy must fit, or such a
+            // request never could.
+            let least = 3 * sgt_core::http::LARGEST_BODY_BYTES / (1024 * 1024);
             if mib < least {
-                bail!("max_body_memory_mib must be at least {least} (the largest request body, 64 MiB, sent and inflated)");
+                bail!("max_body_memory_mib must be at least {least} (the largest request body, 64 MiB, sent, inflated and parsed)");
             }
             limits.max_body_memory = mib.saturating_mul(1024 * 1024);
         }
@@ -517,6 +533,15 @@ impl Settings {
             }
             None => sgt_core::agent::DEFAULT_LAST_SEEN_RESOLUTION,
         };
+        let metrics_allow = if overrides.metrics_allow.is_empty() {
+            file.metrics_allow.clone().unwrap_or_default()
+        } else {
+            overrides.metrics_allow.clone()
+        };
+        let metrics_allow = metrics_allow
+            .iter()
+            .map(|text| parse_network(text))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Settings {
             data_dir,
             listen,
@@ -531,6 +556,7 @@ impl Settings {
             enroll_limit,
             host_enroll_limit,
             last_seen_resolution,
+            metrics_allow,
         })
     }
 
@@ -543,6 +569,14 @@ impl Settings {
     pub fn enroll_secret_file(&self) -> PathBuf {
         self.data_dir.join("enroll_secret")
     }
+}
+
+/// A network in CIDR form (`10.0.0.0/16`, `fd00::/8`) or a single address.
+fn parse_network(text: &str) -> anyhow::Result<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| anyhow::anyhow!("metrics_allow: {text:?} is not a network (CIDR) or address"))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileSettings> {
@@ -802,8 +836,8 @@ mod tests {
                 ..Default::default()
             })
         };
-        let err = resolve("max_body_memory_mib = 100\n").unwrap_err();
-        assert!(err.to_string().contains("at least 128"), "{err}");
+        let err = resolve("max_body_memory_mib = 160\n").unwrap_err();
+        assert!(err.to_string().contains("at least 192"), "{err}");
         let s = resolve("max_body_memory_mib = 512\n").unwrap();
         assert_eq!(s.limits.max_body_memory, 512 * 1024 * 1024);
         let s = resolve("").unwrap();

@@ -787,3 +787,116 @@ async fn loadtest_sweep_reports_the_highest_stage_that_held() {
     assert!(report["highest_held"].is_null());
     terminate(&mut server);
 }
+
+/// A memory figure of process `pid` from `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
+fn proc_memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// gzip of `prefix`, then `count` copies of `element` joined by commas, then `suffix`,
+/// compressed as it is made so the test never holds the inflated text.
+fn gzip_of_repeated(prefix: &str, element: &str, count: usize, suffix: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(prefix.as_bytes()).unwrap();
+    let chunk = format!("{element},").repeat(1024);
+    for _ in 0..count / 1024 {
+        gz.write_all(chunk.as_bytes()).unwrap();
+    }
+    for _ in 0..count % 1024 {
+        gz.write_all(format!("{element},").as_bytes()).unwrap();
+    }
+    gz.write_all(element.as_bytes()).unwrap();
+    gz.write_all(suffix.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Hostile bodies against the real process: small gzip bodies that inflate to 64 MiB of tiny
+/// JSON elements (each costs many times its 2 bytes once parsed) or to large log batches,
+/// 16 at once, half of them with a valid node key. Peak memory stays under the body budget
+/// (256 MiB by default) plus 128 MiB, each gets an error body or is stored, and the server
+/// keeps serving. (Not yet asserted: that RSS returns near its start; glibc keeps freed
+/// arena memory, measured at 144 MiB a minute later against 24 MiB at the start.)
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_inflating_bodies_at_once_stay_within_the_body_budget() {
+    const MIB: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (child, _, url, _) = start(&data);
+    let pid = child.0.id();
+    let client = client_trusting(&data.join("tls/ca.pem"));
+    let secret = std::fs::read_to_string(data.join("enroll_secret")).unwrap();
+    let enrolled: serde_json::Value = client
+        .post(format!("{url}/api/v1/osquery/enroll"))
+        .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": "mem"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let node_key = enrolled["node_key"].as_str().unwrap().to_owned();
+
+    // Just under the 64 MiB limit once inflated.
+    let key = format!(r#""node_key":"{node_key}","#);
+    let zeros = |key: &str| {
+        let prefix = format!(r#"{{{key}"log_type":"result","data":["#);
+        gzip_of_repeated(&prefix, "0", 33_000_000, "]}")
+    };
+    let lines = |key: &str| {
+        let prefix = format!(r#"{{{key}"log_type":"result","data":["#);
+        let line = format!(r#"{{"name":"q","columns":{{"x":"{}"}}}}"#, "y".repeat(1000));
+        gzip_of_repeated(&prefix, &line, 48_000, "]}")
+    };
+    let rows = |key: &str| {
+        let prefix = format!(r#"{{{key}"queries":{{"q1":["#);
+        gzip_of_repeated(&prefix, r#"{"a":""}"#, 7_000_000, "]}}")
+    };
+    let bodies = [
+        (zeros(""), "log"),
+        (zeros(&key), "log"),
+        (lines(""), "log"),
+        (lines(&key), "log"),
+        (rows(""), "distributed/write"),
+        (rows(&key), "distributed/write"),
+    ];
+    let mut requests = Vec::new();
+    for i in 0..16 {
+        let kind = i % bodies.len();
+        let (body, path) = &bodies[kind];
+        let request = client
+            .post(format!("{url}/api/v1/osquery/{path}"))
+            .header("content-encoding", "gzip")
+            .body(body.clone())
+            .send();
+        requests.push(async move {
+            let response = request.await.unwrap();
+            let status = response.status();
+            let answer: serde_json::Value = response.json().await.unwrap();
+            (kind, status, answer)
+        });
+    }
+    for (kind, status, answer) in futures_util::future::join_all(requests).await {
+        if kind == 3 && status == reqwest::StatusCode::OK {
+            // A large batch from an enrolled node may be stored, and is then answered {}.
+            assert_eq!(answer, serde_json::json!({}));
+        } else {
+            // An error body, or for a batch without a node key osquery's re-enroll answer.
+            let refused = answer["error"].is_string() || answer["node_invalid"] == true;
+            assert!(refused, "{kind}: {status} {answer}");
+        }
+    }
+    assert_eq!(
+        healthz(&url, &data.join("tls/ca.pem")).await,
+        serde_json::json!({"status": "ok"})
+    );
+    let peak = proc_memory(pid, "VmHWM");
+    assert!(peak < 256 * MIB + 128 * MIB, "peak RSS {} MiB", peak / MIB);
+}

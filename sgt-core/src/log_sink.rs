@@ -71,10 +71,20 @@ impl LogBatch {
         out
     }
 
+    /// The record of one line. Raw line breaks are dropped from the line: in valid JSON they
+    /// can only be whitespace between tokens (inside strings they must be escaped), so the
+    /// line means the same, and the record stays one line of a JSON Lines file or Firehose
+    /// record. Kept, they would let an agent write a line that reads as a second record
+    /// claiming another node.
     fn wrap(prefix: &str, line: &RawValue) -> String {
-        let mut out = String::with_capacity(prefix.len() + line.get().len() + 1);
+        let text = line.get();
+        let mut out = String::with_capacity(prefix.len() + text.len() + 1);
         out.push_str(prefix);
-        out.push_str(line.get());
+        if text.bytes().any(|b| b == b'\n' || b == b'\r') {
+            out.extend(text.chars().filter(|&c| c != '\n' && c != '\r'));
+        } else {
+            out.push_str(text);
+        }
         out.push('}');
         out
     }
@@ -143,6 +153,28 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(&rec[0]).unwrap();
         assert_eq!(parsed["line"]["a"], "\"x");
     }
+
+    #[test]
+    fn a_line_with_raw_line_breaks_stays_one_record_of_its_own_node() {
+        // Between tokens, a line break is valid JSON whitespace; written as sent, the middle
+        // of this line would read as a record of node VICTIM in environment prod.
+        let forged = "{\"a\":\r\n{\"node_id\":\"VICTIM\",\"environment\":\"prod\",\"log_type\":\"result\",\"received_at\":1,\"line\":{}}\n,\"b\":\"x\\ny\"}";
+        let batch = LogBatch {
+            node_id: NodeId::parse("sender").unwrap(),
+            environment: EnvironmentName::parse("dev").unwrap(),
+            log_type: LogType::Result,
+            received_at: 7,
+            lines: vec![RawValue::from_string(forged.into()).unwrap()],
+        };
+        let record = batch.records().next().unwrap();
+        assert_eq!(record.lines().count(), 1, "{record}");
+        let parsed: serde_json::Value = serde_json::from_str(&record).unwrap();
+        assert_eq!(parsed["node_id"], "sender");
+        assert_eq!(parsed["environment"], "dev");
+        assert_eq!(parsed["line"]["a"]["node_id"], "VICTIM");
+        // An escaped line break inside a string is the line's content and is kept.
+        assert_eq!(parsed["line"]["b"], "x\ny");
+    }
 }
 
 #[cfg(test)]
@@ -178,6 +210,7 @@ mod properties {
                 1..8,
             ),
             received_at in 0i64..4_000_000_000,
+            pretty in any::<bool>(),
         ) {
             let values: Vec<Value> =
                 lines.into_iter().map(|m| Value::Object(m.into_iter().collect())).collect();
@@ -188,13 +221,21 @@ mod properties {
                 received_at,
                 lines: values
                     .iter()
-                    .map(|v| RawValue::from_string(v.to_string()).unwrap())
+                    .map(|v| {
+                        // Pretty-printed lines hold raw line breaks between tokens.
+                        let text = if pretty {
+                            serde_json::to_string_pretty(v).unwrap().replace('\n', "\r\n")
+                        } else {
+                            v.to_string()
+                        };
+                        RawValue::from_string(text).unwrap()
+                    })
                     .collect(),
             };
             let records: Vec<String> = batch.records().collect();
             prop_assert_eq!(records.len(), values.len());
             for (record, line) in records.iter().zip(&values) {
-                prop_assert!(!record.contains('\n'));
+                prop_assert!(!record.contains('\n') && !record.contains('\r'));
                 let record: Value = serde_json::from_str(record).unwrap();
                 prop_assert_eq!(&record["line"], line);
                 prop_assert_eq!(record["node_id"].as_str(), Some(batch.node_id.as_str()));

@@ -50,7 +50,15 @@ fn concat_files(target: &Path, parts: &[PathBuf]) -> std::io::Result<u64> {
     fs::create_dir_all(dir)?;
     let temp = temp_path_beside(target);
     let result = (|| {
-        let mut out = File::create(&temp)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // An assembled archive is as private as its blocks.
+            options.mode(0o600);
+        }
+        let mut out = options.open(&temp)?;
         let mut size = 0;
         for part in parts {
             size += std::io::copy(&mut File::open(part)?, &mut out)?;
@@ -118,6 +126,29 @@ impl BlobStore for DirBlobStore {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::backend(BACKEND, e)),
+        }
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test]
+    async fn blocks_and_assembled_archives_are_private_to_the_server() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = DirBlobStore::open(dir.path()).unwrap();
+        let part = BlobKey::parse("carves/s/block-0").unwrap();
+        let archive = BlobKey::parse("carves/s/archive").unwrap();
+        blobs.put(&part, Bytes::from_static(b"abc")).await.unwrap();
+        assert_eq!(blobs.concat(&archive, &[part.clone()]).await.unwrap(), 3);
+        for key in [&part, &archive] {
+            let mode = std::fs::metadata(blobs.path(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
         }
     }
 }

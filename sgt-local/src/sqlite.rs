@@ -69,7 +69,10 @@ impl SqliteStore {
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL: an answer that promises durability (an enroll's node key, a carve's
+            // completion, a config change) must survive power loss; NORMAL in WAL mode can
+            // roll back the last commits.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         Self::connect(options, 4).await

@@ -350,6 +350,10 @@ pub fn host_details(hostname: &str, uuid: &str) -> Value {
     })
 }
 
+/// A log line (inside a `data` array) whose raw line breaks, written verbatim to a JSON
+/// Lines sink, would make its middle read as a record of node `VICTIM` in `prod`.
+pub const FORGING_LOG_LINE: &str = "[{\"name\":\"q\",\"a\":\n{\"node_id\":\"VICTIM\",\"environment\":\"prod\",\"log_type\":\"result\",\"received_at\":1,\"line\":{\"forged\":true}}\r\n,\"b\":1}]";
+
 /// gzip at best compression, as osquery's `--logger_tls_compress` does.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -453,6 +457,17 @@ impl<'a> Agent<'a> {
                 .post_bytes(sgt_core::http::paths::LOG, &[], bytes)
                 .await
         }
+    }
+
+    /// Sends a log batch whose `data` is `data_json` exactly as written (line breaks and all).
+    pub async fn log_raw(&self, log_type: &str, data_json: &str) -> (StatusCode, Value) {
+        let body = format!(
+            r#"{{"node_key":"{}","log_type":"{log_type}","data":{data_json}}}"#,
+            self.node_key
+        );
+        self.server
+            .post_bytes(sgt_core::http::paths::LOG, &[], body)
+            .await
     }
 
     /// Polls for live queries.

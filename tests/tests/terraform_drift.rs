@@ -399,6 +399,30 @@ fn the_container_settings_are_ones_sgt_serve_reads() {
     }
 }
 
+#[test]
+fn metrics_are_answered_only_inside_the_vpc() {
+    // The listener faces `agent_cidrs` (0.0.0.0/0 by default) on both balancer kinds, so
+    // sgt itself must refuse /metrics to callers outside the VPC.
+    let service = terraform("modules/service/main.tf");
+    let locals = nested(&service, "locals").next().expect("locals").body();
+    let environment = locals
+        .attributes()
+        .find(|a| a.key() == "environment")
+        .expect("environment")
+        .expr()
+        .to_string();
+    let setting = environment
+        .split("name = \"SGT_METRICS_ALLOW\"")
+        .nth(1)
+        .expect("the task sets SGT_METRICS_ALLOW");
+    let value = setting.split('}').next().unwrap();
+    assert!(
+        value.contains("data.aws_vpc.this.cidr_block"),
+        "SGT_METRICS_ALLOW is not the VPC's range: {value}"
+    );
+    assert!(blocks(&service, "data", "aws_vpc").contains_key("this"));
+}
+
 /// Every operation of each AWS SDK the server uses, from the SDK crates' own sources
 /// (`src/operation/<name>/`), located through `cargo metadata`.
 fn sdk_operations() -> BTreeMap<&'static str, BTreeSet<String>> {

@@ -312,13 +312,17 @@ pub enum UserAction {
         /// viewer, operator or admin.
         role: String,
     },
-    /// Change a user's password.
+    /// Change a user's password (ends the user's other sessions).
     SetPassword {
         /// Name.
         username: String,
         /// File holding the password [default: SGT_PASSWORD, else standard input].
         #[arg(long)]
         password_file: Option<PathBuf>,
+        /// File holding your current password, needed to change your own
+        /// [default: SGT_CURRENT_PASSWORD].
+        #[arg(long)]
+        current_password_file: Option<PathBuf>,
     },
     /// Delete a user and their tokens.
     Delete {
@@ -610,12 +614,26 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 UserAction::SetPassword {
                     username,
                     password_file,
+                    current_password_file,
                 } => {
                     let password = read_password(password_file.as_deref())?;
+                    let current = match current_password_file {
+                        Some(file) => Some(
+                            std::fs::read_to_string(&file)
+                                .with_context(|| format!("reading {}", file.display()))?
+                                .trim()
+                                .to_owned(),
+                        ),
+                        None => std::env::var("SGT_CURRENT_PASSWORD").ok(),
+                    };
+                    let mut body = json!({"password": password});
+                    if let Some(current) = current {
+                        body["current_password"] = json!(current);
+                    }
                     api.call(
                         Method::PATCH,
                         &format!("/api/v1/users/{}", seg(&username)),
-                        Some(&json!({"password": password})),
+                        Some(&body),
                     )
                     .await?
                 }

@@ -38,6 +38,15 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| Error::backend("argon2", e.to_string()))
 }
 
+/// Whether `password` matches the argon2 `hash`, checked off the async workers (argon2
+/// takes tens of milliseconds of CPU).
+pub(crate) async fn password_matches(password: &str, hash: &str) -> Result<bool> {
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .map_err(|e| Error::backend("argon2", e))
+}
+
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
@@ -135,15 +144,10 @@ impl AdminService {
             },
             Err(_) => None,
         };
-        let password = password.to_owned();
         let hash = user
             .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_else(|| decoy_hash().to_owned());
-        // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-        let verified = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-            .await
-            .map_err(|e| Error::backend("argon2", e))?;
+            .map_or_else(|| decoy_hash(), |u| u.password_hash.as_str());
+        let verified = password_matches(password, hash).await?;
         let user = match user {
             Some(user) if verified => user,
             _ => return Err(refused()),
@@ -211,6 +215,7 @@ impl AdminService {
             Ok(user) => Ok(Caller {
                 username: user.username,
                 role: user.role,
+                token_id: record.id,
             }),
             Err(e) if e.kind() == ErrorKind::NotFound => Err(refused()),
             Err(e) => Err(e),
@@ -293,12 +298,22 @@ impl AdminService {
             .collect())
     }
 
-    /// Revokes a token: the caller's own (operators and admins), or anyone's (admins).
+    /// Ends `username`'s session tokens except `keep` (API tokens stay: they are revoked one
+    /// by one).
+    pub(crate) async fn end_sessions(&self, username: &Username, keep: Option<&str>) -> Result<()> {
+        for token in self.backends.store.list_tokens(Some(username)).await? {
+            if token.kind == TokenKind::Session && Some(token.id.as_str()) != keep {
+                self.backends.store.delete_token(&token.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes a token: the caller's own (every role), or anyone's (admins).
     ///
     /// # Errors
     /// `NotFound` for an unknown id or another user's token without the admin role.
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<()> {
-        caller.require(Role::Operator)?;
         let mine = self
             .backends
             .store

@@ -34,6 +34,8 @@ pub struct Caller {
     pub username: Username,
     /// Their role.
     pub role: Role,
+    /// The id of the token the call came with.
+    pub token_id: String,
 }
 
 impl Caller {
@@ -86,12 +88,13 @@ pub fn page_limit(requested: Option<usize>) -> usize {
 pub struct AdminService {
     backends: Backends,
     serving_cache: Option<Arc<ServingCache>>,
-    login_limit_per_user: KeyedRateLimit<String>,
+    login_limit_per_user: KeyedRateLimit<(String, Option<IpAddr>)>,
     login_limit_per_address: KeyedRateLimit<IpAddr>,
 }
 
-/// Login attempts allowed per user name: 10 at once, then 6 a minute, whether they succeed
-/// or not; enough for people and scripts, too few to guess a password.
+/// Login attempts allowed per user name from one source address: 10 at once, then 6 a
+/// minute, whether they succeed or not; enough for people and scripts, too few to guess a
+/// password. Counted per address so that someone else's failures never lock the user out.
 pub const LOGIN_LIMIT_PER_USER: RateLimit = RateLimit {
     burst: 10,
     per_minute: 6,
@@ -125,7 +128,7 @@ impl AdminService {
         }
         // Bounded, case-folded, so variants of one name share an allowance.
         let user: String = username.chars().take(64).collect::<String>().to_lowercase();
-        if !self.login_limit_per_user.allow(&user) {
+        if !self.login_limit_per_user.allow(&(user, source)) {
             return Err(refused());
         }
         Ok(())

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::auth::hash_password;
+use super::auth::{hash_password, password_matches};
 use super::{AdminService, Caller};
 use crate::error::{Error, Result};
 use crate::store::{Role, User};
@@ -106,17 +106,20 @@ impl AdminService {
         Ok(user.into())
     }
 
-    /// Changes a user's role (admins only) or password (admins, or the user themself).
+    /// Changes a user's role (admins only) or password (admins, or the user themself). A
+    /// user changing their own password must give the current one. A password change ends
+    /// the user's sessions, except the caller's own.
     ///
     /// # Errors
-    /// `Forbidden`; `NotFound`; `InvalidInput` for a short password; `Conflict` when it
-    /// would leave no admin.
+    /// `Forbidden`, also for a wrong current password; `NotFound`; `InvalidInput` for a
+    /// short password or a missing current password; `Conflict` when it would leave no admin.
     pub async fn update_user(
         &self,
         caller: &Caller,
         username: &str,
         role: Option<Role>,
         password: Option<&str>,
+        current_password: Option<&str>,
     ) -> Result<UserView> {
         let name = Username::parse(username).map_err(|_| Error::not_found("user"))?;
         let own_password_only = name == caller.username && role.is_none();
@@ -131,9 +134,21 @@ impl AdminService {
             user.role = role;
         }
         if let Some(password) = password {
+            if name == caller.username {
+                let current = current_password.ok_or_else(|| {
+                    Error::invalid_input("current_password is required to change your own password")
+                })?;
+                if !password_matches(current, &user.password_hash).await? {
+                    return Err(Error::forbidden("the current password is wrong"));
+                }
+            }
             user.password_hash = hash_password(password)?;
         }
         self.backends.store.update_user(&user).await?;
+        if password.is_some() {
+            // Whoever held another session of this user must sign in with the new password.
+            self.end_sessions(&name, Some(&caller.token_id)).await?;
+        }
         self.audit(
             caller,
             "user.update",

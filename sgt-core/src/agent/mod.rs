@@ -51,6 +51,7 @@ pub struct AgentService {
     metrics: Arc<Metrics>,
     enroll_limit: KeyedRateLimit<IpAddr>,
     host_enroll_limit: KeyedRateLimit<HostIdentity>,
+    metrics_readers: Vec<ipnet::IpNet>,
 }
 
 /// The identity a node is enrolled under: environment, host identifier, hardware uuid.
@@ -95,7 +96,21 @@ impl AgentService {
             metrics: Arc::new(Metrics::default()),
             enroll_limit: KeyedRateLimit::new(DEFAULT_ENROLL_LIMIT),
             host_enroll_limit: KeyedRateLimit::new(DEFAULT_HOST_ENROLL_LIMIT),
+            metrics_readers: Vec::new(),
         }
+    }
+
+    /// Serves `GET /metrics` only to callers whose address is in one of `networks` (all
+    /// callers when empty, the default).
+    pub fn with_metrics_readers(mut self, networks: Vec<ipnet::IpNet>) -> Self {
+        self.metrics_readers = networks;
+        self
+    }
+
+    /// Whether a caller from `address` (unknown: `None`) may read `GET /metrics`.
+    pub fn may_read_metrics(&self, address: Option<IpAddr>) -> bool {
+        self.metrics_readers.is_empty()
+            || address.is_some_and(|a| self.metrics_readers.iter().any(|n| n.contains(&a)))
     }
 
     /// Limits enrolls per source address to `limit` ([`RateLimit::OFF`] for none).

@@ -73,8 +73,8 @@ pub mod paths {
 }
 
 /// Every route the server answers: the agent API, the admin API, `GET /healthz` and
-/// `GET /metrics` (Prometheus text; unauthenticated, so bind it where only your monitoring
-/// reaches, or filter it at the balancer), with
+/// `GET /metrics` (Prometheus text, without a token, to the addresses
+/// [`AgentService::with_metrics_readers`] allows), with
 /// every rejection (unknown path, wrong method, body too large) turned into a JSON error.
 pub fn routes(
     service: Arc<AgentService>,
@@ -83,10 +83,22 @@ pub fn routes(
     let health = warp::path!("healthz")
         .and(warp::get())
         .map(|| reply::json_bytes(StatusCode::OK, &br#"{"status":"ok"}"#[..]));
-    let metrics = warp::path!("metrics").and(warp::get()).map({
-        let metrics = Arc::clone(service.metrics());
-        move || reply::prometheus_text(metrics.render())
-    });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(client_address())
+        .map({
+            let service = Arc::clone(&service);
+            move |caller: Option<std::net::IpAddr>| {
+                if service.may_read_metrics(caller) {
+                    reply::prometheus_text(service.metrics().render())
+                } else {
+                    reply::error_body(
+                        StatusCode::FORBIDDEN,
+                        "metrics are served only to the addresses in metrics_allow",
+                    )
+                }
+            }
+        });
     let agent = agent::routes(service);
     health
         .or(metrics)

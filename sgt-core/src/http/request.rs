@@ -20,10 +20,12 @@ pub(crate) struct AgentRequest {
     /// Where the request came from, when the server knows.
     pub(crate) source: Option<std::net::IpAddr>,
     body: Bytes,
-    /// The server's body budget, which inflated bytes are charged to (none outside a server).
+    /// The server's body budget, which inflated bytes and parsed copies are charged to (none
+    /// outside a server).
     budget: Option<BodyBudget>,
-    /// The share of the budget the inflated body holds until the request is answered.
-    inflated: std::sync::Mutex<Option<BodyShare>>,
+    /// The share of the budget this request holds beyond its declared length, until it is
+    /// answered: its inflated body, and what parsing copies out of the body.
+    held: std::sync::Mutex<Option<BodyShare>>,
 }
 
 /// How much of a gzip body is inflated (and charged to the budget) at a time.
@@ -49,7 +51,7 @@ pub(crate) fn agent_request(
                 source,
                 body,
                 budget,
-                inflated: std::sync::Mutex::new(None),
+                held: std::sync::Mutex::new(None),
             },
         )
 }
@@ -59,8 +61,39 @@ impl AgentRequest {
     ///
     /// Invalid UTF-8 inside strings is replaced by U+FFFD rather than refused: osquery does not
     /// validate the UTF-8 of distributed query results.
+    ///
+    /// What the parsed form costs is charged to the body budget before it is built: a copy
+    /// of the body when its UTF-8 needs repair, and the body's length again for what parsing
+    /// copies out of it (strings, raw lines). Body types must keep their other costs small
+    /// and bounded: no `serde_json::Value` trees of request data (a 2-byte element costs 32
+    /// bytes or more there), element counts capped where each element costs a heap entry.
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T> {
-        parse_json(&self.decoded_body()?)
+        let decoded = self.decoded_body()?;
+        let text: Cow<'_, str> = String::from_utf8_lossy(&decoded);
+        if let Cow::Owned(repaired) = &text {
+            self.charge(repaired.len())?;
+        }
+        self.charge(text.len())?;
+        parse_json_text(&text)
+    }
+
+    /// Takes `bytes` more from the server's budget, held until the request is answered.
+    ///
+    /// # Errors
+    /// `Unavailable` when the budget cannot spare them (the server is busy).
+    pub(crate) fn charge(&self, bytes: usize) -> Result<()> {
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if budget.try_add(&mut held, bytes as u64) {
+            Ok(())
+        } else {
+            Err(Error::unavailable("the server is busy, retry later"))
+        }
     }
 
     fn decoded_body(&self) -> Result<Cow<'_, [u8]>> {
@@ -87,7 +120,7 @@ impl AgentRequest {
                             "decompressed body is larger than {limit} bytes"
                         )));
                     }
-                    self.charge_inflated(n)?;
+                    self.charge(n)?;
                     out.extend_from_slice(&piece[..n]);
                 }
                 Ok(Cow::Owned(out))
@@ -95,22 +128,6 @@ impl AgentRequest {
             Some(_) => Err(Error::invalid_input(
                 "unsupported content-encoding (only gzip is accepted)",
             )),
-        }
-    }
-
-    /// Takes `bytes` of inflated body from the server's budget until the request is answered.
-    fn charge_inflated(&self, bytes: usize) -> Result<()> {
-        let Some(budget) = &self.budget else {
-            return Ok(());
-        };
-        let mut held = self
-            .inflated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if budget.try_add(&mut held, bytes as u64) {
-            Ok(())
-        } else {
-            Err(Error::unavailable("the server is busy, retry later"))
         }
     }
 
@@ -122,21 +139,30 @@ impl AgentRequest {
         }
         self.authorization
             .as_deref()
-            .and_then(|h| h.strip_prefix("NodeKey "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+            .and_then(|h| credentials(h, "NodeKey"))
             .ok_or_else(|| Error::unauthorized("no node key"))
     }
+}
+
+/// The credentials of an `Authorization` header value when its scheme is `scheme`, matched
+/// case-insensitively as HTTP auth schemes are; `None` for another scheme or no credentials.
+pub(crate) fn credentials<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = header.trim_start().split_once(' ')?;
+    let rest = rest.trim();
+    (given.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
 }
 
 /// Parses a body that must be a JSON object into `T`. Invalid UTF-8 inside strings becomes
 /// U+FFFD; errors say where and what without echoing the request's values.
 pub(crate) fn parse_json<T: DeserializeOwned>(raw: &[u8]) -> Result<T> {
-    let text: Cow<'_, str> = String::from_utf8_lossy(raw);
+    parse_json_text(&String::from_utf8_lossy(raw))
+}
+
+fn parse_json_text<T: DeserializeOwned>(text: &str) -> Result<T> {
     if !text.trim_start().starts_with('{') {
         return Err(Error::invalid_input("request body must be a JSON object"));
     }
-    serde_json::from_str(&text).map_err(json_error)
+    serde_json::from_str(text).map_err(json_error)
 }
 
 /// A JSON error message that says where and what, without echoing the request's values.
@@ -149,8 +175,13 @@ fn json_error(e: serde_json::Error) -> Error {
             let field = message
                 .strip_prefix("missing field `")
                 .and_then(|rest| rest.split('`').next());
+            // serde's own messages may quote the request's values; ours (from the body
+            // types' deserializers) never do, and say what the limit is.
             match field {
                 Some(field) => Error::invalid_input(format!("missing field `{field}`")),
+                None if message.starts_with(OWN_MESSAGE) => {
+                    Error::invalid_input(message[OWN_MESSAGE.len()..].to_owned())
+                }
                 None => {
                     Error::invalid_input(format!("a field has the wrong type or value at {at}"))
                 }
@@ -163,19 +194,128 @@ fn json_error(e: serde_json::Error) -> Error {
     }
 }
 
-/// Deserializes a non-negative integer sent as a JSON number or a decimal string.
+/// The start of a deserializer error message written by sgt (safe to show: it quotes no
+/// request value); [`json_error`] shows what follows it.
+pub(crate) const OWN_MESSAGE: &str = "sgt: ";
+
+/// Deserializes a non-negative integer sent as a JSON number or a decimal string, without
+/// building anything from any other value.
 pub(crate) fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    use serde::de::Error as _;
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| D::Error::custom("expected a non-negative integer")),
-        serde_json::Value::String(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| D::Error::custom("expected a non-negative integer")),
-        _ => Err(D::Error::custom("expected a non-negative integer")),
+    struct LenientU64;
+    impl serde::de::Visitor<'_> for LenientU64 {
+        type Value = u64;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a non-negative integer")
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom("expected a non-negative integer"))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<u64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::custom("expected a non-negative integer"))
+        }
     }
+    d.deserialize_any(LenientU64)
+}
+
+/// Deserializes a string sent as a JSON string, number or null (as `""`), without building
+/// anything from any other value.
+pub(crate) fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct LenientString;
+    impl serde::de::Visitor<'_> for LenientString {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<String, E> {
+            Ok(String::new())
+        }
+    }
+    d.deserialize_any(LenientString)
+}
+
+/// Deserializes a JSON array of at most `MAX` elements, refusing a longer one as soon as
+/// its `MAX + 1`-th element is read: each element costs a heap entry beyond its text, so
+/// an unbounded count of tiny elements would cost many times the body's size.
+pub(crate) fn bounded_array<'de, D, T, const MAX: usize>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T, const MAX: usize>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>, const MAX: usize> serde::de::Visitor<'de> for Bounded<T, MAX> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX} elements")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            use serde::de::Error as _;
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX).min(1024));
+            while let Some(element) = seq.next_element()? {
+                if out.len() == MAX {
+                    return Err(A::Error::custom(format!(
+                        "{OWN_MESSAGE}an array holds more than {MAX} elements"
+                    )));
+                }
+                out.push(element);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Bounded::<T, MAX>(std::marker::PhantomData))
+}
+
+/// Deserializes a JSON object of at most `MAX` members into (key, raw value) pairs in the
+/// order sent, without parsing the values: each member costs its key's and value's text
+/// and a few dozen bytes, and a longer object is refused as soon as its `MAX + 1`-th member
+/// is read.
+pub(crate) fn bounded_raw_object<'de, D, const MAX: usize>(
+    d: D,
+) -> Result<Vec<(String, Box<serde_json::value::RawValue>)>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    type Members = Vec<(String, Box<serde_json::value::RawValue>)>;
+    struct Bounded<const MAX: usize>;
+    impl<'de, const MAX: usize> serde::de::Visitor<'de> for Bounded<MAX> {
+        type Value = Members;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "an object of at most {MAX} members")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Members, E> {
+            Ok(Vec::new())
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+            use serde::de::Error as _;
+            let mut out = Vec::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if out.len() == MAX {
+                    return Err(A::Error::custom(format!(
+                        "{OWN_MESSAGE}an object holds more than {MAX} members"
+                    )));
+                }
+                out.push((key, map.next_value()?));
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(Bounded::<MAX>)
 }
 
 use serde::Deserialize;
@@ -193,7 +333,7 @@ mod tests {
             source: None,
             body: Bytes::from(body),
             budget: None,
-            inflated: std::sync::Mutex::new(None),
+            held: std::sync::Mutex::new(None),
         }
     }
 
@@ -205,12 +345,13 @@ mod tests {
 
     #[test]
     fn inflated_bytes_are_charged_to_the_budget_until_the_request_is_dropped() {
-        let budget = BodyBudget::new(100 * 1024);
+        let budget = BodyBudget::new(200 * 1024);
         let json = format!(r#"{{"node_key":"k","pad":"{}"}}"#, "x".repeat(60 * 1024));
         let mut first = request(Some("gzip"), gzip(json.as_bytes()));
         first.budget = Some(budget.clone());
         assert_eq!(first.json::<Probe>().unwrap().node_key, "k");
-        // The first request still holds its 60 KiB: a second one does not fit beside it.
+        // The first request still holds its 60 KiB inflated and 60 KiB parsed: a second one
+        // does not fit beside it.
         let mut second = request(Some("gzip"), gzip(json.as_bytes()));
         second.budget = Some(budget.clone());
         let err = second.json::<Probe>().unwrap_err();
@@ -323,5 +464,11 @@ mod tests {
         assert_eq!(r.node_key(None).unwrap(), "hdr");
         r.authorization = Some("Bearer x".into());
         assert!(r.node_key(None).is_err());
+        r.authorization = Some("nodekey  hdr2 ".into());
+        assert_eq!(r.node_key(None).unwrap(), "hdr2");
+        assert_eq!(credentials("bearer tok", "Bearer"), Some("tok"));
+        assert_eq!(credentials("BEARER tok", "Bearer"), Some("tok"));
+        assert_eq!(credentials("Bearer ", "Bearer"), None);
+        assert_eq!(credentials("Bearertok", "Bearer"), None);
     }
 }

@@ -31,26 +31,29 @@ pub struct ConnectionLimits {
     /// Requests being handled at once. Past it a request is answered at once with 503 and an
     /// `error` body, which osquery treats as a failure: it keeps its data and retries later.
     pub max_requests_in_flight: usize,
-    /// A TLS handshake must finish within this.
+    /// A TLS handshake must finish within this, and a connection's first request must
+    /// begin within this after it (or after the TCP accept, without TLS): a connection
+    /// that sends nothing is closed.
     pub handshake_timeout: Duration,
-    /// A request's headers must arrive within this from when the connection is ready for
-    /// them; this also closes a keep-alive connection left idle that long (HTTP/1.1).
-    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed, whatever protocol it
+    /// speaks or does not speak (HTTP/1.1 keep-alive, HTTP/2, a half-sent request's
+    /// headers). A request is in flight from its headers until its answer is sent.
+    pub idle_timeout: Duration,
     /// From a request's headers to its answer's headers (reading the body, handling it):
     /// past it the answer is 503 with an `error` body. osquery abandons a request after 16 s,
     /// so a later answer would reach no one.
     pub request_timeout: Duration,
     /// At shutdown, requests in flight get this long to finish before connections are cut.
     pub drain_timeout: Duration,
-    /// Bytes of request bodies held at once, as received and as inflated from gzip. A request
-    /// whose `Content-Length`, or whose inflating body, would pass it is answered 503 with an
-    /// `error` body. At least twice [`super::LARGEST_BODY_BYTES`], or the largest bodies could
-    /// never be served.
+    /// Bytes of agent request bodies held at once: as received, as inflated from gzip, and
+    /// as parsed. A request whose `Content-Length`, inflating body or parsed form would pass
+    /// it is answered 503 with an `error` body. At least three times
+    /// [`super::LARGEST_BODY_BYTES`], or the largest bodies could never be served.
     pub max_body_memory: u64,
 }
 
 impl Default for ConnectionLimits {
-    /// 20,000 connections, 4,096 requests in flight, 10 s handshakes, 65 s for headers (so a
+    /// 20,000 connections, 4,096 requests in flight, 10 s handshakes, 65 s idle (so a
     /// connection polled every 60 s stays open), 15 s per request, 20 s to drain, 256 MiB of
     /// request bodies.
     fn default() -> Self {
@@ -58,7 +61,7 @@ impl Default for ConnectionLimits {
             max_connections: 20_000,
             max_requests_in_flight: 4_096,
             handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(65),
+            idle_timeout: Duration::from_secs(65),
             request_timeout: Duration::from_secs(15),
             drain_timeout: Duration::from_secs(20),
             max_body_memory: 256 * 1024 * 1024,
@@ -237,9 +240,16 @@ pub async fn serve(
         let request_slots = Arc::clone(&request_slots);
         let body_budget = body_budget.clone();
         let behind_proxy = matches!(mode, Listener::PlainHttp);
+        let activity = Arc::new(ConnectionActivity::new());
+        let connection_activity = Arc::clone(&activity);
         let service_for = move |has_client_certificate: bool| {
             let refuse_agents = agents_need_client_certificate && !has_client_certificate;
+            let activity = Arc::clone(&connection_activity);
             hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                let in_flight = activity.request_began();
+                if let Some(uri) = decoded_path(request.uri()) {
+                    *request.uri_mut() = uri;
+                }
                 let client = client_ip(peer.ip(), request.headers(), behind_proxy);
                 request
                     .extensions_mut()
@@ -282,7 +292,13 @@ pub async fn serve(
                             started.elapsed(),
                         );
                     }
-                    response
+                    // The request stays in flight until its answer's body is sent (or dropped).
+                    response.map(|r| {
+                        r.map(|body| InFlightBody {
+                            body,
+                            _in_flight: in_flight,
+                        })
+                    })
                 }
             })
         };
@@ -294,7 +310,7 @@ pub async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
+                .header_read_timeout(limits.idle_timeout);
             let served = match acceptor {
                 Some(acceptor) => {
                     match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
@@ -302,9 +318,16 @@ pub async fn serve(
                         Ok(Ok(tls)) => {
                             // rustls has verified any certificate presented against the CA.
                             let certified = tls.get_ref().1.peer_certificates().is_some();
+                            activity.ready();
                             let connection =
                                 builder.serve_connection(TokioIo::new(tls), service_for(certified));
-                            watcher.watch(connection).await
+                            tokio::select! {
+                                served = watcher.watch(connection) => served,
+                                () = activity.idle(limits) => {
+                                    tracing::debug!(%peer, "closing an idle connection");
+                                    Ok(())
+                                }
+                            }
                         }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
@@ -319,7 +342,13 @@ pub async fn serve(
                 None => {
                     let connection =
                         builder.serve_connection(TokioIo::new(tcp), service_for(false));
-                    watcher.watch(connection).await
+                    tokio::select! {
+                        served = watcher.watch(connection) => served,
+                        () = activity.idle(limits) => {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            Ok(())
+                        }
+                    }
                 }
             };
             if let Err(e) = served {
@@ -335,6 +364,165 @@ pub async fn serve(
         tracing::warn!("requests still in flight after the drain timeout; cutting them off");
     }
     Ok(())
+}
+
+/// What one connection is doing, to close it once idle: how many of its requests are in
+/// flight, and when one last began or ended.
+#[derive(Debug)]
+struct ConnectionActivity {
+    /// When the connection became ready for requests (after the TLS handshake).
+    ready_at: std::sync::Mutex<std::time::Instant>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `ready_at` to the last time a request began or ended; `u64::MAX`
+    /// before the first request.
+    last_change_ms: std::sync::atomic::AtomicU64,
+}
+
+/// A request counted in flight on its connection until dropped.
+#[derive(Debug)]
+struct InFlight(Arc<ConnectionActivity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl ConnectionActivity {
+    fn new() -> Self {
+        ConnectionActivity {
+            ready_at: std::sync::Mutex::new(std::time::Instant::now()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_change_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn ready_at(&self) -> std::time::Instant {
+        *self
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection is ready for requests from now (the TLS handshake is done).
+    fn ready(&self) {
+        *self
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    fn touch(&self) {
+        let ms = self.ready_at().elapsed().as_millis();
+        self.last_change_ms.store(
+            u64::try_from(ms).unwrap_or(u64::MAX - 1),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+
+    fn request_began(self: &Arc<Self>) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.touch();
+        InFlight(Arc::clone(self))
+    }
+
+    /// Completes once the connection is idle: no request began within
+    /// [`ConnectionLimits::handshake_timeout`] of its being ready, or none has been in flight
+    /// for [`ConnectionLimits::idle_timeout`].
+    async fn idle(&self, limits: ConnectionLimits) {
+        loop {
+            let last_change = self
+                .last_change_ms
+                .load(std::sync::atomic::Ordering::Acquire);
+            let deadline = if last_change == u64::MAX {
+                self.ready_at() + limits.handshake_timeout
+            } else {
+                self.ready_at() + Duration::from_millis(last_change) + limits.idle_timeout
+            };
+            let busy = self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0;
+            if !busy && std::time::Instant::now() >= deadline {
+                return;
+            }
+            if busy {
+                // Look again once a request that ends now would have idled out.
+                tokio::time::sleep(limits.idle_timeout).await;
+            } else {
+                tokio::time::sleep_until(deadline.into()).await;
+            }
+        }
+    }
+}
+
+/// An answer's body that keeps its request counted in flight until it is sent or dropped.
+#[derive(Debug)]
+struct InFlightBody<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// `uri` with percent-encoded path characters that need no encoding in a path segment
+/// (letters, digits, `-._~!$&'()*+,;=:@`) decoded, as RFC 3986 makes them equivalent: a
+/// client that encodes the `@` of a user name reaches the same resource. `%2F` and other
+/// encodings stay as they are. `None` when nothing changes.
+fn decoded_path(uri: &http::Uri) -> Option<http::Uri> {
+    let path = uri.path();
+    if !path.contains('%') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(b));
+        match decoded {
+            Some(byte) => {
+                out.push(char::from(byte));
+                i += 3;
+            }
+            None => {
+                out.push(char::from(bytes[i]));
+                i += 1;
+            }
+        }
+    }
+    if out == path {
+        return None;
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{out}?{query}"),
+        None => out,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    http::Uri::from_parts(parts).ok()
 }
 
 /// The client's address: the TCP peer's, or when plain HTTP runs behind a balancer that
@@ -371,4 +559,22 @@ fn declared_length(headers: &http::HeaderMap) -> u64 {
 
 fn unavailable(message: &str) -> warp::reply::Response {
     super::reply::error_body(http::StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decoded_path;
+
+    #[test]
+    fn path_characters_that_need_no_encoding_are_decoded_and_no_others() {
+        let decode = |uri: &str| decoded_path(&uri.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(
+            decode("/api/v1/users/a%40b?x=%40").as_deref(),
+            Some("/api/v1/users/a@b?x=%40")
+        );
+        assert_eq!(decode("/api/v1/users/a%2Fb"), None, "a slash stays encoded");
+        assert_eq!(decode("/a%2"), None);
+        assert_eq!(decode("/plain"), None);
+        assert_eq!(decode("/a%41%25").as_deref(), Some("/aA%25"));
+    }
 }

@@ -245,10 +245,9 @@ async fn roles_are_enforced_on_every_route() {
         ),
         (DELETE, "/api/v1/users/otto".into(), None),
         (POST, "/api/v1/tokens".into(), Some(json!({"name": "ci"}))),
-        (DELETE, "/api/v1/tokens/any".into(), None),
     ];
-    // The list is every documented route that changes something, so a new one cannot be
-    // left out of this test.
+    // The list is every documented route that changes something and is not open to every
+    // user (revoking one's own token is), so a new one cannot be left out of this test.
     let mut tried: Vec<(String, &str)> = writes
         .iter()
         .map(|(method, path, _)| (method.as_str().to_lowercase(), route_of(path)))
@@ -257,7 +256,7 @@ async fn roles_are_enforced_on_every_route() {
     let mut documented: Vec<(String, &str)> = sgt_core::http::admin_routes()
         .iter()
         .filter(|(method, _, _, _)| *method != "get")
-        .filter(|(_, _, role, _)| *role != "anyone")
+        .filter(|(_, _, role, _)| *role != "anyone" && *role != "viewer")
         .map(|(method, path, _, _)| (method.to_string(), *path))
         .collect();
     documented.sort();
@@ -758,5 +757,144 @@ async fn expired_tokens_are_refused_and_purged_at_the_next_login() {
         server.admin(GET, "/api/v1/me", Some(&fresh), None).await.0,
         StatusCode::OK
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_password_and_ends_other_sessions() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let stolen = create_user(&server, &admin, "vic", "viewer").await;
+    let own = server.login("vic", "vic-password-123").await;
+    let change = |token: String, body: Value| {
+        let server = &server;
+        async move {
+            server
+                .admin(Method::PATCH, "/api/v1/users/vic", Some(&token), Some(body))
+                .await
+        }
+    };
+    // A bearer token alone does not change the password.
+    let (status, body) = change(stolen.clone(), json!({"password": "taken-over-password"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = change(
+        stolen.clone(),
+        json!({"password": "taken-over-password", "current_password": "a-wrong-guess-1"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    server.login("vic", "vic-password-123").await;
+    // With the current password it does, and every other session of vic's ends.
+    let (status, body) = change(
+        own.clone(),
+        json!({"password": "a-new-password-456", "current_password": "vic-password-123"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&stolen), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&own), None).await.0,
+        StatusCode::OK
+    );
+    server.login("vic", "a-new-password-456").await;
+    // An admin resetting someone's password needs no current password, and ends their sessions.
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/api/v1/users/vic",
+            Some(&admin),
+            Some(json!({"password": "reset-by-admin-789"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&own), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn every_user_can_revoke_its_own_sessions_and_only_its_own() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let viewer = create_user(&server, &admin, "vic", "viewer").await;
+    let (status, tokens) = server
+        .admin(GET, "/api/v1/tokens", Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let mine = tokens[0]["id"].as_str().unwrap().to_owned();
+    // Someone else's token is not the viewer's to revoke, nor even to know of.
+    let (_, admins) = server
+        .admin(GET, "/api/v1/tokens", Some(&admin), None)
+        .await;
+    let theirs = admins[0]["id"].as_str().unwrap().to_owned();
+    let (status, _) = server
+        .admin(
+            DELETE,
+            &format!("/api/v1/tokens/{theirs}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&admin), None).await.0,
+        StatusCode::OK
+    );
+    let (status, body) = server
+        .admin(
+            DELETE,
+            &format!("/api/v1/tokens/{mine}"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&viewer), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_authorization_scheme_is_matched_case_insensitively() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = server
+            .client()
+            .get(server.url("/api/v1/me"))
+            .header("authorization", format!("{scheme} {admin}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_name_with_an_at_sign_is_found_percent_encoded_or_not() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let (status, body) = server
+        .admin(
+            POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "ana@corp", "role": "viewer", "password": "long-enough-pw"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for path in ["/api/v1/users/ana%40corp", "/api/v1/users/ana@corp"] {
+        let (status, body) = server.admin(GET, path, Some(&admin), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        assert_eq!(body["username"], "ana@corp");
+    }
     server.stop().await;
 }

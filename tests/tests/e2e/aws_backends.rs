@@ -83,6 +83,19 @@ async fn an_agent_works_against_ssm_firehose_and_s3() {
     let s3 = s3_client(&config);
     assert_eq!(delivered_lines(&s3, &logs_bucket).await, lines);
 
+    // A line with raw line breaks between its tokens stays one record of its sender: its
+    // middle never reads as a record of another node.
+    assert_eq!(
+        agent.log_raw("result", sgt_tests::FORGING_LOG_LINE).await,
+        (StatusCode::OK, json!({}))
+    );
+    let records = delivered_records(&s3, &logs_bucket).await;
+    assert_eq!(records.len(), lines.len() + 1);
+    assert!(records.iter().all(|r| r["environment"] == "default"
+        && r["node_id"] != "VICTIM"
+        && r["node_id"] == records[0]["node_id"]));
+    let lines: Vec<_> = records.iter().map(|r| r["line"].clone()).collect();
+
     // A line too large for a Firehose record (osquery sends lines of up to 1 MiB) is kept
     // whole in the blob store; the stream gets a line naming it, and the agent is answered {}.
     let big = json!({"name": "file_contents", "action": "added", "columns": {"data": "x".repeat(1_040_000)}});
@@ -165,6 +178,15 @@ async fn an_agent_works_against_ssm_firehose_and_s3() {
 
 /// Every log line Firehose delivered into `bucket` (the `line` of each record).
 async fn delivered_lines(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<serde_json::Value> {
+    delivered_records(s3, bucket)
+        .await
+        .into_iter()
+        .map(|record| record["line"].clone())
+        .collect()
+}
+
+/// Every record Firehose delivered into `bucket`; each text line must be one JSON record.
+async fn delivered_records(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<serde_json::Value> {
     let objects = s3.list_objects_v2().bucket(bucket).send().await.unwrap();
     let mut delivered = Vec::new();
     for object in objects.contents() {
@@ -179,7 +201,7 @@ async fn delivered_lines(s3: &aws_sdk_s3::Client, bucket: &str) -> Vec<serde_jso
             String::from_utf8(body.body.collect().await.unwrap().into_bytes().to_vec()).unwrap();
         delivered.extend(
             text.lines()
-                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["line"].clone()),
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()),
         );
     }
     delivered

@@ -242,6 +242,39 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
             Expect::Error(bad, "missing field `data`"),
         ),
         case(
+            "log: more lines than a batch holds (each tiny line costs a heap entry)",
+            paths::LOG,
+            format!(
+                r#"{{"node_key":"{key}","log_type":"result","data":[{}{{}}]}}"#,
+                "{},".repeat(65_536)
+            ),
+            Expect::Error(bad, "more than 65536 elements"),
+        ),
+        case(
+            "distributed write: rows that are not an array",
+            paths::DISTRIBUTED_WRITE,
+            json_body(json!({"node_key": key, "queries": {"q-1": {"a": "b"}}})),
+            Expect::Error(bad, "must be an array"),
+        ),
+        case(
+            "distributed write: more answers than a write holds",
+            paths::DISTRIBUTED_WRITE,
+            format!(
+                r#"{{"node_key":"{key}","statuses":{{{}"x":0}}}}"#,
+                (0..10_000)
+                    .map(|i| format!(r#""q{i}":0,"#))
+                    .collect::<String>()
+            ),
+            Expect::Error(bad, "more than 10000 members"),
+        ),
+        case(
+            "enroll: host_details over 16 KiB",
+            paths::ENROLL,
+            json_body(json!({"enroll_secret": secret, "host_identifier": "h2",
+                "host_details": {"system_info": {"hostname": "x".repeat(17 * 1024)}}})),
+            Expect::Error(bad, "host_details is larger than 16384 bytes"),
+        ),
+        case(
             "log: a line is not an object",
             paths::LOG,
             json_body(json!({"node_key": key, "log_type": "result", "data": [{"name": "q"}, 5]})),
@@ -567,5 +600,24 @@ async fn invalid_utf8_in_result_rows_is_stored_replaced() {
         results[0].result.rows,
         vec![json!({"path": "/tmp/caf\u{fffd}"})]
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_log_line_with_raw_line_breaks_cannot_forge_another_nodes_record() {
+    let server = TestServer::start().await;
+    let mut agent = Agent::new(&server, "forger");
+    agent.enroll().await;
+    let node = server.only_node().await;
+    let (status, answer) = agent.log_raw("result", sgt_tests::FORGING_LOG_LINE).await;
+    assert_eq!((status, answer), (StatusCode::OK, json!({})));
+    // One record in the file, carrying the sender; the would-be record is inside its line.
+    let file = std::fs::read_to_string(server.data_dir().join("logs/result.jsonl")).unwrap();
+    assert_eq!(file.lines().count(), 1, "{file}");
+    let records = server.log_records(sgt_core::log_sink::LogType::Result);
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["node_id"], node.id.as_str());
+    assert_eq!(records[0]["environment"], "default");
+    assert_eq!(records[0]["line"]["a"]["node_id"], "VICTIM");
     server.stop().await;
 }

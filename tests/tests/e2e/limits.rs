@@ -206,12 +206,13 @@ fn log_body_of_size(key: &str, name: &str, bytes: usize) -> Value {
 #[tokio::test]
 async fn request_bodies_together_stay_within_the_body_memory_budget() {
     let limits = ConnectionLimits {
-        max_body_memory: 1024 * 1024,
+        max_body_memory: 2 * 1024 * 1024,
         ..ConnectionLimits::default()
     };
     let (server, sink, _dir) = serve_with(Duration::from_millis(800), limits).await;
     let key = enroll(&server, "budget").await;
-    // 700 KiB held while the slow sink stores it; 500 KiB more does not fit beside it.
+    // 700 KiB held while the slow sink stores it, twice (as sent and as parsed); 500 KiB
+    // more, twice, does not fit beside it.
     let first_body = log_body_of_size(&key, "first", 700 * 1024);
     let first = server.post(paths::LOG, &first_body);
     let second_body = log_body_of_size(&key, "second", 500 * 1024);
@@ -222,7 +223,8 @@ async fn request_bodies_together_stay_within_the_body_memory_budget() {
     let ((first_status, first_answer), (second_status, second_answer)) =
         tokio::join!(first, second);
     assert_eq!((first_status, first_answer), (StatusCode::OK, json!({})));
-    assert_error_body(second_status, &second_answer, "busy");
+    // 503 before its body is parsed (the parsed copy does not fit), with an error body.
+    assert_error_body(second_status, &second_answer, "retry later");
     // Once the first is answered its share is back, and the resend is stored.
     let (status, answer) = server.post(paths::LOG, &second_body).await;
     assert_eq!((status, answer), (StatusCode::OK, json!({})));
@@ -406,7 +408,7 @@ async fn clones_sharing_a_host_identity_cannot_re_key_each_other_in_a_loop() {
 }
 
 #[tokio::test]
-async fn login_attempts_past_the_per_user_limit_get_429_even_with_the_right_password() {
+async fn login_failures_lock_out_their_address_not_the_user_elsewhere() {
     let server = TestServer::start().await;
     let password = std::fs::read_to_string(server.data_dir().join("admin_password"))
         .unwrap()
@@ -436,4 +438,149 @@ async fn login_attempts_past_the_per_user_limit_get_429_even_with_the_right_pass
     // Another user name has its own allowance (the address allows 30).
     let (status, body) = attempt("someone-else", "x".to_owned()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // The attacker's failures do not lock the real user out on another address.
+    let elsewhere = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(server.ca_file()).unwrap()).unwrap(),
+        )
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let response = elsewhere
+        .post(server.url("/api/v1/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["token"].is_string(), "{body}");
+}
+
+/// A TLS connection to `server` offering `alpn`, trusting its CA.
+async fn tls_connect(
+    server: &TestServer,
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(server.ca_file()).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
+/// Reads (and discards) until the server closes the connection; how long that took.
+async fn time_until_closed(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Duration {
+    let started = Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("the server closes the connection within 10 s");
+        if matches!(read, Ok(0) | Err(_)) {
+            return started.elapsed();
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed_whatever_they_speak() {
+    use tokio::io::AsyncWriteExt;
+    let limits = ConnectionLimits {
+        max_connections: 1,
+        handshake_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..ConnectionLimits::default()
+    };
+    let (server, _sink, _dir) = serve_with(Duration::ZERO, limits).await;
+
+    // A TLS handshake, then nothing: closed after the handshake timeout.
+    let mut silent = tls_connect(&server, &[]).await;
+    let took = time_until_closed(&mut silent).await;
+    assert!((800..3000).contains(&took.as_millis()), "{took:?}");
+
+    // HTTP/2's preface and settings, then no request: closed after the handshake timeout.
+    let mut h2 = tls_connect(&server, &[b"h2"]).await;
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let took = time_until_closed(&mut h2).await;
+    assert!((800..3000).contains(&took.as_millis()), "{took:?}");
+
+    // Half a request's headers: closed too.
+    let mut half = tls_connect(&server, &[b"http/1.1"]).await;
+    half.write_all(b"POST /api/v1/osquery/config HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let took = time_until_closed(&mut half).await;
+    assert!(took < Duration::from_secs(4), "{took:?}");
+
+    // HTTP/2 kept alive after a request (reqwest negotiates h2): it holds the only slot
+    // until it has been idle for the idle timeout; then a new client is served.
+    let response = server
+        .client()
+        .get(server.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    let started = Instant::now();
+    let fresh = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(server.ca_file()).unwrap()).unwrap(),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let served = fresh.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(
+        (1500..6000).contains(&waited.as_millis()),
+        "served after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_served_only_to_the_allowed_networks() {
+    let server = TestServer::start_with_config("metrics_allow = [\"127.0.0.2/32\"]\n").await;
+    let response = server
+        .client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"].is_string(), "{body}");
+    let monitoring = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(server.ca_file()).unwrap()).unwrap(),
+        )
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let response = monitoring.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("sgt_"));
+    server.stop().await;
 }

@@ -32,6 +32,9 @@ locals {
       { name = "SGT_LOG_SINK", value = "firehose://${var.log_stream_name}${var.log_records_per_line ? "?records=line" : ""}" },
       { name = "SGT_BLOBS", value = "s3://${var.carve_bucket}" },
       { name = "AWS_REGION", value = local.region },
+      # /metrics is answered only inside the VPC: the listener faces agent_cidrs (the
+      # internet by default), and behind the ALB sgt sees the client's own address.
+      { name = "SGT_METRICS_ALLOW", value = data.aws_vpc.this.cidr_block },
     ],
     local.alb ? [{ name = "SGT_INSECURE_HTTP", value = "true" }] : [],
   )

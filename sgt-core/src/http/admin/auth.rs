@@ -35,6 +35,8 @@ struct UpdateUserBody {
     role: Option<Role>,
     #[serde(default)]
     password: Option<String>,
+    #[serde(default)]
+    current_password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -117,8 +119,14 @@ pub(super) fn routes(
         .then(|name: String, c: Ctx, body: Bytes| {
             answer(c, StatusCode::OK, move |a, caller| async move {
                 let body: UpdateUserBody = parse(&body)?;
-                a.update_user(&caller, &name, body.role, body.password.as_deref())
-                    .await
+                a.update_user(
+                    &caller,
+                    &name,
+                    body.role,
+                    body.password.as_deref(),
+                    body.current_password.as_deref(),
+                )
+                .await
             })
         });
     let delete_user = warp::path!("users" / String)

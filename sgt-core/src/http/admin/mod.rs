@@ -78,8 +78,8 @@ pub(crate) fn ctx(
             admin: Arc::clone(&admin),
             bearer: authorization
                 .as_deref()
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .map(|t| t.trim().to_owned()),
+                .and_then(|h| crate::http::request::credentials(h, "Bearer"))
+                .map(str::to_owned),
         })
 }
 

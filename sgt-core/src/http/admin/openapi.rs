@@ -23,7 +23,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "patch",
         "/api/v1/users/{username}",
         "admin (or self, password only)",
-        "Change a user's role or password",
+        "Change a user's role or password (your own needs current_password); the user's other sessions end",
     ),
     (
         "delete",
@@ -46,8 +46,8 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
     (
         "delete",
         "/api/v1/tokens/{id}",
-        "operator",
-        "Revoke a token",
+        "viewer",
+        "Revoke one of your tokens (admin: anyone's)",
     ),
     ("get", "/api/v1/environments", "viewer", "List environments"),
     (

@@ -1,17 +1,18 @@
 //! `POST /api/v1/osquery/distributed/read` and `/distributed/write`
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::agent::AgentService;
 use crate::error::{Error, Result};
 use crate::http::reply::{ok_empty, ok_json, respond};
-use crate::http::request::{agent_request, AgentRequest};
+use crate::http::request::{agent_request, bounded_raw_object, AgentRequest};
 use crate::store::QueryResult;
 use crate::types::{now_unix, QueryId};
 
@@ -25,18 +26,36 @@ struct ReadBody {
     node_key: Option<String>,
 }
 
+/// Most members of each of a write's objects (`queries`, `statuses`, `messages`, `stats`):
+/// an agent answers the live queries it was sent, far fewer than this.
+const MAX_QUERIES_PER_WRITE: usize = 10_000;
+
+/// A write's answers, each member's value still raw JSON: rows are parsed into trees only
+/// once their cost is charged to the body budget.
 #[derive(Deserialize)]
 struct WriteBody {
     #[serde(default)]
     node_key: Option<String>,
-    #[serde(default)]
-    queries: Map<String, Value>,
-    #[serde(default)]
-    statuses: Map<String, Value>,
-    #[serde(default)]
-    messages: Map<String, Value>,
-    #[serde(default)]
-    stats: Map<String, Value>,
+    #[serde(
+        default,
+        deserialize_with = "bounded_raw_object::<_, MAX_QUERIES_PER_WRITE>"
+    )]
+    queries: Vec<(String, Box<RawValue>)>,
+    #[serde(
+        default,
+        deserialize_with = "bounded_raw_object::<_, MAX_QUERIES_PER_WRITE>"
+    )]
+    statuses: Vec<(String, Box<RawValue>)>,
+    #[serde(
+        default,
+        deserialize_with = "bounded_raw_object::<_, MAX_QUERIES_PER_WRITE>"
+    )]
+    messages: Vec<(String, Box<RawValue>)>,
+    #[serde(
+        default,
+        deserialize_with = "bounded_raw_object::<_, MAX_QUERIES_PER_WRITE>"
+    )]
+    stats: Vec<(String, Box<RawValue>)>,
 }
 
 pub(crate) fn read_route(
@@ -80,63 +99,70 @@ async fn write(service: &AgentService, request: AgentRequest) -> Result<Response
     let node = service
         .authenticate(request.node_key(body.node_key.as_deref())?)
         .await?;
-    let results = parse_results(body)?;
+    let results = parse_results(body, |bytes| request.charge(bytes))?;
     service.distributed_write(&node, results).await?;
     Ok(ok_empty())
 }
 
 /// One [`QueryResult`] per query id present in `queries` or `statuses`. Ids that cannot be
-/// ours (invalid syntax) are skipped; malformed values refuse the whole write.
-fn parse_results(body: WriteBody) -> Result<Vec<QueryResult>> {
+/// ours (invalid syntax) are skipped; malformed values refuse the whole write. `charge` is
+/// called with what each parsed tree of rows or stats may cost, before it is built.
+fn parse_results(
+    body: WriteBody,
+    charge: impl Fn(usize) -> Result<()>,
+) -> Result<Vec<QueryResult>> {
     let received_at = now_unix();
-    let mut ids: Vec<&String> = body.queries.keys().chain(body.statuses.keys()).collect();
-    ids.sort();
-    ids.dedup();
+    let (queries, statuses) = (by_id(&body.queries), by_id(&body.statuses));
+    let (messages, stats) = (by_id(&body.messages), by_id(&body.stats));
+    let ids: BTreeSet<&str> = queries.keys().chain(statuses.keys()).copied().collect();
     let mut results = Vec::with_capacity(ids.len());
     for id in ids {
-        let Ok(query_id) = QueryId::parse(id.as_str()) else {
+        let Ok(query_id) = QueryId::parse(id) else {
             continue;
         };
-        let rows = match body.queries.get(id) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(rows)) => {
+        let rows = match queries.get(id).map(|raw| raw.get()) {
+            None | Some("null") => Vec::new(),
+            Some(raw) => {
+                charge(value_tree_cost(raw))?;
+                let rows: Vec<Value> = serde_json::from_str(raw).map_err(|_| {
+                    Error::invalid_input(format!("queries[{query_id}] must be an array"))
+                })?;
                 if rows.iter().any(|r| !r.is_object()) {
                     return Err(Error::invalid_input(format!(
                         "queries[{query_id}] must be an array of objects"
                     )));
                 }
-                rows.clone()
-            }
-            Some(_) => {
-                return Err(Error::invalid_input(format!(
-                    "queries[{query_id}] must be an array"
-                )))
+                rows
             }
         };
-        let status = match body.statuses.get(id) {
+        let status = match statuses.get(id).map(|raw| raw.get()) {
             None => 0,
-            Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
-                Error::invalid_input(format!("statuses[{query_id}] must be an integer"))
-            })?,
-            Some(Value::String(s)) => s.trim().parse().map_err(|_| {
-                Error::invalid_input(format!("statuses[{query_id}] must be an integer"))
-            })?,
-            Some(_) => {
-                return Err(Error::invalid_input(format!(
-                    "statuses[{query_id}] must be an integer"
-                )))
+            Some(raw) => {
+                // A number, or (some osquery versions) a decimal string.
+                let status: Option<i64> = match serde_json::from_str::<String>(raw) {
+                    Ok(text) => text.trim().parse().ok(),
+                    Err(_) => serde_json::from_str(raw).ok(),
+                };
+                status.ok_or_else(|| {
+                    Error::invalid_input(format!("statuses[{query_id}] must be an integer"))
+                })?
             }
         };
-        let message = match body.messages.get(id) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                return Err(Error::invalid_input(format!(
-                    "messages[{query_id}] must be a string"
-                )))
+        let message = match messages.get(id).map(|raw| raw.get()) {
+            None | Some("null") => None,
+            Some(raw) => Some(serde_json::from_str::<String>(raw).map_err(|_| {
+                Error::invalid_input(format!("messages[{query_id}] must be a string"))
+            })?),
+        };
+        let stats = match stats.get(id).map(|raw| raw.get()) {
+            None | Some("null") => None,
+            Some(raw) => {
+                charge(value_tree_cost(raw))?;
+                Some(serde_json::from_str::<Value>(raw).map_err(|_| {
+                    Error::invalid_input(format!("stats[{query_id}] is not valid JSON"))
+                })?)
             }
         };
-        let stats = body.stats.get(id).filter(|s| !s.is_null()).cloned();
         results.push(QueryResult {
             query_id,
             status,
@@ -147,4 +173,66 @@ fn parse_results(body: WriteBody) -> Result<Vec<QueryResult>> {
         });
     }
     Ok(results)
+}
+
+/// A write's members by query id (a later duplicate wins, as in a JSON object).
+fn by_id(members: &[(String, Box<RawValue>)]) -> BTreeMap<&str, &RawValue> {
+    members
+        .iter()
+        .map(|(id, value)| (id.as_str(), value.as_ref()))
+        .collect()
+}
+
+/// An upper bound of the heap bytes a `serde_json::Value` tree parsed from `json` takes
+/// (64-bit): its text, plus for each object a B-tree node (11 keys and values: about 630
+/// bytes), for each member its share of further nodes, for each array element a 32-byte
+/// slot that the array's growth may double, and for each string an allocation's minimum.
+/// One pass over the bytes, no allocation.
+fn value_tree_cost(json: &str) -> usize {
+    const OBJECT: usize = 640;
+    const MEMBER: usize = 160;
+    const ELEMENT: usize = 64;
+    const STRING: usize = 32;
+    let (mut cost, mut in_string, mut escaped) = (json.len(), false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        cost += match byte {
+            b'{' => OBJECT + ELEMENT,
+            b':' => MEMBER,
+            b'[' | b',' => ELEMENT,
+            b'"' => {
+                in_string = true;
+                STRING
+            }
+            _ => 0,
+        };
+    }
+    cost
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_tree_cost;
+
+    #[test]
+    fn a_tree_of_tiny_values_costs_many_times_its_text() {
+        let zeros = format!("[{}0]", "0,".repeat(999));
+        assert!(value_tree_cost(&zeros) >= 1000 * 64);
+        let objects = format!("[{}{{}}]", "{},".repeat(999));
+        assert!(value_tree_cost(&objects) >= 1000 * 640);
+        // Brackets, commas and colons inside strings are text, not structure.
+        let text = r#"[{"a":"[,{:}]\"{"}]"#;
+        assert_eq!(
+            value_tree_cost(text),
+            text.len() + 64 + (640 + 64) + 160 + 2 * 32
+        );
+    }
 }

@@ -7,9 +7,9 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::agent::{AgentService, EnrollRequest};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::reply::{ok_json, respond};
-use crate::http::request::{agent_request, AgentRequest};
+use crate::http::request::{agent_request, lenient_string, AgentRequest};
 use crate::types::HostIdentifier;
 
 const BODY_LIMIT: u64 = 1024 * 1024;
@@ -19,10 +19,10 @@ struct EnrollBody {
     #[serde(default)]
     enroll_secret: String,
     host_identifier: String,
+    #[serde(default, deserialize_with = "lenient_string")]
+    platform_type: String,
     #[serde(default)]
-    platform_type: Option<serde_json::Value>,
-    #[serde(default)]
-    host_details: Option<serde_json::Value>,
+    host_details: Option<Box<serde_json::value::RawValue>>,
 }
 
 pub(crate) fn route(
@@ -38,24 +38,16 @@ pub(crate) fn route(
 
 async fn handle(service: &AgentService, request: AgentRequest) -> Result<Response> {
     let body: EnrollBody = request.json()?;
-    let platform_type = match body.platform_type {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s,
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        Some(_) => {
-            return Err(crate::error::Error::invalid_input(
-                "platform_type must be a string",
-            ))
-        }
+    let host_details = match &body.host_details {
+        Some(raw) => host_details(raw)?,
+        None => serde_json::Value::Object(Default::default()),
     };
     let key = service
         .enroll(EnrollRequest {
             enroll_secret: body.enroll_secret,
             host_identifier: HostIdentifier::parse(body.host_identifier)?,
-            platform_type,
-            host_details: body
-                .host_details
-                .unwrap_or_else(|| serde_json::Value::Object(Default::default())),
+            platform_type: body.platform_type,
+            host_details,
             source: request.source,
         })
         .await?;
@@ -63,4 +55,42 @@ async fn handle(service: &AgentService, request: AgentRequest) -> Result<Respons
         "node_key": key.as_str(),
         "node_invalid": false,
     })))
+}
+
+/// Largest `host_details` accepted, as sent. osquery sends the first row of four tables,
+/// every value a string: about 2 KiB.
+pub(crate) const MAX_HOST_DETAILS_BYTES: usize = 16 * 1024;
+
+/// The tables osquery puts in `host_details` (`osquery/remote/enroll/enroll.cpp`).
+const HOST_DETAILS_TABLES: [&str; 4] =
+    ["os_version", "osquery_info", "platform_info", "system_info"];
+
+/// The host details kept for a node: the tables osquery sends, each an object, and nothing
+/// else (other members are dropped). `null` is an empty object.
+///
+/// # Errors
+/// `InvalidInput` when the details are larger than [`MAX_HOST_DETAILS_BYTES`], are not an
+/// object, or a kept table is not an object.
+fn host_details(raw: &serde_json::value::RawValue) -> Result<serde_json::Value> {
+    let text = raw.get();
+    if text.len() > MAX_HOST_DETAILS_BYTES {
+        return Err(Error::invalid_input(format!(
+            "host_details is larger than {MAX_HOST_DETAILS_BYTES} bytes (osquery sends about 2 KiB)"
+        )));
+    }
+    let tables: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(text)
+        .map_err(|_| Error::invalid_input("host_details must be an object"))?;
+    let mut kept = serde_json::Map::new();
+    for (name, table) in tables.unwrap_or_default() {
+        if !HOST_DETAILS_TABLES.contains(&name.as_str()) {
+            continue;
+        }
+        if !table.is_object() {
+            return Err(Error::invalid_input(format!(
+                "host_details.{name} must be an object"
+            )));
+        }
+        kept.insert(name, table);
+    }
+    Ok(serde_json::Value::Object(kept))
 }

@@ -10,17 +10,23 @@ use warp::{Filter, Rejection};
 use crate::agent::AgentService;
 use crate::error::{Error, Result};
 use crate::http::reply::{ok_empty, respond};
-use crate::http::request::{agent_request, AgentRequest};
+use crate::http::request::{agent_request, bounded_array, AgentRequest};
 use crate::log_sink::LogType;
 
 /// Log batches are the largest agent bodies: 1024 lines per batch by default.
 const BODY_LIMIT: u64 = crate::http::LARGEST_BODY_BYTES;
+
+/// Most lines in one batch. osquery sends at most `--logger_tls_max_lines` (1,024 by
+/// default); each line costs a heap entry beyond its text, so the count is what bounds a
+/// batch of tiny lines.
+pub(crate) const MAX_LINES_PER_BATCH: usize = 65_536;
 
 #[derive(Deserialize)]
 struct LogBody {
     #[serde(default)]
     node_key: Option<String>,
     log_type: String,
+    #[serde(deserialize_with = "bounded_array::<_, _, MAX_LINES_PER_BATCH>")]
     data: Vec<Box<RawValue>>,
 }
 
