@@ -142,7 +142,13 @@ mod tests {
         let part = BlobKey::parse("carves/s/block-0").unwrap();
         let archive = BlobKey::parse("carves/s/archive").unwrap();
         blobs.put(&part, Bytes::from_static(b"abc")).await.unwrap();
-        assert_eq!(blobs.concat(&archive, &[part.clone()]).await.unwrap(), 3);
+        assert_eq!(
+            blobs
+                .concat(&archive, std::slice::from_ref(&part))
+                .await
+                .unwrap(),
+            3
+        );
         for key in [&part, &archive] {
             let mode = std::fs::metadata(blobs.path(key))
                 .unwrap()
