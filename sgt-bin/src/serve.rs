@@ -20,6 +20,9 @@ use crate::tls_files::TlsFiles;
 
 /// How often coalesced last-seen times are written to the store.
 const LAST_SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+/// How often carves whose blocks have all arrived but whose assembly was cut short (a
+/// restart, a failing blob store) are assembled; also once at start.
+const CARVE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often cached nodes are checked against keys revoked through other instances: the
 /// longest a node deleted elsewhere keeps working here.
 pub const CACHE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -199,8 +202,23 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         async move {
             let mut tick = tokio::time::interval(LAST_SEEN_FLUSH_INTERVAL);
             let mut refresh = tokio::time::interval(CACHE_REFRESH_INTERVAL);
+            let mut carve_sweep = tokio::time::interval(CARVE_SWEEP_INTERVAL);
+            // Assembly may take minutes: it runs beside this loop, one sweep at a time.
+            let mut sweeping: Option<tokio::task::JoinHandle<()>> = None;
             loop {
                 tokio::select! {
+                    _ = carve_sweep.tick() => {
+                        if sweeping.as_ref().is_none_or(|s| s.is_finished()) {
+                            let service = Arc::clone(&service);
+                            sweeping = Some(tokio::spawn(async move {
+                                match service.assemble_pending_carves().await {
+                                    Ok(0) => {}
+                                    Ok(n) => tracing::info!(carves = n, "assembled carves left pending"),
+                                    Err(e) => tracing::warn!(error = %e, "pending carves not listed"),
+                                }
+                            }));
+                        }
+                    }
                     _ = tick.tick() => {
                         if let Err(e) = service.flush_last_seen().await {
                             tracing::warn!(error = %e, "last-seen flush failed");

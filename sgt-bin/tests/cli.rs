@@ -440,17 +440,30 @@ async fn the_cli_drives_the_admin_api() {
         let answer = agent_call("carve/continue", serde_json::json!({"block_id": block_id, "session_id": session, "request_id": request_id, "data": data})).await;
         assert_eq!(answer, serde_json::json!({}));
     }
-    let (ok, table, _) = sgt(&["carve", "list"], &authed);
-    assert!(
-        ok && table.contains(&session) && table.contains("complete"),
-        "{table}"
+    // Listed by its carve id (never the session id), complete once assembled in the
+    // background.
+    let carve_id = sgt_core::agent::carve_public_id(
+        &sgt_core::types::CarveSessionId::parse(&session).unwrap(),
     );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, table, _) = sgt(&["carve", "list"], &authed);
+        assert!(
+            ok && table.contains(&carve_id) && !table.contains(&session),
+            "{table}"
+        );
+        if table.contains("complete") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{table}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let downloaded = dir.path().join("hosts.tar");
     let (ok, _, err) = sgt(
         &[
             "carve",
             "download",
-            &session,
+            &carve_id,
             "-o",
             downloaded.to_str().unwrap(),
         ],
@@ -822,8 +835,9 @@ fn gzip_of_repeated(prefix: &str, element: &str, count: usize, suffix: &str) -> 
 /// JSON elements (each costs many times its 2 bytes once parsed) or to large log batches,
 /// 16 at once, half of them with a valid node key. Peak memory stays under the body budget
 /// (256 MiB by default) plus 128 MiB, each gets an error body or is stored, and the server
-/// keeps serving. (Not yet asserted: that RSS returns near its start; glibc keeps freed
-/// arena memory, measured at 144 MiB a minute later against 24 MiB at the start.)
+/// keeps serving. Not asserted, because it does not hold yet: that RSS returns near where it
+/// started (glibc keeps freed arena memory: 127 MiB a minute later against 26 MiB before;
+/// mimalloc gave it back but peaked at 398 MiB).
 #[tokio::test(flavor = "multi_thread")]
 async fn sixteen_inflating_bodies_at_once_stay_within_the_body_budget() {
     const MIB: u64 = 1024 * 1024;

@@ -218,6 +218,24 @@ impl TestServer {
         (status, value)
     }
 
+    /// Waits (up to 20 s) until the carve of `session_id` is assembled: that happens in the
+    /// background once its last block is acknowledged.
+    pub async fn wait_for_carve(&self, session_id: &str) {
+        let id = sgt_core::types::CarveSessionId::parse(session_id).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let carve = self.backends().store.carve(&id).await.unwrap();
+            if carve.status == sgt_core::store::CarveStatus::Complete {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "carve not assembled within 20 s: {carve:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Every node enrolled so far (the store's first page), straight from the store.
     pub async fn nodes(&self) -> Vec<sgt_core::store::Node> {
         self.backends()
@@ -508,6 +526,7 @@ impl<'a> Agent<'a> {
             assert_eq!(status, StatusCode::OK, "block {i}: {body}");
             assert_eq!(body, json!({}));
         }
+        self.server.wait_for_carve(&session_id).await;
         session_id
     }
 
@@ -530,6 +549,11 @@ impl<'a> Agent<'a> {
             )
             .await
     }
+}
+
+/// The admin API's id of the carve with agent session id `session_id`.
+pub fn carve_id(session_id: &str) -> String {
+    sgt_core::agent::carve_public_id(&sgt_core::types::CarveSessionId::parse(session_id).unwrap())
 }
 
 /// Bytes of `len` that do not repeat in any short period (so misordered blocks are caught).

@@ -276,13 +276,13 @@ pub enum CarveAction {
     },
     /// Show a carve.
     Show {
-        /// Session id.
-        session: String,
+        /// Carve id (as `sgt carve list` shows it).
+        id: String,
     },
     /// Download a complete carve's archive.
     Download {
-        /// Session id.
-        session: String,
+        /// Carve id (as `sgt carve list` shows it).
+        id: String,
         /// Where to write it.
         #[arg(short, long)]
         output: PathBuf,
@@ -560,7 +560,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                         &conn,
                         &carves,
                         &[
-                            "session_id",
+                            "id",
                             "node_id",
                             "status",
                             "progress_percent",
@@ -569,18 +569,13 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                         ],
                     );
                 }
-                CarveAction::Show { session } => {
-                    let carve = api
-                        .get(&format!("/api/v1/carves/{}", seg(&session)))
-                        .await?;
+                CarveAction::Show { id } => {
+                    let carve = api.get(&format!("/api/v1/carves/{}", seg(&id))).await?;
                     show(&conn, &carve, &[]);
                 }
-                CarveAction::Download { session, output } => {
+                CarveAction::Download { id, output } => {
                     let bytes = api
-                        .download(
-                            &format!("/api/v1/carves/{}/archive", seg(&session)),
-                            &output,
-                        )
+                        .download(&format!("/api/v1/carves/{}/archive", seg(&id)), &output)
                         .await?;
                     eprintln!("wrote {bytes} bytes to {}", output.display());
                 }

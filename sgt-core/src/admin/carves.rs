@@ -4,11 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use super::queries::NewCampaign;
 use super::{AdminService, Caller, QueryView};
-use crate::agent::carve_archive_key;
+use crate::agent::{carve_archive_key, carve_public_id};
 use crate::blobs::BlobKey;
 use crate::error::{Error, Result};
-use crate::store::{CarveSession, QueryTargets, Role};
-use crate::types::{CarveSessionId, NodeId};
+use crate::store::{CarveSession, CarveStatus, QueryTargets, Role};
+use crate::types::NodeId;
 
 /// A request to carve files off a node.
 #[derive(Debug, Clone, Deserialize)]
@@ -20,14 +20,36 @@ pub struct CarveRequest {
     pub path: String,
 }
 
-/// A carve session with its progress.
+/// A carve as the admin API shows it: everything but its session id, which is the upload
+/// capability and is never shown.
 #[derive(Debug, Clone, Serialize)]
 pub struct CarveView {
-    /// The session.
-    #[serde(flatten)]
-    pub session: CarveSession,
+    /// The carve's id in the admin API ([`carve_public_id`] of its session).
+    pub id: String,
+    /// The uploading node.
+    pub node_id: NodeId,
+    /// osquery's carve GUID.
+    pub carve_guid: String,
+    /// osquery's request id.
+    pub request_id: String,
+    /// Number of blocks to expect.
+    pub block_count: u64,
+    /// Size of every block but possibly the last.
+    pub block_size: u64,
+    /// Total size of the archive.
+    pub carve_size: u64,
+    /// When the upload started.
+    pub created_at: crate::types::UnixSeconds,
+    /// Where it stands.
+    pub status: CarveStatus,
+    /// Distinct blocks received so far.
+    pub blocks_received: u64,
     /// Percent of blocks received.
     pub progress_percent: u64,
+    /// SHA-256 (hex) of the assembled archive, once complete.
+    pub sha256: Option<String>,
+    /// When it completed or failed.
+    pub finished_at: Option<crate::types::UnixSeconds>,
 }
 
 impl From<CarveSession> for CarveView {
@@ -35,9 +57,21 @@ impl From<CarveSession> for CarveView {
         let progress_percent = (session.blocks_received * 100)
             .checked_div(session.carve.block_count)
             .unwrap_or(0);
+        let carve = session.carve;
         CarveView {
-            session,
+            id: carve_public_id(&carve.session_id),
+            node_id: carve.node_id,
+            carve_guid: carve.carve_guid,
+            request_id: carve.request_id,
+            block_count: carve.block_count,
+            block_size: carve.block_size,
+            carve_size: carve.carve_size,
+            created_at: carve.created_at,
+            status: session.status,
+            blocks_received: session.blocks_received,
             progress_percent,
+            sha256: session.sha256,
+            finished_at: session.finished_at,
         }
     }
 }
@@ -115,27 +149,36 @@ impl AdminService {
             .collect())
     }
 
-    /// One carve session.
+    /// One carve, by its admin API id.
     ///
     /// # Errors
     /// `NotFound`.
-    pub async fn carve(&self, caller: &Caller, session: &str) -> Result<CarveView> {
+    pub async fn carve(&self, caller: &Caller, id: &str) -> Result<CarveView> {
+        Ok(self.carve_session(caller, id).await?.into())
+    }
+
+    /// The session of the carve with admin API id `id`.
+    async fn carve_session(&self, caller: &Caller, id: &str) -> Result<CarveSession> {
         caller.require(Role::Viewer)?;
-        let id = CarveSessionId::parse(session).map_err(|_| Error::not_found("carve"))?;
-        Ok(self.backends.store.carve(&id).await?.into())
+        self.backends
+            .store
+            .list_carves(None)
+            .await?
+            .into_iter()
+            .find(|s| carve_public_id(&s.carve.session_id) == id)
+            .ok_or_else(|| Error::not_found("carve"))
     }
 
     /// Where the assembled archive of a complete carve is, for streaming it.
     ///
     /// # Errors
     /// `NotFound`; `Conflict` while the carve is not complete.
-    pub async fn carve_archive(&self, caller: &Caller, session: &str) -> Result<ArchiveInfo> {
-        let carve = self.carve(caller, session).await?;
-        if carve.session.status != crate::store::CarveStatus::Complete {
+    pub async fn carve_archive(&self, caller: &Caller, id: &str) -> Result<ArchiveInfo> {
+        let session = self.carve_session(caller, id).await?;
+        if session.status != CarveStatus::Complete {
             return Err(Error::conflict("the carve is not complete yet"));
         }
-        let id = carve.session.carve.session_id;
-        let key = carve_archive_key(&id);
+        let key = carve_archive_key(&session.carve.session_id);
         let size = self.backends.blobs.size(&key).await?;
         let head = self.backends.blobs.read_range(&key, 0, 4).await?;
         let zstd = head.as_ref() == [0x28, 0xb5, 0x2f, 0xfd];

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
@@ -33,6 +35,15 @@ pub struct CarveStart {
 pub fn carve_block_key(session: &CarveSessionId, block_id: u64) -> BlobKey {
     BlobKey::parse(format!("carves/{}/block-{block_id}", session.as_str()))
         .expect("session ids are valid key segments")
+}
+
+/// The id a carve is shown and fetched by in the admin API: the first 128 bits of the SHA-256
+/// of its session id, in hex. The session id is the upload capability (the only credential of
+/// older agents' `carve/continue`), so it is never shown; this id cannot be turned back into
+/// it.
+pub fn carve_public_id(session: &CarveSessionId) -> String {
+    let digest = Sha256::digest(format!("sgt-carve:{}", session.as_str()).as_bytes());
+    hex::encode(&digest[..16])
 }
 
 /// Where the assembled archive of a session is kept.
@@ -87,19 +98,27 @@ impl AgentService {
                 created_at: now_unix(),
             })
             .await?;
-        tracing::info!(node_id = %node.id, session_id = %session_id, blocks = start.block_count, "carve started");
+        tracing::info!(node_id = %node.id, carve = %carve_public_id(&session_id), blocks = start.block_count, "carve started");
         Ok(session_id)
     }
 
-    /// Stores one block; after the last one, assembles the archive and records its SHA-256.
-    /// A resent block is accepted again without effect.
+    /// Stores one block. Once the last block is durable the request is answered, and the
+    /// archive is assembled in the background ([`AgentService::assemble_pending_carves`]
+    /// finishes any assembly a restart cut short). A resent block is accepted again without
+    /// effect while the carve receives blocks.
+    ///
+    /// `sender` is the node the request's node key names, when it carries one (osquery
+    /// 5.23+ sends it in the `Authorization` header): it must be the carve's node.
     ///
     /// # Errors
-    /// `NotFound` for an unknown session; `InvalidInput` for a block id out of range or a block
-    /// of the wrong size; backend errors (the agent then resends the block).
+    /// `NotFound` for an unknown session; `Forbidden` for a block from another node;
+    /// `Conflict` for a block of a carve that is complete or failed; `InvalidInput` for a
+    /// block id out of range or a block of the wrong size; backend errors (the agent then
+    /// resends the block).
     pub async fn carve_continue(
         &self,
         session_id: &CarveSessionId,
+        sender: Option<&Node>,
         block_id: u64,
         data: Bytes,
     ) -> Result<()> {
@@ -110,6 +129,17 @@ impl AgentService {
             _ => e,
         })?;
         let carve = &session.carve;
+        if sender.is_some_and(|node| node.id != carve.node_id) {
+            tracing::warn!(carve = %carve_public_id(session_id), "a carve block from another node was refused");
+            return Err(Error::forbidden("this carve belongs to another node"));
+        }
+        match session.status {
+            CarveStatus::Receiving => {}
+            CarveStatus::Complete => {
+                return Err(Error::conflict("the carve is already complete"));
+            }
+            CarveStatus::Failed => return Err(Error::conflict("the carve failed")),
+        }
         if block_id >= carve.block_count {
             return Err(Error::invalid_input(format!(
                 "block_id must be below {}",
@@ -127,47 +157,87 @@ impl AgentService {
                 data.len()
             )));
         }
-        match session.status {
-            CarveStatus::Receiving => {}
-            CarveStatus::Complete => return Ok(()),
-            CarveStatus::Failed => return Err(Error::invalid_input("carve session failed")),
-        }
         self.backends
             .blobs
             .put(&carve_block_key(session_id, block_id), data)
             .await?;
         self.metrics.store_call(StoreCall::Carve);
         let recorded = store.record_carve_block(session_id, block_id).await?;
-        if recorded.blocks_received == carve.block_count {
-            self.assemble_carve(session_id, carve.block_count).await?;
+        if recorded.newly_recorded && recorded.blocks_received == carve.block_count {
+            // Joining a large archive takes longer than a request may: do it apart from it.
+            let (backends, metrics) = (self.backends.clone(), Arc::clone(&self.metrics));
+            let (session_id, block_count) = (session_id.clone(), carve.block_count);
+            tokio::spawn(async move {
+                if let Err(e) = assemble_carve(&backends, &metrics, &session_id, block_count).await
+                {
+                    tracing::warn!(carve = %carve_public_id(&session_id), error = %e, "carve assembly failed; it is tried again later");
+                }
+            });
         }
         Ok(())
     }
 
-    /// Joins the blocks into the archive, hashes it, marks the session complete and drops the
-    /// blocks. Safe to run twice: the result is the same archive.
-    async fn assemble_carve(&self, session_id: &CarveSessionId, block_count: u64) -> Result<()> {
-        let blobs = &self.backends.blobs;
-        let parts: Vec<BlobKey> = (0..block_count)
-            .map(|i| carve_block_key(session_id, i))
-            .collect();
-        let mut hasher = Sha256::new();
-        for part in &parts {
-            hasher.update(blobs.get(part).await?);
-        }
-        let sha256 = hex::encode(hasher.finalize());
-        let size = blobs.concat(&carve_archive_key(session_id), &parts).await?;
-        self.metrics.store_call(StoreCall::Carve);
-        self.backends
-            .store
-            .finish_carve(session_id, CarveStatus::Complete, Some(&sha256), now_unix())
-            .await?;
-        for part in &parts {
-            if let Err(e) = blobs.delete(part).await {
-                tracing::warn!(session_id = %session_id, error = %e, "carve block not deleted after assembly");
+    /// Assembles every carve whose blocks have all arrived but that is not complete yet (its
+    /// assembly was cut short by a restart or failed); returns how many it completed. Run at
+    /// start and then now and then.
+    ///
+    /// # Errors
+    /// The store's error listing carves; a failed assembly is logged and left for next time.
+    pub async fn assemble_pending_carves(&self) -> Result<usize> {
+        let mut completed = 0;
+        for session in self.backends.store.list_carves(None).await? {
+            let carve = &session.carve;
+            if session.status != CarveStatus::Receiving
+                || session.blocks_received < carve.block_count
+            {
+                continue;
+            }
+            match assemble_carve(
+                &self.backends,
+                &self.metrics,
+                &carve.session_id,
+                carve.block_count,
+            )
+            .await
+            {
+                Ok(()) => completed += 1,
+                Err(e) => {
+                    tracing::warn!(carve = %carve_public_id(&carve.session_id), error = %e, "carve assembly failed; it is tried again later");
+                }
             }
         }
-        tracing::info!(session_id = %session_id, size, sha256 = %sha256, "carve assembled");
-        Ok(())
+        Ok(completed)
     }
+}
+
+/// Joins the blocks into the archive, hashes it, marks the session complete and drops the
+/// blocks. Safe to run twice, even at once on two instances: the result is the same archive.
+async fn assemble_carve(
+    backends: &super::Backends,
+    metrics: &crate::metrics::Metrics,
+    session_id: &CarveSessionId,
+    block_count: u64,
+) -> Result<()> {
+    let blobs = &backends.blobs;
+    let parts: Vec<BlobKey> = (0..block_count)
+        .map(|i| carve_block_key(session_id, i))
+        .collect();
+    let mut hasher = Sha256::new();
+    for part in &parts {
+        hasher.update(blobs.get(part).await?);
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    let size = blobs.concat(&carve_archive_key(session_id), &parts).await?;
+    metrics.store_call(StoreCall::Carve);
+    backends
+        .store
+        .finish_carve(session_id, CarveStatus::Complete, Some(&sha256), now_unix())
+        .await?;
+    for part in &parts {
+        if let Err(e) = blobs.delete(part).await {
+            tracing::warn!(carve = %carve_public_id(session_id), error = %e, "carve block not deleted after assembly");
+        }
+    }
+    tracing::info!(carve = %carve_public_id(session_id), size, sha256 = %sha256, "carve assembled");
+    Ok(())
 }

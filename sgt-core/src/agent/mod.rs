@@ -12,7 +12,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use cache::{ServingCache, CONFIG_TTL};
-pub use carve::{carve_archive_key, carve_block_key, CarveStart, CARVE_MAX_BLOCK_SIZE};
+pub use carve::{
+    carve_archive_key, carve_block_key, carve_public_id, CarveStart, CARVE_MAX_BLOCK_SIZE,
+};
 pub use config::{default_config, ConfigReply, NOT_MODIFIED_ETAG};
 pub use enroll::EnrollRequest;
 pub use logs::{oversize_line_key, OVERSIZE_LINE_PREFIX};

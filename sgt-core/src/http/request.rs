@@ -104,8 +104,18 @@ impl AgentRequest {
         match encoding.as_deref() {
             None | Some("") | Some("identity") => Ok(Cow::Borrowed(&self.body)),
             Some("gzip") | Some("x-gzip") => {
-                let mut out = Vec::new();
                 let limit = self.limit;
+                // The gzip trailer's size (mod 2^32, as the sender claims it), capped at the
+                // limit: one allocation up front instead of copies as the buffer doubles.
+                // Only what is inflated is charged: unwritten capacity is not resident.
+                let claimed = self
+                    .body
+                    .len()
+                    .checked_sub(4)
+                    .and_then(|at| self.body.get(at..))
+                    .map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
+                    .unwrap_or(0);
+                let mut out = Vec::with_capacity(u64::from(claimed).min(limit) as usize);
                 let mut reader = flate2::read::GzDecoder::new(&self.body[..]).take(limit + 1);
                 let mut piece = vec![0u8; INFLATE_PIECE];
                 loop {

@@ -251,12 +251,21 @@ impl SecretStore for MemorySecrets {
 #[derive(Debug, Default)]
 pub struct MemoryBlobStore {
     blobs: Mutex<BTreeMap<BlobKey, Bytes>>,
+    concat_delay: Duration,
 }
 
 impl MemoryBlobStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store whose `concat` first waits `delay`, as joining a large archive does.
+    pub fn with_slow_concat(delay: Duration) -> Self {
+        MemoryBlobStore {
+            concat_delay: delay,
+            ..Self::default()
+        }
     }
 }
 
@@ -286,6 +295,7 @@ impl BlobStore for MemoryBlobStore {
     }
 
     async fn concat(&self, target: &BlobKey, parts: &[BlobKey]) -> Result<u64> {
+        tokio::time::sleep(self.concat_delay).await;
         let mut blobs = lock(&self.blobs);
         let mut joined = Vec::new();
         for part in parts {

@@ -632,13 +632,35 @@ async fn a_carve_is_requested_followed_and_downloaded() {
             None,
         )
         .await;
-    assert_eq!(carves[0]["session_id"], session.as_str());
+    // The session id, the upload capability, is never shown; the carve has an id of its own.
+    let carve = sgt_tests::carve_id(&session);
+    assert_ne!(carve, session);
+    assert_eq!(carves[0]["id"], carve.as_str());
+    assert!(!carves.to_string().contains(&session), "{carves}");
+    let (_, shown) = server
+        .admin(GET, &format!("/api/v1/carves/{carve}"), Some(&admin), None)
+        .await;
+    assert!(!shown.to_string().contains(&session), "{shown}");
+    assert_eq!(shown["status"], "complete");
+    let (status, _) = server
+        .admin(
+            GET,
+            &format!("/api/v1/carves/{session}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the session id is not a carve id"
+    );
     assert_eq!(carves[0]["status"], "complete");
     assert_eq!(carves[0]["progress_percent"], 100);
 
     let response = server
         .client()
-        .get(server.url(&format!("/api/v1/carves/{session}/archive")))
+        .get(server.url(&format!("/api/v1/carves/{carve}/archive")))
         .bearer_auth(&admin)
         .send()
         .await
@@ -651,12 +673,7 @@ async fn a_carve_is_requested_followed_and_downloaded() {
     );
     assert_eq!(response.bytes().await.unwrap(), archive);
     let (status, _) = server
-        .admin(
-            GET,
-            &format!("/api/v1/carves/{session}/archive"),
-            None,
-            None,
-        )
+        .admin(GET, &format!("/api/v1/carves/{carve}/archive"), None, None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     server.stop().await;

@@ -188,11 +188,16 @@ async fn an_agent_lives_its_whole_life_over_tls() {
         .unwrap();
     assert_eq!(targets[0].state, DeliveryState::Succeeded);
 
-    // A carve of several blocks, one block resent, reassembled byte-identical.
+    // A carve of several blocks, reassembled byte-identical; a block sent after it completed
+    // is refused with an error body, not taken silently.
     let archive = distinct_bytes(20_000);
     let session = agent.carve(&archive, 8192).await;
-    let (status, _) = agent.carve_block(&session, 2, &archive[16384..]).await;
-    assert_eq!(status, StatusCode::OK, "a resent block is accepted");
+    let (status, body) = agent.carve_block(&session, 2, &archive[16384..]).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("complete"),
+        "{body}"
+    );
     let session_id = CarveSessionId::parse(session).unwrap();
     let carve = server.backends().store.carve(&session_id).await.unwrap();
     assert_eq!(carve.status, CarveStatus::Complete);

@@ -148,7 +148,10 @@ async fn an_agent_works_against_ssm_firehose_and_s3() {
     let admin = server.admin_token().await;
     let downloaded = server
         .client()
-        .get(server.url(&format!("/api/v1/carves/{session}/archive")))
+        .get(server.url(&format!(
+            "/api/v1/carves/{}/archive",
+            sgt_tests::carve_id(&session)
+        )))
         .bearer_auth(&admin)
         .send()
         .await

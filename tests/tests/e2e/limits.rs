@@ -584,3 +584,134 @@ async fn metrics_are_served_only_to_the_allowed_networks() {
     assert!(response.text().await.unwrap().contains("sgt_"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_carve_too_slow_to_assemble_within_a_request_is_acknowledged_and_completes() {
+    // Joining the archive takes 3 s; requests may take 1 s.
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let blobs = Arc::new(MemoryBlobStore::with_slow_concat(Duration::from_secs(3)));
+    let store = Arc::new(SqliteStore::in_memory().await.unwrap());
+    let backends = Backends {
+        store: Arc::clone(&store) as Arc<dyn sgt_core::store::Store>,
+        secrets: Arc::new(FileSecrets::open(secrets_dir.path().join("secrets.json")).unwrap()),
+        log_sink: Arc::new(RecordingLogSink::new()),
+        blobs: Arc::clone(&blobs) as Arc<dyn sgt_core::blobs::BlobStore>,
+    };
+    let limits = ConnectionLimits {
+        request_timeout: Duration::from_secs(1),
+        ..ConnectionLimits::default()
+    };
+    let server = TestServer::with_backends_and_limits(backends, limits).await;
+    let mut agent = Agent::new(&server, "carver");
+    agent.enroll().await;
+    let archive = sgt_tests::distinct_bytes(3 * 4096 + 5);
+    let started = Instant::now();
+    let session = agent.carve(&archive, 4096).await;
+    assert!(started.elapsed() >= Duration::from_secs(3), "assembled");
+    let id = sgt_core::types::CarveSessionId::parse(session.as_str()).unwrap();
+    let stored =
+        sgt_core::blobs::BlobStore::get(blobs.as_ref(), &sgt_core::agent::carve_archive_key(&id))
+            .await
+            .unwrap();
+    assert_eq!(stored, archive);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn carves_whose_assembly_was_cut_short_are_assembled_by_the_sweep() {
+    use sgt_core::store::{CarveStatus, NewCarve};
+    let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
+    let mut agent = Agent::new(&server, "restarted");
+    agent.enroll().await;
+    let node = server.only_node().await;
+    // Every block stored and recorded, as before a restart that cut the assembly short.
+    let archive = sgt_tests::distinct_bytes(2 * 1000 + 1);
+    let session = sgt_core::types::CarveSessionId::generate();
+    let store = &server.backends().store;
+    store
+        .create_carve(&NewCarve {
+            session_id: session.clone(),
+            node_id: node.id.clone(),
+            carve_guid: "g".into(),
+            request_id: "r".into(),
+            block_count: 3,
+            block_size: 1000,
+            carve_size: archive.len() as u64,
+            created_at: sgt_core::types::now_unix(),
+        })
+        .await
+        .unwrap();
+    for (i, block) in archive.chunks(1000).enumerate() {
+        let key = sgt_core::agent::carve_block_key(&session, i as u64);
+        server
+            .backends()
+            .blobs
+            .put(&key, bytes::Bytes::copy_from_slice(block))
+            .await
+            .unwrap();
+        store.record_carve_block(&session, i as u64).await.unwrap();
+    }
+    assert_eq!(server.service().assemble_pending_carves().await.unwrap(), 1);
+    let carve = store.carve(&session).await.unwrap();
+    assert_eq!(carve.status, CarveStatus::Complete);
+    let stored = server
+        .backends()
+        .blobs
+        .get(&sgt_core::agent::carve_archive_key(&session))
+        .await
+        .unwrap();
+    assert_eq!(stored, archive);
+    // Nothing is left to do on the next sweep.
+    assert_eq!(server.service().assemble_pending_carves().await.unwrap(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_carve_block_from_another_node_is_refused() {
+    let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
+    let mut owner = Agent::new(&server, "owner");
+    owner.enroll().await;
+    let mut other = Agent::new(&server, "other");
+    other.enroll().await;
+    let (status, started) = owner
+        .call(
+            paths::CARVE_START,
+            json!({"block_count": 1, "block_size": 10, "carve_size": 10, "carve_id": "g", "request_id": "r"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let session = started["session_id"].as_str().unwrap();
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD.encode(b"0123456789");
+    // Another node's key (as osquery 5.23+ sends it in the header) on the owner's session.
+    let (status, body) = server
+        .post_bytes(
+            paths::CARVE_CONTINUE,
+            &[("authorization", &format!("NodeKey {}", other.node_key))],
+            json!({"block_id": 0, "session_id": session, "data": data}).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    let id = sgt_core::types::CarveSessionId::parse(session).unwrap();
+    assert_eq!(
+        server
+            .backends()
+            .store
+            .carve(&id)
+            .await
+            .unwrap()
+            .blocks_received,
+        0
+    );
+    // The owner's own key is accepted.
+    let (status, body) = server
+        .post_bytes(
+            paths::CARVE_CONTINUE,
+            &[("authorization", &format!("NodeKey {}", owner.node_key))],
+            json!({"block_id": 0, "session_id": session, "data": data}).to_string(),
+        )
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    server.stop().await;
+}

@@ -154,10 +154,13 @@ async fn two_instances_share_one_fleet() {
         let (status, body) = carver.carve_block(&session, i, block).await;
         assert_eq!((status, body), (StatusCode::OK, json!({})), "block {i}");
     }
+    // Assembled in the background by the instance that took the last block.
+    a.wait_for_carve(&session).await;
+    let carve_id = sgt_tests::carve_id(&session);
     let (status, carve) = a
         .admin(
             Method::GET,
-            &format!("/api/v1/carves/{session}"),
+            &format!("/api/v1/carves/{carve_id}"),
             Some(&token_a),
             None,
         )
@@ -167,7 +170,7 @@ async fn two_instances_share_one_fleet() {
     assert_eq!(carve["sha256"], sha256_hex(&archive));
     let downloaded = b
         .client()
-        .get(b.url(&format!("/api/v1/carves/{session}/archive")))
+        .get(b.url(&format!("/api/v1/carves/{carve_id}/archive")))
         .bearer_auth(&token_b)
         .send()
         .await

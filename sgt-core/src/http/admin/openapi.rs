@@ -183,10 +183,10 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "List carves with status and progress (?node_id)",
     ),
     ("post", "/api/v1/carves", "operator", "Ask a node for files"),
-    ("get", "/api/v1/carves/{session}", "viewer", "Show a carve"),
+    ("get", "/api/v1/carves/{id}", "viewer", "Show a carve"),
     (
         "get",
-        "/api/v1/carves/{session}/archive",
+        "/api/v1/carves/{id}/archive",
         "viewer",
         "Download a carve's archive (streamed)",
     ),

@@ -35,6 +35,8 @@ struct StartBody {
 
 #[derive(Deserialize)]
 struct ContinueBody {
+    #[serde(default)]
+    node_key: Option<String>,
     #[serde(deserialize_with = "lenient_u64")]
     block_id: u64,
     session_id: String,
@@ -85,16 +87,22 @@ async fn start(service: &AgentService, request: AgentRequest) -> Result<Response
     ))
 }
 
-/// Authenticated by the session id alone: agents before 5.23 send no node key here.
+/// Authorized by the session id: agents before 5.23 send no node key here. A request that
+/// carries a node key (osquery 5.23+, in the `Authorization` header) must come from the
+/// carve's node.
 async fn carve_continue(service: &AgentService, request: AgentRequest) -> Result<Response> {
     let body: ContinueBody = request.json()?;
+    let sender = match request.node_key(body.node_key.as_deref()) {
+        Ok(key) => Some(service.authenticate(key).await?),
+        Err(_) => None,
+    };
     let session_id =
         CarveSessionId::parse(body.session_id).map_err(|_| Error::not_found("carve session"))?;
     let data = base64::engine::general_purpose::STANDARD
         .decode(body.data.as_bytes())
         .map_err(|_| Error::invalid_input("data must be standard base64"))?;
     service
-        .carve_continue(&session_id, body.block_id, data.into())
+        .carve_continue(&session_id, sender.as_deref(), body.block_id, data.into())
         .await?;
     Ok(ok_empty())
 }
