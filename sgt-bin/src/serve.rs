@@ -21,7 +21,7 @@ use crate::tls_files::TlsFiles;
 /// How often coalesced last-seen times are written to the store.
 const LAST_SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often carves whose blocks have all arrived but whose assembly was cut short (a
-/// restart, a failing blob store) are assembled; also once at start.
+/// restart, a failing blob store) are assembled, and abandoned ones expired; also at start.
 const CARVE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often cached nodes are checked against keys revoked through other instances: the
 /// longest a node deleted elsewhere keeps working here.
@@ -211,10 +211,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
                         if sweeping.as_ref().is_none_or(|s| s.is_finished()) {
                             let service = Arc::clone(&service);
                             sweeping = Some(tokio::spawn(async move {
-                                match service.assemble_pending_carves().await {
-                                    Ok(0) => {}
-                                    Ok(n) => tracing::info!(carves = n, "assembled carves left pending"),
-                                    Err(e) => tracing::warn!(error = %e, "pending carves not listed"),
+                                match service.sweep_carves().await {
+                                    Ok(sweep) if sweep == Default::default() => {}
+                                    Ok(sweep) => tracing::info!(assembled = sweep.assembled, expired = sweep.expired, "carves swept"),
+                                    Err(e) => tracing::warn!(error = %e, "carves not listed for the sweep"),
                                 }
                             }));
                         }

@@ -567,6 +567,16 @@ async fn loadtest_accounts_for_every_line_through_node_deletion() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
+    // And a carve request for every node: the first simulated agent asked uploads one
+    // (`--carves 1`), as the server accepts only carves it asked for.
+    let created = client
+        .post(format!("{base}/api/v1/queries"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"sql": "SELECT * FROM carves WHERE carve = 1 AND path = '/var/log/syslog';", "targets": {"all": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
 
     let report = dir.path().join("report.json");
     let html = dir.path().join("report.html");

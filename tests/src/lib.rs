@@ -500,9 +500,38 @@ impl<'a> Agent<'a> {
             .await
     }
 
-    /// Uploads `archive` as osquery's carver does: start, then one request per block, with no
-    /// node key on the blocks. Returns the session id.
+    /// Has the server ask this agent for a carve, and answers as osquery 4.7+ does: a live
+    /// query on the `carves` table, answered with a row naming the carve's `carve_guid` and
+    /// `request_id`. Only carves the server asked for are accepted.
+    pub async fn solicit_carve(&self, carve_guid: &str, request_id: &str) {
+        let node = self
+            .server
+            .nodes()
+            .await
+            .into_iter()
+            .find(|n| n.host_identifier.as_str() == self.host_identifier)
+            .expect("the agent is enrolled");
+        let query = self
+            .server
+            .create_query_for(
+                &node.id,
+                sgt_core::types::QueryId::generate().as_str(),
+                "SELECT * FROM carves WHERE carve = 1 AND path = '/tmp/evidence';",
+            )
+            .await;
+        let (status, body) = self
+            .distributed_write(json!({
+                "queries": {query.as_str(): [{"carve": "1", "carve_guid": carve_guid, "request_id": request_id, "path": "/tmp/evidence", "status": "SCHEDULED"}]},
+                "statuses": {query.as_str(): 0},
+            }))
+            .await;
+        assert_eq!((status, body), (StatusCode::OK, json!({})));
+    }
+
+    /// Uploads `archive` as osquery's carver does once asked: start, then one request per
+    /// block, with no node key on the blocks. Returns the session id once it is assembled.
     pub async fn carve(&self, archive: &[u8], block_size: usize) -> String {
+        self.solicit_carve(CARVE_GUID, CARVE_REQUEST_ID).await;
         let block_count = archive.len().div_ceil(block_size);
         let (status, body) = self
             .call(
@@ -511,8 +540,8 @@ impl<'a> Agent<'a> {
                     "block_count": block_count,
                     "block_size": block_size,
                     "carve_size": archive.len(),
-                    "carve_id": "5bd8b5d1-7a3e-4d8e-8f7e-6b0a1f2c3d4e",
-                    "request_id": "a8e9f0b1-c2d3-4e5f-8a9b-0c1d2e3f4a5b",
+                    "carve_id": CARVE_GUID,
+                    "request_id": CARVE_REQUEST_ID,
                 }),
             )
             .await;
@@ -543,13 +572,18 @@ impl<'a> Agent<'a> {
                 &json!({
                     "block_id": block_id,
                     "session_id": session_id,
-                    "request_id": "a8e9f0b1-c2d3-4e5f-8a9b-0c1d2e3f4a5b",
+                    "request_id": CARVE_REQUEST_ID,
                     "data": base64::engine::general_purpose::STANDARD.encode(data),
                 }),
             )
             .await
     }
 }
+
+/// The `carve_guid` of the carves [`Agent::carve`] uploads.
+pub const CARVE_GUID: &str = "5bd8b5d1-7a3e-4d8e-8f7e-6b0a1f2c3d4e";
+/// The `request_id` of the carves [`Agent::carve`] uploads.
+pub const CARVE_REQUEST_ID: &str = "a8e9f0b1-c2d3-4e5f-8a9b-0c1d2e3f4a5b";
 
 /// The admin API's id of the carve with agent session id `session_id`.
 pub fn carve_id(session_id: &str) -> String {

@@ -555,7 +555,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                         Some(node) => format!("/api/v1/carves?node_id={}", seg(&node)),
                         None => "/api/v1/carves".to_owned(),
                     };
-                    let carves = api.get(&path).await?;
+                    let carves = Value::Array(api.get_all(&path).await?);
                     show(
                         &conn,
                         &carves,

@@ -39,17 +39,15 @@ pub(crate) struct Agent {
     /// osquery keeps its buffer until the server answers without an error.
     unsent_results: Vec<Value>,
     unsent_status: Vec<Value>,
-    /// When this agent uploads a carve, if it does.
+    /// When this agent uploads a carve, if it was asked for one, and the carve's
+    /// (`carve_guid`, `request_id`) it announced in its answer.
     carve_at: Option<Instant>,
+    carve_ids: Option<(String, String)>,
 }
 
 impl Agent {
     pub(crate) fn new(plan: Arc<Plan>, stats: Arc<Mutex<Stats>>, index: usize) -> Agent {
         let mut rng = SmallRng::seed_from_u64(plan.seed ^ index as u64);
-        let carve_at = (index < plan.carves).then(|| {
-            let span = plan.duration.as_secs_f64() * 0.8;
-            plan.start + Duration::from_secs_f64(rng.random_range(0.0..span.max(0.001)))
-        });
         Agent {
             gzip: rng.random_bool(plan.gzip_share),
             os: Os::for_agent(index),
@@ -59,7 +57,8 @@ impl Agent {
             counter: 0,
             unsent_results: Vec::new(),
             unsent_status: Vec::new(),
-            carve_at,
+            carve_at: None,
+            carve_ids: None,
             plan,
             stats,
             rng,
@@ -232,8 +231,13 @@ impl Agent {
         };
         let mut results = serde_json::Map::new();
         let mut statuses = serde_json::Map::new();
-        for id in queries.keys() {
-            results.insert(id.clone(), json!(shapes::query_rows(&mut self.rng)));
+        for (id, sql) in queries {
+            let rows = if sql.as_str().is_some_and(asks_for_carve) {
+                self.schedule_carve()
+            } else {
+                json!(shapes::query_rows(&mut self.rng))
+            };
+            results.insert(id.clone(), rows);
             statuses.insert(id.clone(), json!(0));
         }
         let answered = queries.len() as u64;
@@ -247,16 +251,51 @@ impl Agent {
         }
     }
 
-    /// Uploads one carve as osquery's carver does: start, then the blocks (no node key).
+    /// Answers a live query on the `carves` table as osquery does: when the run still has a
+    /// carve to give (`--carves`), a row scheduling a carve with a fresh `carve_guid` and
+    /// `request_id`, uploaded a moment later (osquery's scheduler starts it within a minute);
+    /// otherwise no rows.
+    fn schedule_carve(&mut self) -> Value {
+        let taken = self
+            .plan
+            .carves_left
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |left| left.checked_sub(1),
+            )
+            .is_ok();
+        if !taken || self.carve_ids.is_some() {
+            return json!([]);
+        }
+        let guid = format!(
+            "{:08x}-0000-4000-8000-000000000000",
+            self.rng.random::<u32>()
+        );
+        let request_id = format!(
+            "{:08x}-0000-4000-9000-000000000000",
+            self.rng.random::<u32>()
+        );
+        let row = json!([{"carve": "1", "carve_guid": guid, "request_id": request_id,
+            "path": "/var/log/loadtest", "status": "SCHEDULED", "size": "-1", "sha256": "", "time": "0"}]);
+        self.carve_ids = Some((guid, request_id));
+        self.carve_at = Some(Instant::now() + Duration::from_millis(200));
+        row
+    }
+
+    /// Uploads the carve it was asked for as osquery's carver does: start, then the blocks
+    /// (no node key).
     async fn carve(&mut self) {
+        let Some((guid, request_id)) = self.carve_ids.clone() else {
+            return;
+        };
         let size = self.plan.carve_bytes;
         let block_size = self.plan.carve_block_bytes.max(1);
         let archive: Vec<u8> = (0..size).map(|_| self.rng.random()).collect();
         let block_count = size.div_ceil(block_size).max(1);
         let mut start = json!({
             "block_count": block_count, "block_size": block_size, "carve_size": size,
-            "carve_id": format!("{:08x}-0000-4000-8000-000000000000", self.rng.random::<u32>()),
-            "request_id": format!("loadtest-{}", self.plan.run_id),
+            "carve_id": guid, "request_id": request_id,
         });
         let path = self.plan.paths.carve_start.clone();
         let Answer::Ok(started) = self
@@ -272,7 +311,7 @@ impl Agent {
         for (i, block) in archive.chunks(block_size).enumerate() {
             let body = json!({
                 "block_id": i, "session_id": session,
-                "request_id": format!("loadtest-{}", self.plan.run_id),
+                "request_id": request_id,
                 "data": base64::engine::general_purpose::STANDARD.encode(block),
             });
             if !matches!(
@@ -375,4 +414,11 @@ fn transport_kind(error: &reqwest::Error) -> String {
     } else {
         "transport".into()
     }
+}
+
+/// Whether live query `sql` reads osquery's `carves` table with `carve = 1`, which makes
+/// osquery schedule a carve.
+fn asks_for_carve(sql: &str) -> bool {
+    let sql = sql.to_ascii_lowercase();
+    sql.contains("carves") && sql.replace(' ', "").contains("carve=1")
 }

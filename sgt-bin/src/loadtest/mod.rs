@@ -62,7 +62,9 @@ pub struct LoadtestArgs {
     /// Share of agents that gzip their log bodies (0 to 1).
     #[arg(long, default_value_t = 0.5)]
     gzip_share: f64,
-    /// Number of agents that upload one carve during the run.
+    /// Most agents that upload a carve during the run: an agent uploads one when a live
+    /// query on the `carves` table asks it to (request them with `sgt carve request` or a
+    /// campaign), as osquery does; the server accepts only carves it asked for.
     #[arg(long, default_value_t = 0)]
     carves: usize,
     /// Size of each carve in bytes.
@@ -178,13 +180,13 @@ struct Plan {
     seed: u64,
     start: Instant,
     deadline: Instant,
-    duration: Duration,
     distributed_interval: Duration,
     config_interval: Duration,
     logger_period: Duration,
     lines_per_batch: usize,
     gzip_share: f64,
-    carves: usize,
+    /// Carves the run may still upload (`--carves`), taken by the first agents asked.
+    carves_left: std::sync::atomic::AtomicUsize,
     carve_bytes: usize,
     carve_block_bytes: usize,
 }
@@ -364,13 +366,12 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
         seed,
         start,
         deadline: start + args.duration,
-        duration: args.duration,
         distributed_interval: args.distributed_interval,
         config_interval: args.config_interval,
         logger_period: args.logger_period,
         lines_per_batch: args.lines_per_batch.max(1),
         gzip_share: args.gzip_share,
-        carves: args.carves,
+        carves_left: std::sync::atomic::AtomicUsize::new(args.carves),
         carve_bytes: args.carve_bytes,
         carve_block_bytes: args.carve_block_bytes,
     });

@@ -130,23 +130,43 @@ impl AdminService {
         .await
     }
 
-    /// Carve sessions, newest first, optionally of one node.
+    /// Carves, newest first, optionally of one node, a page at a time: those after the carve
+    /// `cursor` (a carve id; empty or absent: the first page), at most `limit` (0: 100).
     ///
     /// # Errors
-    /// Backend errors.
-    pub async fn list_carves(&self, caller: &Caller, node: Option<&str>) -> Result<Vec<CarveView>> {
+    /// `InvalidInput` for a bad node id or a cursor that names no carve; backend errors.
+    pub async fn list_carves(
+        &self,
+        caller: &Caller,
+        node: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<super::Page<CarveView>> {
         caller.require(Role::Viewer)?;
         let node = node
             .map(|n| NodeId::parse(n).map_err(|_| Error::invalid_input("bad node id")))
             .transpose()?;
-        Ok(self
+        let carves: Vec<CarveView> = self
             .backends
             .store
             .list_carves(node.as_ref())
             .await?
             .into_iter()
             .map(CarveView::from)
-            .collect())
+            .collect();
+        let start = match cursor.filter(|c| !c.is_empty()) {
+            None => 0,
+            Some(cursor) => {
+                carves
+                    .iter()
+                    .position(|c| c.id == cursor)
+                    .ok_or_else(|| Error::invalid_input("cursor names no carve"))?
+                    + 1
+            }
+        };
+        let size = super::page_limit((limit > 0).then_some(limit));
+        let items: Vec<CarveView> = carves.into_iter().skip(start).take(size).collect();
+        Ok(super::Page::new(items, limit, |c: &CarveView| c.id.clone()))
     }
 
     /// One carve, by its admin API id.

@@ -13,8 +13,31 @@ use super::AgentService;
 
 /// The largest block size accepted from an agent (osquery's default is 8 KiB).
 pub const CARVE_MAX_BLOCK_SIZE: u64 = 16 * 1024 * 1024;
-/// The largest carve accepted (64 GiB).
-const CARVE_MAX_SIZE: u64 = 64 * 1024 * 1024 * 1024;
+/// The smallest block size accepted (osquery's `--carver_block_size` is 8 KiB by default):
+/// each block is a blob of its own until assembly.
+pub const CARVE_MIN_BLOCK_SIZE: u64 = 1024;
+/// The largest carve accepted (8 GiB).
+pub const CARVE_MAX_SIZE: u64 = 8 * 1024 * 1024 * 1024;
+/// Carves one node may be uploading at once.
+pub const CARVE_MAX_OPEN_PER_NODE: usize = 4;
+/// A carve still receiving blocks this long after it started is abandoned: its blocks are
+/// deleted and it is marked failed.
+pub const CARVE_ABANDONED_AFTER_SECONDS: i64 = 24 * 3600;
+
+/// What a [`AgentService::sweep_carves`] run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CarveSweep {
+    /// Carves whose blocks had all arrived, assembled now.
+    pub assembled: usize,
+    /// Carves abandoned part-way, marked failed with their blocks deleted.
+    pub expired: usize,
+}
+
+/// Whether a live query's SQL reads osquery's `carves` table, which is what makes an agent
+/// carve.
+fn asks_for_carve(sql: &str) -> bool {
+    sql.to_ascii_lowercase().contains("carves")
+}
 
 /// What `carve/start` announces.
 #[derive(Debug, Clone)]
@@ -55,12 +78,18 @@ pub fn carve_archive_key(session: &CarveSessionId) -> BlobKey {
 impl AgentService {
     /// Opens a carve session for `node`; returns the session id the agent sends with blocks.
     ///
+    /// A carve is accepted only when it answers a carve the server asked this node for: a
+    /// live query on osquery's `carves` table that targets the node, whose stored answer from
+    /// the node has a row with this `carve_id` and `request_id` (osquery 4.7+), or whose id is
+    /// the `request_id` (older agents). At most [`CARVE_MAX_OPEN_PER_NODE`] may be open.
+    ///
     /// # Errors
-    /// `InvalidInput` when the sizes are inconsistent or over the limits; backend errors.
+    /// `InvalidInput` when the sizes are inconsistent or outside the limits; `Forbidden` for a
+    /// carve nobody asked for; `Conflict` past the open carves per node; backend errors.
     pub async fn carve_start(&self, node: &Node, start: CarveStart) -> Result<CarveSessionId> {
-        if start.block_size == 0 || start.block_size > CARVE_MAX_BLOCK_SIZE {
+        if !(CARVE_MIN_BLOCK_SIZE..=CARVE_MAX_BLOCK_SIZE).contains(&start.block_size) {
             return Err(Error::invalid_input(format!(
-                "block_size must be 1 to {CARVE_MAX_BLOCK_SIZE}"
+                "block_size must be {CARVE_MIN_BLOCK_SIZE} to {CARVE_MAX_BLOCK_SIZE}"
             )));
         }
         if start.carve_size == 0 || start.carve_size > CARVE_MAX_SIZE {
@@ -83,6 +112,25 @@ impl AgentService {
                 )));
             }
         }
+        if !self.carve_was_requested(node, &start).await? {
+            tracing::warn!(node_id = %node.id, "a carve nobody asked this node for was refused");
+            return Err(Error::forbidden(
+                "no carve was requested of this node: carves answer a live query on the carves table",
+            ));
+        }
+        let open = self
+            .backends
+            .store
+            .list_carves(Some(&node.id))
+            .await?
+            .iter()
+            .filter(|s| s.status == CarveStatus::Receiving)
+            .count();
+        if open >= CARVE_MAX_OPEN_PER_NODE {
+            return Err(Error::conflict(format!(
+                "this node already uploads {open} carves; finish or wait for them"
+            )));
+        }
         let session_id = CarveSessionId::generate();
         self.metrics.store_call(StoreCall::Carve);
         self.backends
@@ -103,7 +151,7 @@ impl AgentService {
     }
 
     /// Stores one block. Once the last block is durable the request is answered, and the
-    /// archive is assembled in the background ([`AgentService::assemble_pending_carves`]
+    /// archive is assembled in the background ([`AgentService::sweep_carves`]
     /// finishes any assembly a restart cut short). A resent block is accepted again without
     /// effect while the carve receives blocks.
     ///
@@ -177,19 +225,72 @@ impl AgentService {
         Ok(())
     }
 
+    /// Whether `start` answers a carve the server asked `node` for (see
+    /// [`AgentService::carve_start`]).
+    async fn carve_was_requested(&self, node: &Node, start: &CarveStart) -> Result<bool> {
+        const PAGE: usize = 1000;
+        let store = &self.backends.store;
+        for query in store.live_queries(now_unix()).await? {
+            if !asks_for_carve(&query.sql)
+                || !query
+                    .targets
+                    .matches(&node.id, &node.environment, &node.platform)
+            {
+                continue;
+            }
+            if query.id.as_str() == start.request_id {
+                return Ok(true);
+            }
+            let mut after = None;
+            loop {
+                let page = store.query_results(&query.id, after.as_ref(), PAGE).await?;
+                if let Some(answer) = page.iter().find(|r| r.node_id == node.id) {
+                    let names_this_carve = |row: &serde_json::Value| {
+                        row["carve_guid"] == start.carve_guid.as_str()
+                            && row["request_id"] == start.request_id.as_str()
+                    };
+                    if answer.result.rows.iter().any(names_this_carve) {
+                        return Ok(true);
+                    }
+                    break;
+                }
+                if page.len() < PAGE {
+                    break;
+                }
+                after = page.last().map(|r| r.node_id.clone());
+            }
+        }
+        Ok(false)
+    }
+
     /// Assembles every carve whose blocks have all arrived but that is not complete yet (its
-    /// assembly was cut short by a restart or failed); returns how many it completed. Run at
-    /// start and then now and then.
+    /// assembly was cut short by a restart or failed), and expires carves still receiving
+    /// [`CARVE_ABANDONED_AFTER_SECONDS`] after they started (their blocks are deleted). Run
+    /// at start and then now and then.
     ///
     /// # Errors
-    /// The store's error listing carves; a failed assembly is logged and left for next time.
-    pub async fn assemble_pending_carves(&self) -> Result<usize> {
-        let mut completed = 0;
+    /// The store's error listing carves; a failed assembly or expiry is logged and left for
+    /// next time.
+    pub async fn sweep_carves(&self) -> Result<CarveSweep> {
+        let mut sweep = CarveSweep::default();
+        let now = now_unix();
         for session in self.backends.store.list_carves(None).await? {
             let carve = &session.carve;
-            if session.status != CarveStatus::Receiving
-                || session.blocks_received < carve.block_count
-            {
+            if session.status != CarveStatus::Receiving {
+                continue;
+            }
+            if session.blocks_received < carve.block_count {
+                if now - carve.created_at >= CARVE_ABANDONED_AFTER_SECONDS {
+                    match self
+                        .expire_carve(&carve.session_id, carve.block_count, now)
+                        .await
+                    {
+                        Ok(()) => sweep.expired += 1,
+                        Err(e) => {
+                            tracing::warn!(carve = %carve_public_id(&carve.session_id), error = %e, "abandoned carve not expired; it is tried again later");
+                        }
+                    }
+                }
                 continue;
             }
             match assemble_carve(
@@ -200,13 +301,34 @@ impl AgentService {
             )
             .await
             {
-                Ok(()) => completed += 1,
+                Ok(()) => sweep.assembled += 1,
                 Err(e) => {
                     tracing::warn!(carve = %carve_public_id(&carve.session_id), error = %e, "carve assembly failed; it is tried again later");
                 }
             }
         }
-        Ok(completed)
+        Ok(sweep)
+    }
+
+    /// Marks an abandoned carve failed and deletes its blocks.
+    async fn expire_carve(
+        &self,
+        session_id: &CarveSessionId,
+        block_count: u64,
+        now: crate::types::UnixSeconds,
+    ) -> Result<()> {
+        self.backends
+            .store
+            .finish_carve(session_id, CarveStatus::Failed, None, now)
+            .await?;
+        for block in 0..block_count {
+            self.backends
+                .blobs
+                .delete(&carve_block_key(session_id, block))
+                .await?;
+        }
+        tracing::info!(carve = %carve_public_id(session_id), "abandoned carve expired");
+        Ok(())
     }
 }
 

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 pub use cache::{ServingCache, CONFIG_TTL};
 pub use carve::{
-    carve_archive_key, carve_block_key, carve_public_id, CarveStart, CARVE_MAX_BLOCK_SIZE,
+    carve_archive_key, carve_block_key, carve_public_id, CarveStart, CarveSweep,
+    CARVE_ABANDONED_AFTER_SECONDS, CARVE_MAX_BLOCK_SIZE, CARVE_MAX_OPEN_PER_NODE, CARVE_MAX_SIZE,
+    CARVE_MIN_BLOCK_SIZE,
 };
 pub use config::{default_config, ConfigReply, NOT_MODIFIED_ETAG};
 pub use enroll::EnrollRequest;

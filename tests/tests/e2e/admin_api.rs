@@ -635,6 +635,7 @@ async fn a_carve_is_requested_followed_and_downloaded() {
     // The session id, the upload capability, is never shown; the carve has an id of its own.
     let carve = sgt_tests::carve_id(&session);
     assert_ne!(carve, session);
+    let carves = &carves["items"];
     assert_eq!(carves[0]["id"], carve.as_str());
     assert!(!carves.to_string().contains(&session), "{carves}");
     let (_, shown) = server

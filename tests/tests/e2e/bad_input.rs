@@ -76,10 +76,11 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
     let query = server
         .create_query_for(&node.id, "q-hostile", "SELECT 1;")
         .await;
+    agent.solicit_carve("c", "r").await;
     let (_, started) = agent
         .call(
             paths::CARVE_START,
-            json!({"block_count": 2, "block_size": 10, "carve_size": 15, "carve_id": "c", "request_id": "r"}),
+            json!({"block_count": 2, "block_size": 1024, "carve_size": 1034, "carve_id": "c", "request_id": "r"}),
         )
         .await;
     let session = started["session_id"].as_str().unwrap().to_owned();
@@ -393,9 +394,25 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
             "carve start: inconsistent block_count",
             paths::CARVE_START,
             json_body(
-                json!({"node_key": key, "block_count": 5, "block_size": 10, "carve_size": 15}),
+                json!({"node_key": key, "block_count": 5, "block_size": 1024, "carve_size": 1034}),
             ),
             Expect::Error(bad, "block_count"),
+        ),
+        case(
+            "carve start: a carve nobody asked for",
+            paths::CARVE_START,
+            json_body(
+                json!({"node_key": key, "block_count": 1, "block_size": 1024, "carve_size": 15, "carve_id": "x", "request_id": "y"}),
+            ),
+            Expect::Error(StatusCode::FORBIDDEN, "no carve was requested"),
+        ),
+        case(
+            "carve start: a block per byte",
+            paths::CARVE_START,
+            json_body(
+                json!({"node_key": key, "block_count": 15, "block_size": 1, "carve_size": 15, "carve_id": "c", "request_id": "r"}),
+            ),
+            Expect::Error(bad, "block_size"),
         ),
         case(
             "carve start: zero block size",
@@ -457,13 +474,13 @@ async fn hostile_requests_get_json_errors_and_change_nothing() {
             "carve continue: block too short",
             paths::CARVE_CONTINUE,
             json_body(json!({"block_id": 0, "session_id": session, "data": b64(b"01234")})),
-            Expect::Error(bad, "expected 10"),
+            Expect::Error(bad, "expected 1024"),
         ),
         case(
             "carve continue: last block too long",
             paths::CARVE_CONTINUE,
-            json_body(json!({"block_id": 1, "session_id": session, "data": b64(b"0123456789")})),
-            Expect::Error(bad, "expected 5"),
+            json_body(json!({"block_id": 1, "session_id": session, "data": b64(b"01234567890")})),
+            Expect::Error(bad, "expected 10"),
         ),
         // routing
         case(

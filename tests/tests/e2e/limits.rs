@@ -651,7 +651,8 @@ async fn carves_whose_assembly_was_cut_short_are_assembled_by_the_sweep() {
             .unwrap();
         store.record_carve_block(&session, i as u64).await.unwrap();
     }
-    assert_eq!(server.service().assemble_pending_carves().await.unwrap(), 1);
+    let sweep = server.service().sweep_carves().await.unwrap();
+    assert_eq!((sweep.assembled, sweep.expired), (1, 0));
     let carve = store.carve(&session).await.unwrap();
     assert_eq!(carve.status, CarveStatus::Complete);
     let stored = server
@@ -662,7 +663,10 @@ async fn carves_whose_assembly_was_cut_short_are_assembled_by_the_sweep() {
         .unwrap();
     assert_eq!(stored, archive);
     // Nothing is left to do on the next sweep.
-    assert_eq!(server.service().assemble_pending_carves().await.unwrap(), 0);
+    assert_eq!(
+        server.service().sweep_carves().await.unwrap(),
+        Default::default()
+    );
     server.stop().await;
 }
 
@@ -673,10 +677,11 @@ async fn a_carve_block_from_another_node_is_refused() {
     owner.enroll().await;
     let mut other = Agent::new(&server, "other");
     other.enroll().await;
+    owner.solicit_carve("g", "r").await;
     let (status, started) = owner
         .call(
             paths::CARVE_START,
-            json!({"block_count": 1, "block_size": 10, "carve_size": 10, "carve_id": "g", "request_id": "r"}),
+            json!({"block_count": 1, "block_size": 1024, "carve_size": 10, "carve_id": "g", "request_id": "r"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{started}");

@@ -135,6 +135,9 @@ async fn two_instances_share_one_fleet() {
     let archive = distinct_bytes(5 * 4096 + 100);
     let carver = &mut agents[0];
     carver.via(&a);
+    carver
+        .solicit_carve("5bd8b5d1-7a3e-4d8e-8f7e-6b0a1f2c3d4e", "two-instances")
+        .await;
     let (status, started) = carver
         .call(
             sgt_core::http::paths::CARVE_START,

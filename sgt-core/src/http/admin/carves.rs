@@ -19,6 +19,9 @@ const CHUNK_BYTES: u64 = 1024 * 1024;
 #[serde(deny_unknown_fields)]
 struct CarveListParams {
     node_id: Option<String>,
+    cursor: Option<String>,
+    #[serde(default)]
+    limit: usize,
 }
 
 pub(super) fn routes(
@@ -30,7 +33,13 @@ pub(super) fn routes(
         .and(warp::query::<CarveListParams>())
         .then(|c: Ctx, params: CarveListParams| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                a.list_carves(&caller, params.node_id.as_deref()).await
+                a.list_carves(
+                    &caller,
+                    params.node_id.as_deref(),
+                    params.cursor.as_deref(),
+                    params.limit,
+                )
+                .await
             })
         });
     let request = warp::path!("carves")

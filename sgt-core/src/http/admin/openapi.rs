@@ -180,7 +180,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "get",
         "/api/v1/carves",
         "viewer",
-        "List carves with status and progress (?node_id)",
+        "List carves with status and progress, newest first (?node_id, ?cursor=&limit=)",
     ),
     ("post", "/api/v1/carves", "operator", "Ask a node for files"),
     ("get", "/api/v1/carves/{id}", "viewer", "Show a carve"),
