@@ -916,3 +916,49 @@ async fn a_user_name_with_an_at_sign_is_found_percent_encoded_or_not() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_carve_list_pages() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut agent = Agent::new(&server, "carved-thrice");
+    agent.enroll().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let session = agent.carve(&distinct_bytes(5000), 4096).await;
+        ids.push(sgt_tests::carve_id(&session));
+    }
+    let (status, first) = server
+        .admin(GET, "/api/v1/carves?limit=2&cursor=", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 2);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (status, second) = server
+        .admin(
+            GET,
+            &format!("/api/v1/carves?limit=2&cursor={cursor}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{second}");
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert!(second["next_cursor"].is_null());
+    let mut listed: Vec<String> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids);
+    let (status, body) = server
+        .admin(GET, "/api/v1/carves?cursor=nonsense", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    server.stop().await;
+}

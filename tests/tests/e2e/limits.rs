@@ -720,3 +720,83 @@ async fn a_carve_block_from_another_node_is_refused() {
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn abandoned_carves_expire_and_their_blocks_are_deleted() {
+    use sgt_core::store::{CarveStatus, NewCarve};
+    let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
+    let mut agent = Agent::new(&server, "gone-quiet");
+    agent.enroll().await;
+    let node = server.only_node().await;
+    let store = &server.backends().store;
+    let now = sgt_core::types::now_unix();
+    let mut sessions = Vec::new();
+    // One started a day and a minute ago, one an hour ago; each has one of its two blocks.
+    for age in [sgt_core::agent::CARVE_ABANDONED_AFTER_SECONDS + 60, 3600] {
+        let session = sgt_core::types::CarveSessionId::generate();
+        store
+            .create_carve(&NewCarve {
+                session_id: session.clone(),
+                node_id: node.id.clone(),
+                carve_guid: "g".into(),
+                request_id: "r".into(),
+                block_count: 2,
+                block_size: 1024,
+                carve_size: 2048,
+                created_at: now - age,
+            })
+            .await
+            .unwrap();
+        server
+            .backends()
+            .blobs
+            .put(
+                &sgt_core::agent::carve_block_key(&session, 0),
+                bytes::Bytes::from(vec![7u8; 1024]),
+            )
+            .await
+            .unwrap();
+        store.record_carve_block(&session, 0).await.unwrap();
+        sessions.push(session);
+    }
+    let sweep = server.service().sweep_carves().await.unwrap();
+    assert_eq!((sweep.assembled, sweep.expired), (0, 1));
+    let (old, recent) = (&sessions[0], &sessions[1]);
+    assert_eq!(store.carve(old).await.unwrap().status, CarveStatus::Failed);
+    let block = sgt_core::agent::carve_block_key(old, 0);
+    assert!(
+        server.backends().blobs.get(&block).await.is_err(),
+        "blocks deleted"
+    );
+    assert_eq!(
+        store.carve(recent).await.unwrap().status,
+        CarveStatus::Receiving
+    );
+    let block = sgt_core::agent::carve_block_key(recent, 0);
+    assert!(server.backends().blobs.get(&block).await.is_ok(), "kept");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_uploads_at_most_four_carves_at_once() {
+    let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
+    let mut agent = Agent::new(&server, "busy");
+    agent.enroll().await;
+    for i in 0..=sgt_core::agent::CARVE_MAX_OPEN_PER_NODE {
+        let (guid, request) = (format!("g{i}"), format!("r{i}"));
+        agent.solicit_carve(&guid, &request).await;
+        let (status, body) = agent
+            .call(
+                paths::CARVE_START,
+                json!({"block_count": 1, "block_size": 1024, "carve_size": 10, "carve_id": guid, "request_id": request}),
+            )
+            .await;
+        if i < sgt_core::agent::CARVE_MAX_OPEN_PER_NODE {
+            assert_eq!(status, StatusCode::OK, "{i}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::CONFLICT, "{body}");
+            assert!(body["error"].is_string(), "{body}");
+        }
+    }
+    server.stop().await;
+}
