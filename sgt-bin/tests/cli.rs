@@ -558,25 +558,22 @@ async fn loadtest_accounts_for_every_line_through_node_deletion() {
         .await
         .unwrap();
     let token = login["token"].as_str().unwrap().to_owned();
-    // A campaign for every node, including the simulated ones that enroll later.
-    let created = client
-        .post(format!("{base}/api/v1/queries"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"sql": "SELECT pid FROM processes;", "targets": {"all": true}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    // And a carve request for every node: the first simulated agent asked uploads one
+    // Campaigns for every node, including the simulated ones that enroll later: a question,
+    // and a carve request, which the first simulated agent asked answers by uploading one
     // (`--carves 1`), as the server accepts only carves it asked for.
-    let created = client
-        .post(format!("{base}/api/v1/queries"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({"sql": "SELECT * FROM carves WHERE carve = 1 AND path = '/var/log/syslog';", "targets": {"all": true}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
+    for sql in [
+        "SELECT pid FROM processes;",
+        "SELECT * FROM carves WHERE carve = 1 AND path = '/var/log/syslog';",
+    ] {
+        let created = client
+            .post(format!("{base}/api/v1/queries"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"sql": sql, "targets": {"all": true}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+    }
 
     let report = dir.path().join("report.json");
     let html = dir.path().join("report.html");

@@ -17,6 +17,7 @@ pub mod blobs;
 pub mod config_doc;
 pub mod error;
 pub mod http;
+mod json_text;
 pub mod log_sink;
 pub mod metrics;
 pub mod rate_limit;

@@ -619,38 +619,12 @@ async fn a_carve_too_slow_to_assemble_within_a_request_is_acknowledged_and_compl
 
 #[tokio::test]
 async fn carves_whose_assembly_was_cut_short_are_assembled_by_the_sweep() {
-    use sgt_core::store::{CarveStatus, NewCarve};
+    use sgt_core::store::CarveStatus;
     let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
-    let mut agent = Agent::new(&server, "restarted");
-    agent.enroll().await;
-    let node = server.only_node().await;
     // Every block stored and recorded, as before a restart that cut the assembly short.
     let archive = sgt_tests::distinct_bytes(2 * 1000 + 1);
-    let session = sgt_core::types::CarveSessionId::generate();
+    let session = stored_carve(&server, "restarted", 0, 1000, &archive, 3).await;
     let store = &server.backends().store;
-    store
-        .create_carve(&NewCarve {
-            session_id: session.clone(),
-            node_id: node.id.clone(),
-            carve_guid: "g".into(),
-            request_id: "r".into(),
-            block_count: 3,
-            block_size: 1000,
-            carve_size: archive.len() as u64,
-            created_at: sgt_core::types::now_unix(),
-        })
-        .await
-        .unwrap();
-    for (i, block) in archive.chunks(1000).enumerate() {
-        let key = sgt_core::agent::carve_block_key(&session, i as u64);
-        server
-            .backends()
-            .blobs
-            .put(&key, bytes::Bytes::copy_from_slice(block))
-            .await
-            .unwrap();
-        store.record_carve_block(&session, i as u64).await.unwrap();
-    }
     let sweep = server.service().sweep_carves().await.unwrap();
     assert_eq!((sweep.assembled, sweep.expired), (1, 0));
     let carve = store.carve(&session).await.unwrap();
@@ -723,41 +697,20 @@ async fn a_carve_block_from_another_node_is_refused() {
 
 #[tokio::test]
 async fn abandoned_carves_expire_and_their_blocks_are_deleted() {
-    use sgt_core::store::{CarveStatus, NewCarve};
+    use sgt_core::store::CarveStatus;
     let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
-    let mut agent = Agent::new(&server, "gone-quiet");
-    agent.enroll().await;
-    let node = server.only_node().await;
     let store = &server.backends().store;
-    let now = sgt_core::types::now_unix();
-    let mut sessions = Vec::new();
     // One started a day and a minute ago, one an hour ago; each has one of its two blocks.
-    for age in [sgt_core::agent::CARVE_ABANDONED_AFTER_SECONDS + 60, 3600] {
-        let session = sgt_core::types::CarveSessionId::generate();
-        store
-            .create_carve(&NewCarve {
-                session_id: session.clone(),
-                node_id: node.id.clone(),
-                carve_guid: "g".into(),
-                request_id: "r".into(),
-                block_count: 2,
-                block_size: 1024,
-                carve_size: 2048,
-                created_at: now - age,
-            })
-            .await
-            .unwrap();
-        server
-            .backends()
-            .blobs
-            .put(
-                &sgt_core::agent::carve_block_key(&session, 0),
-                bytes::Bytes::from(vec![7u8; 1024]),
-            )
-            .await
-            .unwrap();
-        store.record_carve_block(&session, 0).await.unwrap();
-        sessions.push(session);
+    let first_block = vec![7u8; 1024];
+    let mut sessions = Vec::new();
+    for (host, age) in [
+        (
+            "gone-quiet",
+            sgt_core::agent::CARVE_ABANDONED_AFTER_SECONDS + 60,
+        ),
+        ("still-busy", 3600),
+    ] {
+        sessions.push(stored_carve(&server, host, age, 1024, &first_block, 2).await);
     }
     let sweep = server.service().sweep_carves().await.unwrap();
     assert_eq!((sweep.assembled, sweep.expired), (0, 1));
@@ -799,4 +752,56 @@ async fn a_node_uploads_at_most_four_carves_at_once() {
         }
     }
     server.stop().await;
+}
+
+/// A carve of a newly enrolled agent `host`, written straight to the store and blob store as
+/// if its upload had started `age` seconds ago: `blocks_of` cut into `block_size` blocks,
+/// each stored and recorded, out of `block_count` announced.
+async fn stored_carve(
+    server: &TestServer,
+    host: &str,
+    age: i64,
+    block_size: u64,
+    blocks_of: &[u8],
+    block_count: u64,
+) -> sgt_core::types::CarveSessionId {
+    let mut agent = Agent::new(server, host);
+    agent.enroll().await;
+    let node = server
+        .nodes()
+        .await
+        .into_iter()
+        .find(|n| n.host_identifier.as_str() == host)
+        .unwrap();
+    let session = sgt_core::types::CarveSessionId::generate();
+    let store = &server.backends().store;
+    store
+        .create_carve(&sgt_core::store::NewCarve {
+            session_id: session.clone(),
+            node_id: node.id,
+            carve_guid: "g".into(),
+            request_id: "r".into(),
+            block_count,
+            block_size,
+            // The whole archive when every block is given, else full blocks.
+            carve_size: if blocks_of.len() as u64 > (block_count - 1) * block_size {
+                blocks_of.len() as u64
+            } else {
+                block_count * block_size
+            },
+            created_at: sgt_core::types::now_unix() - age,
+        })
+        .await
+        .unwrap();
+    for (i, block) in blocks_of.chunks(block_size as usize).enumerate() {
+        let key = sgt_core::agent::carve_block_key(&session, i as u64);
+        server
+            .backends()
+            .blobs
+            .put(&key, bytes::Bytes::copy_from_slice(block))
+            .await
+            .unwrap();
+        store.record_carve_block(&session, i as u64).await.unwrap();
+    }
+    session
 }

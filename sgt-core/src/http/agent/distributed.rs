@@ -193,29 +193,16 @@ fn value_tree_cost(json: &str) -> usize {
     const MEMBER: usize = 160;
     const ELEMENT: usize = 64;
     const STRING: usize = 32;
-    let (mut cost, mut in_string, mut escaped) = (json.len(), false, false);
-    for byte in json.bytes() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        cost += match byte {
+    let structure: usize = crate::json_text::outside_strings(json)
+        .map(|byte| match byte {
             b'{' => OBJECT + ELEMENT,
             b':' => MEMBER,
             b'[' | b',' => ELEMENT,
-            b'"' => {
-                in_string = true;
-                STRING
-            }
+            b'"' => STRING,
             _ => 0,
-        };
-    }
-    cost
+        })
+        .sum();
+    json.len() + structure
 }
 
 #[cfg(test)]
