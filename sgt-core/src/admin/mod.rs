@@ -188,10 +188,10 @@ impl AdminService {
         }
     }
 
-    /// The audit log, newest first.
+    /// The audit log, newest first, a page at a time (cursor: the last entry's id).
     ///
     /// # Errors
-    /// Backend errors.
+    /// `InvalidInput` for a cursor that is not an entry id; backend errors.
     pub async fn audit_log(
         &self,
         caller: &Caller,
@@ -199,6 +199,16 @@ impl AdminService {
         limit: usize,
     ) -> Result<Page<AuditEntry>> {
         caller.require(Role::Viewer)?;
+        // Entry ids are `<15 digits of milliseconds>-<8 hex digits>`.
+        let is_entry_id = |c: &str| {
+            c.len() == 24
+                && c.as_bytes()[15] == b'-'
+                && c[..15].bytes().all(|b| b.is_ascii_digit())
+                && c[16..].bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        if cursor.is_some_and(|c| !is_entry_id(c)) {
+            return Err(Error::invalid_input("bad cursor"));
+        }
         let items = self.backends.store.list_audit(cursor, limit).await?;
         Ok(Page::new(items, limit, |e| e.id.clone()))
     }

@@ -218,7 +218,7 @@ impl AdminService {
     /// Campaigns newest first (cursor: the last query id).
     ///
     /// # Errors
-    /// Backend errors.
+    /// `InvalidInput` for a malformed cursor; backend errors.
     pub async fn list_campaigns(
         &self,
         caller: &Caller,
@@ -226,7 +226,9 @@ impl AdminService {
         limit: usize,
     ) -> Result<Page<DistributedQuery>> {
         caller.require(Role::Viewer)?;
-        let cursor = cursor.map(query_id).transpose()?;
+        let cursor = cursor
+            .map(|c| QueryId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
+            .transpose()?;
         let items = self
             .backends
             .store

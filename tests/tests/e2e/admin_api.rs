@@ -962,3 +962,54 @@ async fn the_carve_list_pages() {
     assert_eq!(body["error"]["code"], "invalid_input");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn every_paged_list_takes_an_empty_cursor_as_its_first_page_and_refuses_a_bad_one() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut agent = Agent::new(&server, "paged");
+    agent.enroll().await;
+    agent.carve(&distinct_bytes(100), 4096).await;
+    let (status, query) = server
+        .admin(
+            POST,
+            "/api/v1/queries",
+            Some(&admin),
+            Some(json!({"sql": "SELECT 1;", "targets": {"all": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{query}");
+    let (_, read) = agent.distributed_read().await;
+    let id = query["id"].as_str().unwrap();
+    assert!(read["queries"][id].is_string(), "{read}");
+    agent
+        .distributed_write(json!({"queries": {id: [{"1": "1"}]}, "statuses": {id: 0}}))
+        .await;
+    for list in [
+        "/api/v1/nodes",
+        "/api/v1/queries",
+        &format!("/api/v1/queries/{id}/results"),
+        "/api/v1/carves",
+        "/api/v1/audit",
+    ] {
+        let (status, page) = server
+            .admin(GET, &format!("{list}?cursor=&limit=5"), Some(&admin), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}: {page}");
+        assert!(
+            !page["items"].as_array().unwrap().is_empty(),
+            "{list}: an empty cursor is the first page: {page}"
+        );
+        let (status, body) = server
+            .admin(
+                GET,
+                &format!("{list}?cursor=..%2F*&limit=5"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{list}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_input", "{list}: {body}");
+    }
+    server.stop().await;
+}

@@ -18,7 +18,7 @@ pub(super) fn routes(
         .and(warp::query::<PageParams>())
         .then(|c: Ctx, page: PageParams| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                a.audit_log(&caller, page.cursor.as_deref(), page_limit(page.limit))
+                a.audit_log(&caller, page.cursor(), page_limit(page.limit))
                     .await
             })
         })

@@ -160,8 +160,20 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
 /// Paging parameters: `?cursor=…&limit=…`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct PageParams {
-    pub(crate) cursor: Option<String>,
+    cursor: Option<String>,
     pub(crate) limit: Option<usize>,
+}
+
+impl PageParams {
+    /// The cursor; an empty one (`?cursor=`) is none: the first page, on every list.
+    pub(crate) fn cursor(&self) -> Option<&str> {
+        non_empty(self.cursor.as_deref())
+    }
+}
+
+/// `cursor` unless it is empty: every list takes `?cursor=` as its first page.
+pub(crate) fn non_empty(cursor: Option<&str>) -> Option<&str> {
+    cursor.filter(|c| !c.is_empty())
 }
 
 /// Authenticates, runs `f`, answers `status` with its JSON result or the error.

@@ -31,8 +31,7 @@ impl NodeListParams {
             platform: self.platform,
             search: self.search,
             seen_since: self.seen_since,
-            after: self
-                .cursor
+            after: super::non_empty(self.cursor.as_deref())
                 .map(|c| NodeId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
                 .transpose()?,
             limit: page_limit(self.limit),

@@ -19,7 +19,7 @@ pub(super) fn routes(
         .and(warp::query::<PageParams>())
         .then(|c: Ctx, page: PageParams| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                a.list_campaigns(&caller, page.cursor.as_deref(), page_limit(page.limit))
+                a.list_campaigns(&caller, page.cursor(), page_limit(page.limit))
                     .await
             })
         });
@@ -55,7 +55,7 @@ pub(super) fn routes(
         .and(warp::query::<PageParams>())
         .then(|id: String, c: Ctx, page: PageParams| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                a.campaign_results(&caller, &id, page.cursor.as_deref(), page_limit(page.limit))
+                a.campaign_results(&caller, &id, page.cursor(), page_limit(page.limit))
                     .await
             })
         });
