@@ -179,21 +179,24 @@ impl AdminService {
     /// Deletes `username`'s expired tokens, so sessions do not pile up. Failures are logged:
     /// an expired token is refused whether or not it is deleted.
     async fn purge_expired_tokens(&self, username: &Username, now: UnixSeconds) {
-        let tokens = match self.backends.store.list_tokens(Some(username)).await {
-            Ok(tokens) => tokens,
-            Err(e) => {
-                tracing::warn!(error = %e, "expired tokens not purged");
-                return;
-            }
-        };
-        for token in tokens
-            .iter()
-            .filter(|t| t.expires_at.is_some_and(|e| e <= now))
-        {
-            if let Err(e) = self.backends.store.delete_token(&token.id).await {
-                tracing::warn!(error = %e, token_id = %token.id, "expired token not purged");
+        let expired = |t: &ApiToken| t.expires_at.is_some_and(|e| e <= now);
+        if let Err(e) = self.delete_tokens_where(username, expired).await {
+            tracing::warn!(error = %e, "expired tokens not purged");
+        }
+    }
+
+    /// Deletes `username`'s tokens that `doomed` selects.
+    async fn delete_tokens_where(
+        &self,
+        username: &Username,
+        doomed: impl Fn(&ApiToken) -> bool,
+    ) -> Result<()> {
+        for token in self.backends.store.list_tokens(Some(username)).await? {
+            if doomed(&token) {
+                self.backends.store.delete_token(&token.id).await?;
             }
         }
+        Ok(())
     }
 
     /// The caller a bearer token belongs to.
@@ -301,12 +304,10 @@ impl AdminService {
     /// Ends `username`'s session tokens except `keep` (API tokens stay: they are revoked one
     /// by one).
     pub(crate) async fn end_sessions(&self, username: &Username, keep: Option<&str>) -> Result<()> {
-        for token in self.backends.store.list_tokens(Some(username)).await? {
-            if token.kind == TokenKind::Session && Some(token.id.as_str()) != keep {
-                self.backends.store.delete_token(&token.id).await?;
-            }
-        }
-        Ok(())
+        self.delete_tokens_where(username, |t| {
+            t.kind == TokenKind::Session && Some(t.id.as_str()) != keep
+        })
+        .await
     }
 
     /// Revokes a token: the caller's own (every role), or anyone's (admins).

@@ -138,6 +138,8 @@ impl AdminService {
                 let current = current_password.ok_or_else(|| {
                     Error::invalid_input("current_password is required to change your own password")
                 })?;
+                // A stolen session must not be a way to guess the password unlimited.
+                self.admit_login(name.as_str(), None)?;
                 if !password_matches(current, &user.password_hash).await? {
                     return Err(Error::forbidden("the current password is wrong"));
                 }

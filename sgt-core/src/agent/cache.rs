@@ -207,6 +207,17 @@ impl ServingCache {
         self.live.write().unwrap_or_else(|e| e.into_inner()).queries = None;
     }
 
+    /// The live queries that `keep` selects; `None` when the live queries are unknown (ask
+    /// the store).
+    pub(super) fn live_queries_where(
+        &self,
+        keep: impl Fn(&DistributedQuery) -> bool,
+    ) -> Option<Vec<DistributedQuery>> {
+        let live = self.live.read().unwrap_or_else(|e| e.into_inner());
+        let queries = live.queries.as_ref()?;
+        Some(queries.iter().filter(|q| keep(q)).cloned().collect())
+    }
+
     /// The live queries that target the node and that the store still has to be asked about
     /// for it; `None` when the live queries are unknown (ask the store).
     pub(super) fn work_for(

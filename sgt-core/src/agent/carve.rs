@@ -216,10 +216,7 @@ impl AgentService {
             let (backends, metrics) = (self.backends.clone(), Arc::clone(&self.metrics));
             let (session_id, block_count) = (session_id.clone(), carve.block_count);
             tokio::spawn(async move {
-                if let Err(e) = assemble_carve(&backends, &metrics, &session_id, block_count).await
-                {
-                    tracing::warn!(carve = %carve_public_id(&session_id), error = %e, "carve assembly failed; it is tried again later");
-                }
+                assemble_carve_or_log(&backends, &metrics, &session_id, block_count).await
             });
         }
         Ok(())
@@ -230,14 +227,21 @@ impl AgentService {
     async fn carve_was_requested(&self, node: &Node, start: &CarveStart) -> Result<bool> {
         const PAGE: usize = 1000;
         let store = &self.backends.store;
-        for query in store.live_queries(now_unix()).await? {
-            if !asks_for_carve(&query.sql)
-                || !query
-                    .targets
+        // The live campaigns are in memory (refreshed every second): a node that sends
+        // carve/start again and again costs no store listing.
+        let asks_this_node = |q: &crate::store::DistributedQuery| {
+            asks_for_carve(&q.sql)
+                && q.targets
                     .matches(&node.id, &node.environment, &node.platform)
-            {
-                continue;
+        };
+        let candidates = match self.cache.live_queries_where(asks_this_node) {
+            Some(candidates) => candidates,
+            None => {
+                let live = store.live_queries(now_unix()).await?;
+                live.into_iter().filter(|q| asks_this_node(q)).collect()
             }
+        };
+        for query in candidates {
             if query.id.as_str() == start.request_id {
                 return Ok(true);
             }
@@ -293,19 +297,14 @@ impl AgentService {
                 }
                 continue;
             }
-            match assemble_carve(
+            let assembled = assemble_carve_or_log(
                 &self.backends,
                 &self.metrics,
                 &carve.session_id,
                 carve.block_count,
             )
-            .await
-            {
-                Ok(()) => sweep.assembled += 1,
-                Err(e) => {
-                    tracing::warn!(carve = %carve_public_id(&carve.session_id), error = %e, "carve assembly failed; it is tried again later");
-                }
-            }
+            .await;
+            sweep.assembled += usize::from(assembled);
         }
         Ok(sweep)
     }
@@ -317,18 +316,36 @@ impl AgentService {
         block_count: u64,
         now: crate::types::UnixSeconds,
     ) -> Result<()> {
-        self.backends
-            .store
-            .finish_carve(session_id, CarveStatus::Failed, None, now)
-            .await?;
+        // Blocks first: if a delete fails, the carve is still receiving and the next sweep
+        // tries again, instead of a failed carve leaving its blocks behind.
         for block in 0..block_count {
             self.backends
                 .blobs
                 .delete(&carve_block_key(session_id, block))
                 .await?;
         }
+        self.backends
+            .store
+            .finish_carve(session_id, CarveStatus::Failed, None, now)
+            .await?;
         tracing::info!(carve = %carve_public_id(session_id), "abandoned carve expired");
         Ok(())
+    }
+}
+
+/// [`assemble_carve`]; a failure is logged (the sweep tries again). True when assembled.
+async fn assemble_carve_or_log(
+    backends: &super::Backends,
+    metrics: &crate::metrics::Metrics,
+    session_id: &CarveSessionId,
+    block_count: u64,
+) -> bool {
+    match assemble_carve(backends, metrics, session_id, block_count).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(carve = %carve_public_id(session_id), error = %e, "carve assembly failed; it is tried again later");
+            false
+        }
     }
 }
 

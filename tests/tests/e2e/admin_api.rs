@@ -1013,3 +1013,32 @@ async fn every_paged_list_takes_an_empty_cursor_as_its_first_page_and_refuses_a_
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_through_a_session_is_rate_limited() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let stolen = create_user(&server, &admin, "vic", "viewer").await;
+    let guess = |n: usize| json!({"password": "taken-over-password", "current_password": format!("guess-number-{n}")});
+    for n in 0..10 {
+        let (status, body) = server
+            .admin(
+                Method::PATCH,
+                "/api/v1/users/vic",
+                Some(&stolen),
+                Some(guess(n)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{n}: {body}");
+    }
+    let (status, body) = server
+        .admin(
+            Method::PATCH,
+            "/api/v1/users/vic",
+            Some(&stolen),
+            Some(guess(10)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    server.stop().await;
+}
