@@ -7,6 +7,7 @@
 //! the budget is answered 503 with an `error` body, which osquery treats as a failure: it
 //! keeps its data and retries.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -14,13 +15,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// The budget is counted in units of this many bytes.
 const UNIT: u64 = 1024;
 
+/// A share (or a request's shares together) at least this large marks the budget as having held a large body, after which
+/// freed memory is worth giving back to the system once the budget is idle again.
+const LARGE_SHARE_BYTES: u64 = 1024 * 1024;
+
 /// A share of the budget, given back when dropped.
 pub(crate) type BodyShare = OwnedSemaphorePermit;
 
 /// The bytes of request bodies (received or inflated) that may be held at once. Cloning
 /// shares the budget.
 #[derive(Debug, Clone)]
-pub(crate) struct BodyBudget(Arc<Semaphore>);
+pub(crate) struct BodyBudget {
+    free: Arc<Semaphore>,
+    units: usize,
+    held_large_share: Arc<AtomicBool>,
+}
 
 impl BodyBudget {
     /// A budget of `bytes` (rounded up to whole KiB).
@@ -28,14 +37,29 @@ impl BodyBudget {
         let units = usize::try_from(bytes.div_ceil(UNIT))
             .unwrap_or(usize::MAX)
             .min(Semaphore::MAX_PERMITS);
-        BodyBudget(Arc::new(Semaphore::new(units)))
+        BodyBudget {
+            free: Arc::new(Semaphore::new(units)),
+            units,
+            held_large_share: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Takes `bytes` from the budget until the share is dropped; `None` when the budget has
     /// not that much left.
     pub(crate) fn try_take(&self, bytes: u64) -> Option<BodyShare> {
         let units = u32::try_from(bytes.div_ceil(UNIT)).ok()?;
-        Arc::clone(&self.0).try_acquire_many_owned(units).ok()
+        let share = Arc::clone(&self.free).try_acquire_many_owned(units).ok()?;
+        if bytes >= LARGE_SHARE_BYTES {
+            self.held_large_share.store(true, Ordering::Relaxed);
+        }
+        Some(share)
+    }
+
+    /// True once per quiet spell: when no body holds any of the budget now and a large one
+    /// did since the last time this answered true.
+    pub(crate) fn idle_after_large_bodies(&self) -> bool {
+        self.free.available_permits() == self.units
+            && self.held_large_share.swap(false, Ordering::Relaxed)
     }
 
     /// Takes `bytes` more into `held`, the share a request holds so far; false when the
@@ -44,11 +68,32 @@ impl BodyBudget {
         let Some(share) = self.try_take(bytes) else {
             return false;
         };
-        match held {
-            Some(held) => held.merge(share),
-            None => *held = Some(share),
+        let held = match held {
+            Some(held) => {
+                held.merge(share);
+                held
+            }
+            None => held.insert(share),
+        };
+        if held.num_permits() as u64 * UNIT >= LARGE_SHARE_BYTES {
+            self.held_large_share.store(true, Ordering::Relaxed);
         }
         true
+    }
+}
+
+/// Asks the allocator to give the memory it holds free back to the system. glibc keeps what
+/// threads freed in their arenas, so after a burst of large bodies the process stays hundreds
+/// of MiB above its working set; `malloc_trim(0)` returns the free pages of every arena. It
+/// locks each arena in turn, so it is called only when the body budget is idle. Elsewhere
+/// (musl, macOS) it does nothing: those allocators return large blocks themselves.
+pub(crate) fn give_freed_memory_back() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: malloc_trim takes no pointers and no caller-side invariants; glibc locks each
+    // arena while it trims it.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -79,5 +124,29 @@ mod tests {
         assert!(!budget.try_add(&mut held, 4 * 1024), "only 2 KiB left");
         drop(held);
         assert!(budget.try_take(10 * 1024).is_some());
+    }
+
+    #[test]
+    fn idle_after_large_bodies_once_per_quiet_spell() {
+        let budget = BodyBudget::new(4 * LARGE_SHARE_BYTES);
+        let small = budget.try_take(1024).expect("fits");
+        drop(small);
+        assert!(
+            !budget.idle_after_large_bodies(),
+            "only small bodies so far"
+        );
+        let large = budget.try_take(LARGE_SHARE_BYTES).expect("fits");
+        assert!(!budget.idle_after_large_bodies(), "still held");
+        drop(large);
+        assert!(budget.idle_after_large_bodies());
+        assert!(!budget.idle_after_large_bodies(), "once per spell");
+
+        // Small pieces that add up to a large body count as one.
+        let mut held = None;
+        for _ in 0..1024 {
+            assert!(budget.try_add(&mut held, 1024));
+        }
+        drop(held);
+        assert!(budget.idle_after_large_bodies());
     }
 }

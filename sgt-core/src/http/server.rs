@@ -209,6 +209,7 @@ pub async fn serve(
     let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let request_slots = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
     let body_budget = BodyBudget::new(limits.max_body_memory);
+    let memory_giver = tokio::spawn(give_memory_back_when_idle(body_budget.clone()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -363,7 +364,24 @@ pub async fn serve(
     {
         tracing::warn!("requests still in flight after the drain timeout; cutting them off");
     }
+    memory_giver.abort();
     Ok(())
+}
+
+/// How often the server checks whether a burst of large bodies is over.
+const MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Gives freed memory back to the system after each burst of large bodies, once no body
+/// holds any of the budget: without it the process keeps the burst's peak resident.
+async fn give_memory_back_when_idle(budget: BodyBudget) {
+    let mut tick = tokio::time::interval(MEMORY_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if budget.idle_after_large_bodies() {
+            let _ = tokio::task::spawn_blocking(super::body_budget::give_freed_memory_back).await;
+        }
+    }
 }
 
 /// What one connection is doing, to close it once idle: how many of its requests are in
