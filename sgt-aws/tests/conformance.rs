@@ -370,6 +370,7 @@ mod dynamodb_store {
             config: json!({"schedule": {}, "pad": big}),
             created_at: 1,
             config_updated_at: 1,
+            config_version: 1,
         };
         store.create_environment(&environment).await.unwrap();
         assert_eq!(
@@ -378,7 +379,7 @@ mod dynamodb_store {
         );
         let small = json!({"options": {}});
         store
-            .put_config(&environment.name, &small, 2)
+            .put_config(&environment.name, &small, 2, Some(1))
             .await
             .unwrap();
         assert_eq!(

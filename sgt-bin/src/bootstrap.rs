@@ -59,6 +59,7 @@ pub async fn bootstrap(backends: &Backends, enroll_secret_file: &Path) -> anyhow
                     config: default_config(),
                     created_at: now,
                     config_updated_at: now,
+                    config_version: 1,
                 })
                 .await?;
             created.environment = true;

@@ -274,6 +274,11 @@ impl NodeStore for SqliteStore {
     }
 }
 
+/// A config version as SQLite stores it.
+fn sql_version(version: u64) -> Result<i64> {
+    i64::try_from(version).map_err(|_| Error::invalid_input("config version out of range"))
+}
+
 fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
     Ok(Environment {
         name: EnvironmentName::parse(row.get::<String, _>("name"))
@@ -281,6 +286,8 @@ fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
         config: parse_json(row.get::<&str, _>("config"))?,
         created_at: row.get("created_at"),
         config_updated_at: row.get("config_updated_at"),
+        config_version: u64::try_from(row.get::<i64, _>("config_version"))
+            .map_err(|_| corrupt("config version"))?,
     })
 }
 
@@ -288,12 +295,14 @@ fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
 impl EnvironmentStore for SqliteStore {
     async fn create_environment(&self, environment: &Environment) -> Result<()> {
         sqlx::query(
-            "INSERT INTO environments (name, config, created_at, config_updated_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO environments (name, config, created_at, config_updated_at, config_version) \
+             VALUES (?, ?, ?, ?, ?)",
         )
         .bind(environment.name.as_str())
         .bind(json_text(&environment.config))
         .bind(environment.created_at)
         .bind(environment.config_updated_at)
+        .bind(sql_version(environment.config_version)?)
         .execute(&self.pool)
         .await
         .map_err(db_error("environment"))?;
@@ -323,19 +332,32 @@ impl EnvironmentStore for SqliteStore {
         name: &EnvironmentName,
         config: &serde_json::Value,
         now: UnixSeconds,
-    ) -> Result<()> {
-        let updated =
-            sqlx::query("UPDATE environments SET config = ?, config_updated_at = ? WHERE name = ?")
-                .bind(json_text(config))
-                .bind(now)
-                .bind(name.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(db_error("environment"))?;
-        if updated.rows_affected() == 0 {
-            return Err(Error::not_found("environment"));
+        expected_version: Option<u64>,
+    ) -> Result<u64> {
+        let expected = expected_version.map(sql_version).transpose()?;
+        let updated: Option<i64> = sqlx::query_scalar(
+            "UPDATE environments \
+             SET config = ?1, config_updated_at = ?2, config_version = config_version + 1 \
+             WHERE name = ?3 AND (?4 IS NULL OR config_version = ?4) \
+             RETURNING config_version",
+        )
+        .bind(json_text(config))
+        .bind(now)
+        .bind(name.as_str())
+        .bind(expected)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error("environment"))?;
+        match updated {
+            Some(version) => u64::try_from(version).map_err(|_| corrupt("config version")),
+            None => {
+                // Either no such environment, or another writer replaced the config first.
+                self.environment(name).await?;
+                Err(Error::conflict(
+                    "the config was changed since it was read; read it again",
+                ))
+            }
         }
-        Ok(())
     }
 
     async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {

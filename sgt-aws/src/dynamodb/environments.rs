@@ -1,7 +1,7 @@
 //! Environments and their config documents: the `environments` table.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use sgt_core::store::{Environment, EnvironmentStore};
 use sgt_core::types::{EnvironmentName, UnixSeconds};
 use sgt_core::{Error, Result};
@@ -13,6 +13,18 @@ fn name_key(name: &EnvironmentName) -> Item {
     attrs([("name", s(name.as_str()))])
 }
 
+/// A count as a number attribute.
+fn count(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The config version of a stored environment; items written before versions existed are
+/// at version 1.
+fn config_version(stored: &Item) -> Result<u64> {
+    let version = item::optional_number(stored, "config_version")?.unwrap_or(1);
+    u64::try_from(version).map_err(|_| item::corrupt("config_version"))
+}
+
 impl DynamoStore {
     async fn environment_from_item(&self, stored: &Item) -> Result<Environment> {
         Ok(Environment {
@@ -20,6 +32,7 @@ impl DynamoStore {
             config: item::json(&self.get_text(stored, "config").await?, "config")?,
             created_at: item::number(stored, "created_at")?,
             config_updated_at: item::number(stored, "config_updated_at")?,
+            config_version: config_version(stored)?,
         })
     }
 }
@@ -32,6 +45,7 @@ impl EnvironmentStore for DynamoStore {
             ("kind", s("environment")),
             ("created_at", n(environment.created_at)),
             ("config_updated_at", n(environment.config_updated_at)),
+            ("config_version", count(environment.config_version)),
         ]);
         self.put_text(&mut stored, "config", item::to_json(&environment.config)?)
             .await?;
@@ -88,7 +102,8 @@ impl EnvironmentStore for DynamoStore {
         name: &EnvironmentName,
         config: &serde_json::Value,
         now: UnixSeconds,
-    ) -> Result<()> {
+        expected_version: Option<u64>,
+    ) -> Result<u64> {
         let mut new = Item::new();
         self.put_text(&mut new, "config", item::to_json(config)?)
             .await?;
@@ -97,39 +112,58 @@ impl EnvironmentStore for DynamoStore {
             None => ("config_blob", "config".to_owned()),
         };
         let value = new.get(set).cloned().unwrap_or_else(|| s(""));
-        let result = self
+        // Items from before versions existed have none and count as version 1.
+        let condition = match expected_version {
+            None => "attribute_exists(#name)",
+            Some(1) => {
+                "attribute_exists(#name) AND \
+                 (attribute_not_exists(#config_version) OR #config_version = :expected)"
+            }
+            Some(_) => "attribute_exists(#name) AND #config_version = :expected",
+        };
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.tables.environments)
             .set_key(Some(name_key(name)))
             .update_expression(format!(
-                "SET #{set} = :value, #config_updated_at = :now REMOVE #{remove}"
+                "SET #{set} = :value, #config_updated_at = :now, \
+                 #config_version = if_not_exists(#config_version, :one) + :one REMOVE #{remove}"
             ))
-            .condition_expression("attribute_exists(#name)")
+            .condition_expression(condition)
             .set_expression_attribute_names(names(&[
                 &format!("#{set} #{remove}"),
-                "#config_updated_at #name",
+                "#config_updated_at #name #config_version",
             ]))
             .expression_attribute_values(":value", value)
             .expression_attribute_values(":now", n(now))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await;
-        match result {
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllOld);
+        if let Some(expected) = expected_version {
+            update = update.expression_attribute_values(":expected", count(expected));
+        }
+        match update.send().await {
             Ok(output) => {
-                if let Some(old) = output.attributes {
-                    if old.get("config_blob") != new.get("config_blob") {
-                        self.delete_overflow(&old).await;
-                    }
+                let old = output.attributes.unwrap_or_default();
+                if old.get("config_blob") != new.get("config_blob") {
+                    self.delete_overflow(&old).await;
                 }
-                Ok(())
+                Ok(config_version(&old)? + 1)
             }
             Err(e) => {
                 self.delete_overflow(&new).await;
-                if condition_failed(&e) {
-                    Err(Error::not_found("environment"))
-                } else {
-                    Err(classify(BACKEND, "environment", e))
+                if !condition_failed(&e) {
+                    return Err(classify(BACKEND, "environment", e));
+                }
+                // Either no such environment, or another writer replaced the config first.
+                match self
+                    .get_item(&self.tables.environments, name_key(name), true)
+                    .await?
+                {
+                    None => Err(Error::not_found("environment")),
+                    Some(_) => Err(Error::conflict(
+                        "the config was changed since it was read; read it again",
+                    )),
                 }
             }
         }

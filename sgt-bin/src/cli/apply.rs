@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
-use super::client::ApiClient;
+use super::client::{ApiClient, ApiError};
 use super::seg;
 
 /// The desired config of one environment as the file describes it.
@@ -115,20 +115,28 @@ pub(super) async fn apply(api: &ApiClient, document: &Value, dry_run: bool) -> a
             println!("{name}: {would}created");
             continue;
         }
-        let current = api
-            .get(&format!("/api/v1/environments/{}/config", seg(&name)))
-            .await?;
+        let path = format!("/api/v1/environments/{}/config", seg(&name));
+        let mut attempt = 0;
+        let current = loop {
+            attempt += 1;
+            let (current, version) = api.call_versioned(Method::GET, &path, None, None).await?;
+            if current == config || dry_run {
+                break current;
+            }
+            // Written only over the config just read, so the changes printed are the ones
+            // made; when someone else wrote in between, read again.
+            match api
+                .call_versioned(Method::PUT, &path, Some(&config), version.as_deref())
+                .await
+            {
+                Ok(_) => break current,
+                Err(e) if is_conflict(&e) && attempt < APPLY_ATTEMPTS => continue,
+                Err(e) => return Err(e),
+            }
+        };
         if current == config {
             println!("{name}: unchanged");
             continue;
-        }
-        if !dry_run {
-            api.call(
-                Method::PUT,
-                &format!("/api/v1/environments/{}/config", seg(&name)),
-                Some(&config),
-            )
-            .await?;
         }
         println!(
             "{name}: config {would}updated ({})",
@@ -136,6 +144,17 @@ pub(super) async fn apply(api: &ApiClient, document: &Value, dry_run: bool) -> a
         );
     }
     Ok(())
+}
+
+/// How many times `sgt apply` reads and writes one environment's config when others keep
+/// changing it in between.
+const APPLY_ATTEMPTS: u32 = 5;
+
+/// The server refused a write because the config changed since it was read.
+fn is_conflict(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<ApiError>()
+        .is_some_and(|e| e.status == reqwest::StatusCode::CONFLICT)
 }
 
 #[cfg(test)]

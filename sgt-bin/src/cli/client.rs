@@ -57,21 +57,46 @@ impl ApiClient {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        Ok(self.call_versioned(method, path, body, None).await?.0)
+    }
+
+    /// Sends a request, with `If-Match: if_match` when given; returns the JSON answer
+    /// (`null` for 204) and its `ETag`, if any.
+    ///
+    /// # Errors
+    /// As [`ApiClient::call`]; an [`ApiError`] for the server's refusals.
+    pub async fn call_versioned(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> anyhow::Result<(Value, Option<String>)> {
         let mut request = self.request(method.clone(), path);
         if let Some(body) = body {
             request = request.json(body);
+        }
+        if let Some(if_match) = if_match {
+            request = request.header(reqwest::header::IF_MATCH, if_match);
         }
         let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.base))?;
         let status = response.status();
+        let etag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let bytes = response.bytes().await?;
         if status.is_success() {
             if bytes.is_empty() {
-                return Ok(Value::Null);
+                return Ok((Value::Null, etag));
             }
-            return serde_json::from_slice(&bytes).context("the server answered with invalid JSON");
+            let value =
+                serde_json::from_slice(&bytes).context("the server answered with invalid JSON")?;
+            return Ok((value, etag));
         }
         Err(api_error(status, &bytes))
     }
@@ -133,15 +158,32 @@ impl ApiClient {
     }
 }
 
-fn api_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) if v["error"]["message"].is_string() => anyhow!(
-            "{} (HTTP {})",
-            v["error"]["message"].as_str().unwrap_or_default(),
-            status.as_u16()
-        ),
-        _ => anyhow!("the server answered HTTP {status}"),
+/// A refusal from the server: its status and message.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The error body's message, or the status when there is none.
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (HTTP {})", self.message, self.status.as_u16())
     }
+}
+
+impl std::error::Error for ApiError {}
+
+fn api_error(status: StatusCode, body: &[u8]) -> anyhow::Error {
+    let message = match serde_json::from_slice::<Value>(body) {
+        Ok(v) if v["error"]["message"].is_string() => v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        _ => format!("the server answered HTTP {status}"),
+    };
+    anyhow!(ApiError { status, message })
 }
 
 /// Reads a password from a file (trimmed), or else from `SGT_PASSWORD`, or else a line of

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::{AdminService, Caller};
 use crate::agent::default_config;
 use crate::config_doc::{validate_config, validate_pack};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::secrets::EnrollSecret;
 use crate::store::{Environment, Role};
 use crate::types::{now_unix, random_hex, EnvironmentName, SecretValue, UnixSeconds};
@@ -58,6 +58,18 @@ pub struct NewSecretOutcome {
     #[serde(flatten)]
     pub record: SecretView,
 }
+
+/// An environment's config with its version, the `ETag` of `GET …/config`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionedConfig {
+    /// The osquery config document.
+    pub config: Value,
+    /// Its version: one more at each replacement.
+    pub version: u64,
+}
+
+/// How many times a pack edit is retried when another edit of the same config wins the race.
+const PACK_EDIT_ATTEMPTS: u32 = 16;
 
 fn env_name(name: &str) -> Result<EnvironmentName> {
     EnvironmentName::parse(name).map_err(|_| Error::not_found("environment"))
@@ -114,6 +126,7 @@ impl AdminService {
             config,
             created_at: now,
             config_updated_at: now,
+            config_version: 1,
         };
         self.backends.store.create_environment(&environment).await?;
         self.audit(caller, "environment.create", name.as_str(), Value::Null)
@@ -158,23 +171,50 @@ impl AdminService {
             .config)
     }
 
-    /// Replaces the environment's config (operators and admins). Agents get it at their next
-    /// config poll.
+    /// The environment's osquery config document with its version.
     ///
     /// # Errors
-    /// `Forbidden`; `NotFound`; `InvalidInput` from [`validate_config`].
-    pub async fn put_config(&self, caller: &Caller, name: &str, config: Value) -> Result<()> {
+    /// `NotFound`.
+    pub async fn versioned_config(&self, caller: &Caller, name: &str) -> Result<VersionedConfig> {
+        caller.require(Role::Viewer)?;
+        let environment = self.backends.store.environment(&env_name(name)?).await?;
+        Ok(VersionedConfig {
+            config: environment.config,
+            version: environment.config_version,
+        })
+    }
+
+    /// Replaces the environment's config (operators and admins) if its version is still
+    /// `expected_version` (whatever it is when `None`); returns what was written with its new
+    /// version. Agents get it at their next config poll.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`; `InvalidInput` from [`validate_config`]; `Conflict` when the
+    /// config is no longer at `expected_version`.
+    pub async fn put_config(
+        &self,
+        caller: &Caller,
+        name: &str,
+        config: Value,
+        expected_version: Option<u64>,
+    ) -> Result<VersionedConfig> {
         caller.require(Role::Operator)?;
         let name = env_name(name)?;
         validate_config(&config)?;
-        self.backends
+        let version = self
+            .backends
             .store
-            .put_config(&name, &config, now_unix())
+            .put_config(&name, &config, now_unix(), expected_version)
             .await?;
         self.forget_environment(&name);
-        self.audit(caller, "config.replace", name.as_str(), Value::Null)
-            .await;
-        Ok(())
+        self.audit(
+            caller,
+            "config.replace",
+            name.as_str(),
+            serde_json::json!({"version": version}),
+        )
+        .await;
+        Ok(VersionedConfig { config, version })
     }
 
     /// The environment's packs (the config's `packs` object).
@@ -201,30 +241,34 @@ impl AdminService {
             .ok_or_else(|| Error::not_found("pack"))
     }
 
-    /// Adds or replaces a pack (operators and admins).
+    /// Adds or replaces a pack (operators and admins); returns the pack as written. Edits of
+    /// different packs of one environment never undo each other, however many run at once.
     ///
     /// # Errors
-    /// `Forbidden`; `NotFound`; `InvalidInput` for a bad pack or a config grown too large.
+    /// `Forbidden`; `NotFound`; `InvalidInput` for a bad pack or a config grown too large;
+    /// `Conflict` when other edits kept winning the race.
     pub async fn put_pack(
         &self,
         caller: &Caller,
         name: &str,
         pack_name: &str,
         pack: Value,
-    ) -> Result<()> {
+    ) -> Result<Value> {
         caller.require(Role::Operator)?;
         validate_pack(pack_name, &pack)?;
         self.edit_packs(caller, name, "pack.put", pack_name, |packs| {
-            packs.insert(pack_name.to_owned(), pack);
+            packs.insert(pack_name.to_owned(), pack.clone());
             Ok(())
         })
-        .await
+        .await?;
+        Ok(pack)
     }
 
     /// Removes a pack (operators and admins).
     ///
     /// # Errors
-    /// `Forbidden`; `NotFound` for the environment or the pack.
+    /// `Forbidden`; `NotFound` for the environment or the pack; `Conflict` when other edits
+    /// kept winning the race.
     pub async fn delete_pack(&self, caller: &Caller, name: &str, pack_name: &str) -> Result<()> {
         caller.require(Role::Operator)?;
         self.edit_packs(caller, name, "pack.delete", pack_name, |packs| {
@@ -236,31 +280,48 @@ impl AdminService {
         .await
     }
 
+    /// Applies `edit` to the environment's packs: reads the config, edits it and writes it
+    /// back only if no other write came in between, else starts again from the new config.
     async fn edit_packs(
         &self,
         caller: &Caller,
         name: &str,
         action: &str,
         pack_name: &str,
-        edit: impl FnOnce(&mut Map<String, Value>) -> Result<()>,
+        edit: impl Fn(&mut Map<String, Value>) -> Result<()>,
     ) -> Result<()> {
         let name = env_name(name)?;
-        let mut config = self.backends.store.environment(&name).await?.config;
-        let root = config
-            .as_object_mut()
-            .ok_or_else(|| Error::invalid_input("stored config is not an object"))?;
-        let packs = root
-            .entry("packs")
-            .or_insert_with(|| Value::Object(Map::new()));
-        let packs = packs
-            .as_object_mut()
-            .ok_or_else(|| Error::invalid_input("config's packs is not an object"))?;
-        edit(packs)?;
-        validate_config(&config)?;
-        self.backends
-            .store
-            .put_config(&name, &config, now_unix())
-            .await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let environment = self.backends.store.environment(&name).await?;
+            let mut config = environment.config;
+            let root = config
+                .as_object_mut()
+                .ok_or_else(|| Error::invalid_input("stored config is not an object"))?;
+            let packs = root
+                .entry("packs")
+                .or_insert_with(|| Value::Object(Map::new()));
+            let packs = packs
+                .as_object_mut()
+                .ok_or_else(|| Error::invalid_input("config's packs is not an object"))?;
+            edit(packs)?;
+            validate_config(&config)?;
+            match self
+                .backends
+                .store
+                .put_config(&name, &config, now_unix(), Some(environment.config_version))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < PACK_EDIT_ATTEMPTS => {
+                    // Another edit won; spread the retries so they do not collide again.
+                    let pause = rand::random::<u64>() % (5 * u64::from(attempt)) + 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.forget_environment(&name);
         self.audit(caller, action, &format!("{name}/{pack_name}"), Value::Null)
             .await;

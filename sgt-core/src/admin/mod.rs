@@ -13,7 +13,7 @@ use serde::Serialize;
 pub use crate::config_doc::validate_config;
 pub use auth::{hash_password, LoginOutcome, NewTokenOutcome, TokenView, SESSION_SECONDS};
 pub use carves::{ArchiveInfo, CarveRequest, CarveView};
-pub use environments::{EnvironmentView, NewSecretOutcome, SecretView};
+pub use environments::{EnvironmentView, NewSecretOutcome, SecretView, VersionedConfig};
 pub use nodes::NodeView;
 pub use queries::{NewCampaign, QueryView, ResultView};
 pub use users::UserView;

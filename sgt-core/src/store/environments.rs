@@ -15,6 +15,9 @@ pub struct Environment {
     pub created_at: UnixSeconds,
     /// When the config was last replaced.
     pub config_updated_at: UnixSeconds,
+    /// The config's revision: 1 when the environment is created, one more at each
+    /// replacement. A writer that read revision N replaces the config only if it is still N.
+    pub config_version: u64,
 }
 
 /// Environments and their config documents.
@@ -22,9 +25,12 @@ pub struct Environment {
 /// # Contract
 /// - Names are unique. The config is stored and returned as the same JSON value.
 /// - `put_config` replaces the whole document atomically; readers see the old or the new one.
+/// - `put_config` with an expected version replaces the document only if its version is
+///   still that one (compare-and-swap), so no concurrent replacement is lost unseen.
 ///
 /// # Errors
 /// `NotFound` for an unknown environment; `AlreadyExists` when creating an existing name;
+/// `Conflict` when the config's version is not the expected one;
 /// `Unavailable` / `Backend` for backend failures.
 #[async_trait]
 pub trait EnvironmentStore: Send + Sync + std::fmt::Debug + 'static {
@@ -37,13 +43,15 @@ pub trait EnvironmentStore: Send + Sync + std::fmt::Debug + 'static {
     /// All environments, ordered by name.
     async fn list_environments(&self) -> Result<Vec<Environment>>;
 
-    /// Replaces the config of `name`, recording `now` as its update time.
+    /// Replaces the config of `name`, recording `now` as its update time, if its version is
+    /// `expected_version` (whatever it is when `None`). Returns the new version.
     async fn put_config(
         &self,
         name: &EnvironmentName,
         config: &serde_json::Value,
         now: UnixSeconds,
-    ) -> Result<()>;
+        expected_version: Option<u64>,
+    ) -> Result<u64>;
 
     /// Deletes the environment. Its nodes are not deleted.
     async fn delete_environment(&self, name: &EnvironmentName) -> Result<()>;

@@ -434,9 +434,12 @@ mod faulty_store_impls {
             name: &EnvironmentName,
             config: &serde_json::Value,
             now: UnixSeconds,
-        ) -> Result<()> {
+            expected_version: Option<u64>,
+        ) -> Result<u64> {
             self.fault().await?;
-            self.inner.put_config(name, config, now).await
+            self.inner
+                .put_config(name, config, now, expected_version)
+                .await
         }
         async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {
             self.fault().await?;
@@ -609,6 +612,7 @@ pub async fn default_backends(
             config: crate::agent::default_config(),
             created_at: 0,
             config_updated_at: 0,
+            config_version: 1,
         })
         .await
         .expect("the default environment is created");

@@ -57,6 +57,8 @@ macro_rules! store_conformance_tests {
                 revoked_keys_are_listed,
                 environments_round_trip,
                 environment_config_is_replaced_whole,
+                config_replacement_checks_the_version,
+                concurrent_versioned_replacements_lose_nothing,
                 pending_queries_are_delivered_once,
                 expired_queries_are_not_delivered,
                 query_results_are_idempotent,

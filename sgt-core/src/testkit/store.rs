@@ -267,6 +267,7 @@ pub async fn environments_round_trip(store: &dyn Store) {
         config: json!({"schedule": {"q": {"query": "SELECT 1;", "interval": 60}}}),
         created_at: 10,
         config_updated_at: 10,
+        config_version: 1,
     };
     store.create_environment(&prod).await.unwrap();
     assert_eq!(
@@ -310,19 +311,98 @@ pub async fn environment_config_is_replaced_whole(store: &dyn Store) {
         config: json!({"options": {"a": 1}, "schedule": {}}),
         created_at: 10,
         config_updated_at: 10,
+        config_version: 1,
     };
     store.create_environment(&prod).await.unwrap();
     let new_config = json!({"options": {"b": "x"}});
-    store.put_config(&prod.name, &new_config, 20).await.unwrap();
+    let version = store
+        .put_config(&prod.name, &new_config, 20, None)
+        .await
+        .unwrap();
+    assert_eq!(version, 2);
     let stored = store.environment(&prod.name).await.unwrap();
     assert_eq!(stored.config, new_config);
     assert_eq!(stored.config_updated_at, 20);
+    assert_eq!(stored.config_version, 2);
     assert_eq!(stored.created_at, 10);
-    let e = store
-        .put_config(&env("nope"), &new_config, 20)
+    for expected in [None, Some(1)] {
+        let e = store
+            .put_config(&env("nope"), &new_config, 20, expected)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+    }
+}
+
+/// A replacement that expects a version happens only at that version; a stale one is a
+/// Conflict and changes nothing.
+pub async fn config_replacement_checks_the_version(store: &dyn Store) {
+    let stage = Environment {
+        name: env("stage"),
+        config: json!({"options": {"a": 1}}),
+        created_at: 10,
+        config_updated_at: 10,
+        config_version: 1,
+    };
+    store.create_environment(&stage).await.unwrap();
+    let first = json!({"options": {"a": 2}});
+    assert_eq!(
+        store
+            .put_config(&stage.name, &first, 20, Some(1))
+            .await
+            .unwrap(),
+        2
+    );
+    let stale = store
+        .put_config(&stage.name, &json!({"options": {"a": 3}}), 30, Some(1))
         .await
         .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(stale.kind(), ErrorKind::Conflict);
+    let stored = store.environment(&stage.name).await.unwrap();
+    assert_eq!((stored.config, stored.config_version), (first, 2));
+    assert_eq!(stored.config_updated_at, 20);
+    assert_eq!(
+        store
+            .put_config(&stage.name, &json!({}), 40, Some(2))
+            .await
+            .unwrap(),
+        3
+    );
+}
+
+/// Eight writers racing to replace one config at the version they read, each retrying from
+/// a fresh read when it loses: every write lands exactly once, in some order.
+pub async fn concurrent_versioned_replacements_lose_nothing(store: &dyn Store) {
+    let race = Environment {
+        name: env("race"),
+        config: json!({"packs": {}}),
+        created_at: 10,
+        config_updated_at: 10,
+        config_version: 1,
+    };
+    store.create_environment(&race).await.unwrap();
+    let writers = (0..8).map(|i| {
+        let name = race.name.clone();
+        async move {
+            loop {
+                let current = store.environment(&name).await.unwrap();
+                let mut config = current.config;
+                config["packs"][format!("p{i}")] = json!({"queries": {}});
+                match store
+                    .put_config(&name, &config, 20, Some(current.config_version))
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(e) if e.kind() == ErrorKind::Conflict => tokio::task::yield_now().await,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    let stored = store.environment(&race.name).await.unwrap();
+    assert_eq!(stored.config["packs"].as_object().unwrap().len(), 8);
+    assert_eq!(stored.config_version, 9);
 }
 
 /// A query is handed to each targeted node exactly once, even to concurrent readers.

@@ -1042,3 +1042,88 @@ async fn guessing_the_current_password_through_a_session_is_rate_limited() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     server.stop().await;
 }
+
+/// Twelve PUTs of different packs at once: every one answers 200 with its pack, and all
+/// twelve are in the config afterwards (each read-edit-write retries when another wins).
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pack_edits_are_all_kept() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let puts = (0..12).map(|i| {
+        let (server, admin) = (&server, &admin);
+        async move {
+            let pack =
+                json!({"queries": {format!("q{i}"): {"query": "SELECT 1;", "interval": 60}}});
+            let (status, answer) = server
+                .admin(
+                    PUT,
+                    &format!("/api/v1/environments/default/packs/p{i}"),
+                    Some(admin),
+                    Some(pack.clone()),
+                )
+                .await;
+            assert_eq!((status, answer), (StatusCode::OK, pack));
+        }
+    });
+    futures_util::future::join_all(puts).await;
+    let (_, packs) = server
+        .admin(
+            GET,
+            "/api/v1/environments/default/packs",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let mut names: Vec<&String> = packs.as_object().unwrap().keys().collect();
+    names.sort();
+    let mut expected: Vec<String> = (0..12).map(|i| format!("p{i}")).collect();
+    expected.sort();
+    assert_eq!(names, expected.iter().collect::<Vec<_>>());
+    server.stop().await;
+}
+
+/// `GET …/config` carries the config's version as its ETag; a PUT with `If-Match` of an
+/// older version is refused with 409 and changes nothing; one with the current version
+/// lands and answers the next ETag; a malformed `If-Match` is 400.
+#[tokio::test]
+async fn config_replacement_with_if_match_refuses_a_stale_version() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let url = server.url("/api/v1/environments/default/config");
+    let get = || server.client().get(&url).bearer_auth(&admin).send();
+    let put = |if_match: &str, config: Value| {
+        server
+            .client()
+            .put(&url)
+            .bearer_auth(&admin)
+            .header("if-match", if_match)
+            .json(&config)
+            .send()
+    };
+    let read = get().await.unwrap();
+    let etag = read.headers()["etag"].to_str().unwrap().to_owned();
+    let first = json!({"options": {"distributed_interval": 10}});
+    let written = put(&etag, first.clone()).await.unwrap();
+    assert_eq!(written.status(), StatusCode::OK);
+    let next_etag = written.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(next_etag, etag);
+    assert_eq!(written.json::<Value>().await.unwrap(), first);
+
+    let stale = put(&etag, json!({"options": {"distributed_interval": 99}}))
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::CONFLICT);
+    let body: Value = stale.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "conflict");
+    let now = get().await.unwrap();
+    assert_eq!(now.headers()["etag"].to_str().unwrap(), next_etag);
+    assert_eq!(now.json::<Value>().await.unwrap(), first);
+
+    for malformed in ["3", "\"x\"", "W/\"2\""] {
+        let refused = put(malformed, first.clone()).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{malformed}");
+    }
+    let any = put("*", json!({})).await.unwrap();
+    assert_eq!(any.status(), StatusCode::OK);
+    server.stop().await;
+}

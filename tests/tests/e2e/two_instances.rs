@@ -212,6 +212,43 @@ async fn two_instances_share_one_fleet() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 
+    // Twelve pack edits at once through both instances: all answered 200, all kept.
+    let puts = (0..12).map(|i| {
+        let (server, token) = if i % 2 == 0 {
+            (&a, &token_a)
+        } else {
+            (&b, &token_b)
+        };
+        async move {
+            let pack = json!({"queries": {"q": {"query": "SELECT 1;", "interval": 60}}});
+            let (status, answer) = server
+                .admin(
+                    Method::PUT,
+                    &format!("/api/v1/environments/default/packs/race{i}"),
+                    Some(token),
+                    Some(pack.clone()),
+                )
+                .await;
+            assert_eq!((status, answer), (StatusCode::OK, pack));
+        }
+    });
+    futures_util::future::join_all(puts).await;
+    let (_, packs) = a
+        .admin(
+            Method::GET,
+            "/api/v1/environments/default/packs",
+            Some(&token_a),
+            None,
+        )
+        .await;
+    let raced = packs
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("race"))
+        .count();
+    assert_eq!(raced, 12, "{packs}");
+
     a.stop().await;
     b.stop().await;
 }

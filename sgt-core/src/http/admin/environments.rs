@@ -1,5 +1,7 @@
 //! `/environments…`: environments, their config, packs and enroll secrets.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -10,7 +12,8 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{answer, body, ctx, parse, Ctx};
-use crate::admin::AdminService;
+use crate::admin::{AdminService, Caller, VersionedConfig};
+use crate::error::Error;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,48 @@ struct NewSecretBody {
 
 fn parse_value(body: &[u8]) -> crate::error::Result<Value> {
     parse(body)
+}
+
+/// The version an `If-Match` header names: `"N"` (the `ETag` of `GET …/config`), or `*` for
+/// any version (`None`).
+fn parse_if_match(header: &str) -> crate::error::Result<Option<u64>> {
+    let header = header.trim();
+    if header == "*" {
+        return Ok(None);
+    }
+    header
+        .strip_prefix('"')
+        .and_then(|h| h.strip_suffix('"'))
+        .and_then(|version| version.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            Error::invalid_input(
+                "If-Match must be the ETag of GET .../config (a quoted version number) or *",
+            )
+        })
+}
+
+/// Answers with the config as the body and its version as the `ETag`, for `If-Match`.
+async fn answer_config<F, Fut>(c: Ctx, f: F) -> Response
+where
+    F: FnOnce(Arc<AdminService>, Caller) -> Fut,
+    Fut: Future<Output = crate::error::Result<VersionedConfig>>,
+{
+    let version = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&version);
+    let mut response = answer(c, StatusCode::OK, move |a, caller| async move {
+        let versioned = f(a, caller).await?;
+        seen.store(versioned.version, Ordering::Relaxed);
+        Ok(versioned.config)
+    })
+    .await;
+    if response.status() == StatusCode::OK {
+        let etag = format!("\"{}\"", version.load(Ordering::Relaxed));
+        if let Ok(etag) = http::HeaderValue::from_str(&etag) {
+            response.headers_mut().insert(http::header::ETAG, etag);
+        }
+    }
+    response
 }
 
 pub(super) fn routes(
@@ -72,21 +117,25 @@ pub(super) fn routes(
         .and(warp::get())
         .and(ctx(Arc::clone(&admin)))
         .then(|name: String, c: Ctx| {
-            answer(c, StatusCode::OK, move |a, caller| async move {
-                a.config(&caller, &name).await
+            answer_config(c, move |a, caller| async move {
+                a.versioned_config(&caller, &name).await
             })
         });
     let put_config = warp::path!("environments" / String / "config")
         .and(warp::put())
         .and(ctx(Arc::clone(&admin)))
+        .and(warp::header::optional::<String>("if-match"))
         .and(body())
-        .then(|name: String, c: Ctx, body: Bytes| {
-            answer(c, StatusCode::OK, move |a, caller| async move {
-                let config = parse_value(&body)?;
-                a.put_config(&caller, &name, config).await?;
-                a.config(&caller, &name).await
-            })
-        });
+        .then(
+            |name: String, c: Ctx, if_match: Option<String>, body: Bytes| {
+                answer_config(c, move |a, caller| async move {
+                    let expected_version = if_match.as_deref().map(parse_if_match).transpose()?;
+                    let config = parse_value(&body)?;
+                    a.put_config(&caller, &name, config, expected_version.flatten())
+                        .await
+                })
+            },
+        );
     let list_packs = warp::path!("environments" / String / "packs")
         .and(warp::get())
         .and(ctx(Arc::clone(&admin)))
@@ -110,8 +159,7 @@ pub(super) fn routes(
         .then(|name: String, pack: String, c: Ctx, body: Bytes| {
             answer(c, StatusCode::OK, move |a, caller| async move {
                 let value = parse_value(&body)?;
-                a.put_pack(&caller, &name, &pack, value).await?;
-                a.pack(&caller, &name, &pack).await
+                a.put_pack(&caller, &name, &pack, value).await
             })
         });
     let delete_pack = warp::path!("environments" / String / "packs" / String)

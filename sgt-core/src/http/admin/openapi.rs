@@ -72,13 +72,13 @@ pub(crate) const ROUTES: &[(&str, &str, &str, &str)] = &[
         "get",
         "/api/v1/environments/{environment}/config",
         "viewer",
-        "Get the osquery config document",
+        "Get the osquery config document; its ETag is the config's version",
     ),
     (
         "put",
         "/api/v1/environments/{environment}/config",
         "operator",
-        "Replace the osquery config document",
+        "Replace the osquery config document; with If-Match, only at that version (409 when stale)",
     ),
     (
         "get",
