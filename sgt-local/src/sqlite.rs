@@ -767,8 +767,14 @@ impl CarveStore for SqliteStore {
     }
 }
 
+/// The refusal of a change that would leave no admin.
+fn last_admin() -> Error {
+    Error::conflict("the last admin cannot be removed or demoted")
+}
+
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     Ok(User {
+        id: row.get("id"),
         username: Username::parse(row.get::<String, _>("username"))
             .map_err(|_| corrupt("user name"))?,
         role: Role::parse(row.get::<&str, _>("role")).ok_or_else(|| corrupt("role"))?,
@@ -782,6 +788,7 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
         id: row.get("id"),
         username: Username::parse(row.get::<String, _>("username"))
             .map_err(|_| corrupt("user name"))?,
+        user_id: row.get("user_id"),
         kind: TokenKind::parse(row.get::<&str, _>("kind")).ok_or_else(|| corrupt("token kind"))?,
         name: row.get("name"),
         token_hash: row.get("token_hash"),
@@ -794,12 +801,13 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: &User) -> Result<()> {
         sqlx::query(
-            "INSERT INTO users (username, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO users (username, role, password_hash, created_at, id) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(user.username.as_str())
         .bind(user.role.as_str())
         .bind(&user.password_hash)
         .bind(user.created_at)
+        .bind(&user.id)
         .execute(&self.pool)
         .await
         .map_err(db_error("user"))?;
@@ -825,36 +833,52 @@ impl UserStore for SqliteStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<()> {
-        let updated =
-            sqlx::query("UPDATE users SET role = ?, password_hash = ? WHERE username = ?")
-                .bind(user.role.as_str())
-                .bind(&user.password_hash)
-                .bind(user.username.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(db_error("user"))?;
+        // One statement, so the last-admin check and the write are atomic (SQLite takes the
+        // write lock before the statement reads).
+        let updated = sqlx::query(
+            "UPDATE users SET role = ?1, password_hash = ?2 \
+             WHERE username = ?3 AND id = ?4 \
+             AND (?1 = 'admin' OR role != 'admin' \
+                  OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND username != ?3))",
+        )
+        .bind(user.role.as_str())
+        .bind(&user.password_hash)
+        .bind(user.username.as_str())
+        .bind(&user.id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("user"))?;
         if updated.rows_affected() == 0 {
-            return Err(Error::not_found("user"));
+            let stored = self.user(&user.username).await?;
+            if stored.id != user.id {
+                return Err(Error::not_found("user"));
+            }
+            return Err(last_admin());
         }
         Ok(())
     }
 
     async fn delete_user(&self, username: &Username) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM users WHERE username = ?")
-            .bind(username.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("user"))?;
+        let deleted = sqlx::query(
+            "DELETE FROM users WHERE username = ?1 \
+             AND (role != 'admin' \
+                  OR EXISTS (SELECT 1 FROM users WHERE role = 'admin' AND username != ?1))",
+        )
+        .bind(username.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error("user"))?;
         if deleted.rows_affected() == 0 {
-            return Err(Error::not_found("user"));
+            self.user(username).await?;
+            return Err(last_admin());
         }
         Ok(())
     }
 
     async fn create_token(&self, token: &ApiToken) -> Result<()> {
         sqlx::query(
-            "INSERT INTO tokens (id, username, kind, name, token_hash, created_at, expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO tokens (id, username, kind, name, token_hash, created_at, expires_at, user_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&token.id)
         .bind(token.username.as_str())
@@ -863,6 +887,7 @@ impl UserStore for SqliteStore {
         .bind(&token.token_hash)
         .bind(token.created_at)
         .bind(token.expires_at)
+        .bind(&token.user_id)
         .execute(&self.pool)
         .await
         .map_err(db_error("token"))?;

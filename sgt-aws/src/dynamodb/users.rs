@@ -2,13 +2,14 @@
 //! hash; a `lookups` item maps each token id to its hash).
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use sgt_core::store::{ApiToken, Role, TokenKind, User, UserStore};
 use sgt_core::types::Username;
 use sgt_core::{Error, Result};
 
 use super::item::{self, n, s, Item};
 use super::tables::TTL_ATTRIBUTE;
-use super::writes::{build_delete, build_put, delete, put};
+use super::writes::{build_delete, build_put, delete, put, still_admin};
 use super::{attrs, created_key, failed_condition_at, names, unless_condition_failed, DynamoStore};
 
 fn user_key(username: &str) -> Item {
@@ -22,6 +23,7 @@ fn token_id_lookup(id: &str) -> Item {
 fn user_item(user: &User) -> Item {
     attrs([
         ("username", s(user.username.as_str())),
+        ("id", s(&user.id)),
         ("kind", s("user")),
         ("role", s(user.role.as_str())),
         ("password_hash", s(&user.password_hash)),
@@ -31,6 +33,8 @@ fn user_item(user: &User) -> Item {
 
 fn user_from_item(stored: &Item) -> Result<User> {
     Ok(User {
+        // Users stored before ids existed have none.
+        id: optional_string(stored, "id")?,
         username: item::parsed(stored, "username", Username::parse)?,
         role: Role::parse(item::string(stored, "role")?).ok_or_else(|| item::corrupt("role"))?,
         password_hash: item::string(stored, "password_hash")?.to_owned(),
@@ -38,10 +42,28 @@ fn user_from_item(stored: &Item) -> Result<User> {
     })
 }
 
+/// The string attribute `name`, or "" when absent.
+fn optional_string(stored: &Item, name: &str) -> Result<String> {
+    match stored.get(name) {
+        None => Ok(String::new()),
+        Some(_) => Ok(item::string(stored, name)?.to_owned()),
+    }
+}
+
+/// The refusal of a change that would leave no admin.
+fn last_admin() -> Error {
+    Error::conflict("the last admin cannot be removed or demoted")
+}
+
+/// How many times a demotion or deletion of an admin re-reads and tries again when the
+/// users it checked against changed under it.
+const ADMIN_CHANGE_ATTEMPTS: usize = 8;
+
 fn token_from_item(stored: &Item) -> Result<ApiToken> {
     Ok(ApiToken {
         id: item::string(stored, "id")?.to_owned(),
         username: item::parsed(stored, "username", Username::parse)?,
+        user_id: optional_string(stored, "user_id")?,
         kind: TokenKind::parse(item::string(stored, "token_kind")?)
             .ok_or_else(|| item::corrupt("token kind"))?,
         name: item::string(stored, "name")?.to_owned(),
@@ -52,6 +74,74 @@ fn token_from_item(stored: &Item) -> Result<ApiToken> {
 }
 
 impl DynamoStore {
+    /// Writes `write` (a put or delete of the user `username`, leaving it with role `role`)
+    /// if the user still has the id `id` (when given) and the role it was read with. Taking
+    /// the admin role from an admin also needs another admin: the write goes in one
+    /// transaction with a check that some other admin still is one, so two admins demoting
+    /// each other at once cannot both succeed.
+    async fn change_user(
+        &self,
+        username: &Username,
+        id: Option<&str>,
+        role: Role,
+        write: impl Fn(&str, Item) -> Result<TransactWriteItem>,
+    ) -> Result<()> {
+        for _ in 0..ADMIN_CHANGE_ATTEMPTS {
+            let current = self
+                .get_item(&self.tables.users, user_key(username.as_str()), true)
+                .await?
+                .ok_or_else(|| Error::not_found("user"))?;
+            let current = user_from_item(&current)?;
+            if id.is_some_and(|id| id != current.id) {
+                return Err(Error::not_found("user"));
+            }
+            let condition = "attribute_exists(#username) AND #role = :role";
+            let values = attrs([(":role", s(current.role.as_str()))]);
+            let mut writes = vec![write(condition, values)?];
+            let leaves_admin = current.role == Role::Admin && role != Role::Admin;
+            let witnesses: Vec<User> = if leaves_admin {
+                self.list_users()
+                    .await?
+                    .into_iter()
+                    .filter(|u| u.role == Role::Admin && &u.username != username)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if leaves_admin && witnesses.is_empty() {
+                return Err(last_admin());
+            }
+            // Without a witness the list has one pass; with them, one try per witness.
+            let tries = witnesses.len().max(1);
+            for attempt in 0..tries {
+                writes.truncate(1);
+                if let Some(witness) = witnesses.get(attempt) {
+                    writes.push(still_admin(&self.tables.users, &witness.username)?);
+                }
+                match self.transact("user", writes.clone()).await? {
+                    Ok(()) => return Ok(()),
+                    // The user changed since it was read: read it again.
+                    Err(reasons) if failed_condition_at(&reasons, 0) => break,
+                    // This witness is no longer an admin: try the next.
+                    Err(reasons) if failed_condition_at(&reasons, 1) => {
+                        if attempt + 1 == tries {
+                            return Err(last_admin());
+                        }
+                    }
+                    Err(reasons) => {
+                        return Err(Error::unavailable(format!(
+                            "dynamodb: the user change was cancelled ({}); try again",
+                            reasons.join(", ")
+                        )))
+                    }
+                }
+            }
+        }
+        Err(Error::unavailable(
+            "dynamodb: the user kept changing; try again",
+        ))
+    }
+
     async fn tokens_by(&self, username: Option<&Username>) -> Result<Vec<Item>> {
         let (index, condition, partition) = match username {
             Some(user) => ("by-user", "#username = :partition", user.as_str()),
@@ -130,31 +220,33 @@ impl UserStore for DynamoStore {
     }
 
     async fn update_user(&self, user: &User) -> Result<()> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.tables.users)
-            .set_item(Some(user_item(user)))
-            .condition_expression("attribute_exists(#username)")
-            .set_expression_attribute_names(names(&["#username"]))
-            .send()
-            .await;
-        unless_condition_failed(result, "user")?
-            .map(|_| ())
-            .ok_or_else(|| Error::not_found("user"))
+        let item = user_item(user);
+        self.change_user(
+            &user.username,
+            Some(&user.id),
+            user.role,
+            |condition, values| {
+                Ok(put(build_put(
+                    &self.tables.users,
+                    item.clone(),
+                    Some(condition),
+                    Some(values),
+                )?))
+            },
+        )
+        .await
     }
 
     async fn delete_user(&self, username: &Username) -> Result<()> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.tables.users)
-            .set_key(Some(user_key(username.as_str())))
-            .condition_expression("attribute_exists(#username)")
-            .set_expression_attribute_names(names(&["#username"]))
-            .send()
-            .await;
-        unless_condition_failed(result, "user")?.ok_or_else(|| Error::not_found("user"))?;
+        self.change_user(username, None, Role::Viewer, |condition, values| {
+            Ok(delete(build_delete(
+                &self.tables.users,
+                user_key(username.as_str()),
+                Some(condition),
+                Some(values),
+            )?))
+        })
+        .await?;
         // A token the index does not show yet is refused anyway: authentication also needs
         // the user to exist.
         for token in self.tokens_by(Some(username)).await? {
@@ -173,6 +265,7 @@ impl UserStore for DynamoStore {
             ("kind", s("token")),
             ("id", s(&token.id)),
             ("username", s(token.username.as_str())),
+            ("user_id", s(&token.user_id)),
             ("token_kind", s(token.kind.as_str())),
             ("name", s(&token.name)),
             ("created_at", n(token.created_at)),

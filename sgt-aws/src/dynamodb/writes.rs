@@ -1,6 +1,8 @@
 //! Building the items of a DynamoDB transaction.
 
-use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 use sgt_core::{Error, Result};
 
 use super::item::Item;
@@ -66,6 +68,24 @@ pub(super) fn build_update(
         .set_expression_attribute_values(Some(values))
         .build()
         .map_err(|e| Error::backend(BACKEND, e))
+}
+
+/// A transaction's check that the user `username` (in the `users` table) has the admin
+/// role, without writing it.
+pub(super) fn still_admin(
+    users_table: &str,
+    username: &sgt_core::types::Username,
+) -> Result<TransactWriteItem> {
+    let condition = "#role = :admin";
+    let check = ConditionCheck::builder()
+        .table_name(users_table)
+        .key("username", AttributeValue::S(username.as_str().to_owned()))
+        .condition_expression(condition)
+        .set_expression_attribute_names(names(&[condition]))
+        .expression_attribute_values(":admin", AttributeValue::S("admin".into()))
+        .build()
+        .map_err(|e| Error::backend(BACKEND, e))?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
 pub(super) fn update(update: Update) -> TransactWriteItem {

@@ -161,6 +161,7 @@ impl AdminService {
             .create_token(&ApiToken {
                 id: random_hex(8),
                 username: user.username.clone(),
+                user_id: user.id.clone(),
                 kind: TokenKind::Session,
                 name: "login".into(),
                 token_hash: token_hash(&token),
@@ -215,6 +216,9 @@ impl AdminService {
             return Err(refused());
         }
         match self.backends.store.user(&record.username).await {
+            // A token outlived its user (DynamoDB finds a user's tokens through an eventually
+            // consistent index) and the name now belongs to someone else.
+            Ok(user) if user.id != record.user_id => Err(refused()),
             Ok(user) => Ok(Caller {
                 username: user.username,
                 role: user.role,
@@ -245,8 +249,8 @@ impl AdminService {
         };
         if owner != caller.username {
             caller.require(Role::Admin)?;
-            self.backends.store.user(&owner).await?;
         }
+        let owner_id = self.backends.store.user(&owner).await?.id;
         if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
             return Err(Error::invalid_input(
                 "token name must be 1 to 128 printable characters",
@@ -260,6 +264,7 @@ impl AdminService {
         let record = ApiToken {
             id: random_hex(8),
             username: owner,
+            user_id: owner_id,
             kind: TokenKind::Api,
             name: name.to_owned(),
             token_hash: token_hash(&token),

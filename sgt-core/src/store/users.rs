@@ -40,6 +40,10 @@ impl Role {
 /// An admin API user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
+    /// Unique among every user there ever was ([`User::new_id`]): a later user of the same
+    /// name has another id, so tokens of a deleted user never become theirs. Empty for
+    /// users stored before ids existed.
+    pub id: String,
     /// The login name.
     pub username: Username,
     /// What the user may do.
@@ -48,6 +52,13 @@ pub struct User {
     pub password_hash: String,
     /// When the user was created.
     pub created_at: UnixSeconds,
+}
+
+impl User {
+    /// A fresh user id: 128 random bits as hex.
+    pub fn new_id() -> String {
+        crate::types::random_hex(16)
+    }
 }
 
 /// How a bearer token came about.
@@ -86,6 +97,9 @@ pub struct ApiToken {
     pub id: String,
     /// Whose token it is; it carries that user's role.
     pub username: Username,
+    /// The [`User::id`] of its user: the token works only while the user of `username` has
+    /// this id.
+    pub user_id: String,
     /// Session or API token.
     pub kind: TokenKind,
     /// A label chosen by its creator.
@@ -103,10 +117,13 @@ pub struct ApiToken {
 /// # Contract
 /// - User names and token ids are unique; token hashes identify at most one token.
 /// - Deleting a user deletes its tokens; a deleted token is not found at once.
+/// - There is always an admin once there was one: demoting or deleting the last admin is
+///   refused, and the check and the write are one atomic step, so concurrent demotions of
+///   two admins cannot both succeed.
 ///
 /// # Errors
-/// `AlreadyExists` for a duplicate name or id; `NotFound` for an unknown one;
-/// `Unavailable` / `Backend` for backend failures.
+/// `AlreadyExists` for a duplicate name or id; `NotFound` for an unknown one; `Conflict`
+/// for a change that would leave no admin; `Unavailable` / `Backend` for backend failures.
 #[async_trait]
 pub trait UserStore: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a user.
@@ -118,7 +135,8 @@ pub trait UserStore: Send + Sync + std::fmt::Debug + 'static {
     /// Every user, ordered by name.
     async fn list_users(&self) -> Result<Vec<User>>;
 
-    /// Replaces the role and password hash of an existing user.
+    /// Replaces the role and password hash of the user with `user`'s name and id (NotFound
+    /// when there is none, also when the name now belongs to a user with another id).
     async fn update_user(&self, user: &User) -> Result<()>;
 
     /// Deletes the user and every token of theirs.

@@ -74,6 +74,8 @@ macro_rules! store_conformance_tests {
                 query_results_page_by_node,
                 list_nodes_filters,
                 users_round_trip,
+                the_last_admin_stays,
+                concurrent_demotions_leave_an_admin,
                 tokens_round_trip,
                 audit_log_pages_newest_first,
                 secret_usage_is_counted,

@@ -996,6 +996,7 @@ pub async fn list_nodes_filters(store: &dyn Store) {
 
 fn user(name: &str, role: Role) -> User {
     User {
+        id: format!("id-of-{name}"),
         username: Username::parse(name).unwrap(),
         role,
         password_hash: format!("$argon2id$fake${name}"),
@@ -1005,6 +1006,7 @@ fn user(name: &str, role: Role) -> User {
 
 /// Users are created, read, listed, updated and deleted; names are unique.
 pub async fn users_round_trip(store: &dyn Store) {
+    store.create_user(&user("root", Role::Admin)).await.unwrap();
     let alice = user("alice", Role::Operator);
     store.create_user(&alice).await.unwrap();
     store.create_user(&user("bob", Role::Viewer)).await.unwrap();
@@ -1020,7 +1022,7 @@ pub async fn users_round_trip(store: &dyn Store) {
         .into_iter()
         .map(|u| u.username.to_string())
         .collect();
-    assert_eq!(names, ["alice", "bob"]);
+    assert_eq!(names, ["alice", "bob", "root"]);
     let mut promoted = alice.clone();
     promoted.role = Role::Admin;
     promoted.password_hash = "$argon2id$new".into();
@@ -1039,12 +1041,96 @@ pub async fn users_round_trip(store: &dyn Store) {
         store.delete_user(&alice.username).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
+    // A later user of the same name is another user: an update read from the first is not
+    // applied to it.
+    let later = User {
+        id: "another-id".into(),
+        ..alice.clone()
+    };
+    store.create_user(&later).await.unwrap();
+    assert_eq!(
+        store.update_user(&promoted).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(store.user(&alice.username).await.unwrap(), later);
+}
+
+/// The last admin can be neither demoted nor deleted; other changes to them are fine.
+pub async fn the_last_admin_stays(store: &dyn Store) {
+    let root = user("root", Role::Admin);
+    store.create_user(&root).await.unwrap();
+    store.create_user(&user("vic", Role::Viewer)).await.unwrap();
+    let demoted = User {
+        role: Role::Operator,
+        ..root.clone()
+    };
+    let refused = store.update_user(&demoted).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Conflict);
+    let refused = store.delete_user(&root.username).await.unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Conflict);
+    assert_eq!(store.user(&root.username).await.unwrap(), root);
+    let new_password = User {
+        password_hash: "$argon2id$other".into(),
+        ..root.clone()
+    };
+    store.update_user(&new_password).await.unwrap();
+    // With a second admin, one of them may go.
+    store.create_user(&user("ann", Role::Admin)).await.unwrap();
+    store.update_user(&demoted).await.unwrap();
+    let ann = Username::parse("ann").unwrap();
+    assert_eq!(
+        store.delete_user(&ann).await.unwrap_err().kind(),
+        ErrorKind::Conflict
+    );
+}
+
+/// Two admins demoting (or deleting) each other at once: exactly one succeeds, round after
+/// round, and an admin always remains.
+pub async fn concurrent_demotions_leave_an_admin(store: &dyn Store) {
+    let (a, b) = (user("adm-a", Role::Admin), user("adm-b", Role::Admin));
+    store.create_user(&a).await.unwrap();
+    store.create_user(&b).await.unwrap();
+    let demoted_a = User {
+        role: Role::Viewer,
+        ..a.clone()
+    };
+    let demoted_b = User {
+        role: Role::Viewer,
+        ..b.clone()
+    };
+    for round in 0..5 {
+        let (first, second) =
+            tokio::join!(store.update_user(&demoted_a), store.update_user(&demoted_b));
+        assert!(
+            first.is_ok() != second.is_ok(),
+            "round {round}: exactly one demotion succeeds: {first:?} {second:?}"
+        );
+        for refused in [first, second].into_iter().filter_map(Result::err) {
+            assert_eq!(refused.kind(), ErrorKind::Conflict);
+        }
+        let admins = store
+            .list_users()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|u| u.role == Role::Admin)
+            .count();
+        assert_eq!(admins, 1, "round {round}");
+        store.update_user(&a).await.unwrap();
+        store.update_user(&b).await.unwrap();
+    }
+    let (first, second) = tokio::join!(
+        store.delete_user(&a.username),
+        store.delete_user(&b.username)
+    );
+    assert!(first.is_ok() != second.is_ok(), "{first:?} {second:?}");
 }
 
 fn token(id: &str, owner: &str, created_at: UnixSeconds) -> ApiToken {
     ApiToken {
         id: id.into(),
         username: Username::parse(owner).unwrap(),
+        user_id: format!("id-of-{owner}"),
         kind: TokenKind::Api,
         name: format!("token {id}"),
         token_hash: format!("hash-{id}"),

@@ -1127,3 +1127,127 @@ async fn config_replacement_with_if_match_refuses_a_stale_version() {
     assert_eq!(any.status(), StatusCode::OK);
     server.stop().await;
 }
+
+/// Two admins demoting themselves at once, five rounds: each round exactly one PATCH
+/// answers 200 and the other 409 `conflict`, and an admin always remains.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_admins_demoting_themselves_at_once_leave_an_admin() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let (status, _) = server
+        .admin(
+            POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "second", "role": "admin", "password": "second-password-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let second = server.login("second", "second-password-1").await;
+    for round in 0..5 {
+        let server = &server;
+        let demote = |path: &'static str, token: String| async move {
+            server
+                .admin(
+                    Method::PATCH,
+                    path,
+                    Some(&token),
+                    Some(json!({"role": "viewer"})),
+                )
+                .await
+        };
+        let ((first, _), (other, _)) = tokio::join!(
+            demote("/api/v1/users/admin", admin.clone()),
+            demote("/api/v1/users/second", second.clone())
+        );
+        let mut statuses = [first, other];
+        statuses.sort();
+        assert_eq!(
+            statuses,
+            [StatusCode::OK, StatusCode::CONFLICT],
+            "round {round}"
+        );
+        let (_, users) = server.admin(GET, "/api/v1/users", Some(&admin), None).await;
+        let admins: Vec<&Value> = users
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["role"] == "admin")
+            .collect();
+        assert_eq!(admins.len(), 1, "round {round}: {users}");
+        // The remaining admin promotes the other back.
+        let (remaining, token, other) = if first == StatusCode::OK {
+            ("second", &second, "admin")
+        } else {
+            ("admin", &admin, "second")
+        };
+        assert_eq!(admins[0]["username"], remaining);
+        let (status, _) = server
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/users/{other}"),
+                Some(token),
+                Some(json!({"role": "admin"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    server.stop().await;
+}
+
+/// A token that outlived its user (on DynamoDB a user's tokens are found through an
+/// eventually consistent index, so one created just before the deletion can survive it)
+/// does not work for a later user of the same name.
+#[tokio::test]
+async fn a_token_of_a_deleted_user_does_not_work_for_a_later_user_of_that_name() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let create = || {
+        server.admin(
+            POST,
+            "/api/v1/users",
+            Some(&admin),
+            Some(json!({"username": "reused", "role": "admin", "password": "reused-password-1"})),
+        )
+    };
+    assert_eq!(create().await.0, StatusCode::CREATED);
+    let name = sgt_core::types::Username::parse("reused").unwrap();
+    let first = server.backends().store.user(&name).await.unwrap();
+    let (status, _) = server
+        .admin(DELETE, "/api/v1/users/reused", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(create().await.0, StatusCode::CREATED);
+    let later = server.backends().store.user(&name).await.unwrap();
+    assert_ne!(
+        first.id, later.id,
+        "a later user of the name is another user"
+    );
+
+    // The surviving token, as the eventually consistent deletion left it.
+    let survivor = "sgt_survivor_of_the_first_user";
+    server
+        .backends()
+        .store
+        .create_token(&sgt_core::store::ApiToken {
+            id: "survivor".into(),
+            username: name.clone(),
+            user_id: first.id.clone(),
+            kind: sgt_core::store::TokenKind::Api,
+            name: "made just before the deletion".into(),
+            token_hash: sgt_tests::sha256_hex(survivor.as_bytes()),
+            created_at: 1,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
+    let (status, _) = server.admin(GET, "/api/v1/me", Some(survivor), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The later user's own session works.
+    let own = server.login("reused", "reused-password-1").await;
+    assert_eq!(
+        server.admin(GET, "/api/v1/me", Some(&own), None).await.0,
+        StatusCode::OK
+    );
+    server.stop().await;
+}
