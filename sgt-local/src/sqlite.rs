@@ -108,6 +108,13 @@ impl SqliteStore {
 const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen";
 
 fn node_from_row(row: &SqliteRow) -> Result<Node> {
+    let mut node = listed_node_from_row(row)?;
+    node.host_details = parse_json(row.get::<&str, _>("host_details"))?;
+    Ok(node)
+}
+
+/// A node as [`NodeStore::list_nodes`] returns it: host details summarized, not parsed whole.
+fn listed_node_from_row(row: &SqliteRow) -> Result<Node> {
     Ok(Node {
         id: NodeId::parse(row.get::<String, _>("id")).map_err(|_| corrupt("node id"))?,
         key: NodeKey::parse(row.get::<String, _>("node_key")).map_err(|_| corrupt("node key"))?,
@@ -118,7 +125,7 @@ fn node_from_row(row: &SqliteRow) -> Result<Node> {
         hardware_uuid: row.get("hardware_uuid"),
         platform_type: row.get("platform_type"),
         platform: row.get("platform"),
-        host_details: parse_json(row.get::<&str, _>("host_details"))?,
+        host_details: host_details_summary(row.get::<&str, _>("host_details"))?,
         enrolled_at: row.get("enrolled_at"),
         last_seen: row.get("last_seen"),
     })
@@ -205,7 +212,7 @@ impl NodeStore for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("node"))?;
-        rows.iter().map(node_from_row).collect()
+        rows.iter().map(listed_node_from_row).collect()
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures_util::future;
-use sgt_core::store::{ListNodes, NewNode, Node, NodeStore, RevokedKey};
+use sgt_core::store::{host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey};
 use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
 use sgt_core::{Error, Result};
 
@@ -107,7 +107,14 @@ impl DynamoStore {
         Ok(stored)
     }
 
-    async fn node_from_item(&self, stored: &Item) -> Result<Node> {
+    /// The node of item `stored`; with only the summary of its host details unless `whole`.
+    async fn node_from_item(&self, stored: &Item, whole: bool) -> Result<Node> {
+        let details = self.get_text(stored, "host_details").await?;
+        let host_details = if whole {
+            item::json(&details, "host details")?
+        } else {
+            host_details_summary(&details)?
+        };
         Ok(Node {
             id: item::parsed(stored, "id", NodeId::parse)?,
             key: item::parsed(stored, "node_key", NodeKey::parse)?,
@@ -116,10 +123,7 @@ impl DynamoStore {
             hardware_uuid: item::string(stored, "hardware_uuid")?.to_owned(),
             platform_type: item::string(stored, "platform_type")?.to_owned(),
             platform: item::string(stored, "platform")?.to_owned(),
-            host_details: item::json(
-                &self.get_text(stored, "host_details").await?,
-                "host details",
-            )?,
+            host_details,
             enrolled_at: item::number(stored, "enrolled_at")?,
             last_seen: item::number(stored, "last_seen")?,
         })
@@ -131,9 +135,9 @@ impl DynamoStore {
     }
 
     /// The node of item `stored`, with `last_seen` moved to its last-seen item's time when that
-    /// is later.
-    async fn node_seen_at(&self, stored: &Item, seen: Option<&Item>) -> Result<Node> {
-        let mut node = self.node_from_item(stored).await?;
+    /// is later; with only the summary of its host details unless `whole`.
+    async fn node_seen_at(&self, stored: &Item, seen: Option<&Item>, whole: bool) -> Result<Node> {
+        let mut node = self.node_from_item(stored, whole).await?;
         if let Some(seen) = seen {
             node.last_seen = node.last_seen.max(item::number(seen, "last_seen")?);
         }
@@ -148,7 +152,7 @@ impl DynamoStore {
         )
         .await?;
         match stored {
-            Some(stored) => Ok(Some(self.node_seen_at(&stored, seen.as_ref()).await?)),
+            Some(stored) => Ok(Some(self.node_seen_at(&stored, seen.as_ref(), true).await?)),
             None => Ok(None),
         }
     }
@@ -272,9 +276,9 @@ impl DynamoStore {
                     let seen = self
                         .get_item(&tables.lookups, lookup_key(seen_lookup(id)), true)
                         .await?;
-                    Ok(Some(self.node_seen_at(&stored, seen.as_ref()).await?))
+                    Ok(Some(self.node_seen_at(&stored, seen.as_ref(), true).await?))
                 }
-                None => Ok(Some(self.node_from_item(&stored).await?)),
+                None => Ok(Some(self.node_from_item(&stored, true).await?)),
             },
             Err(_) => {
                 self.delete_overflow(&stored).await;
@@ -386,7 +390,9 @@ impl NodeStore for DynamoStore {
             });
             for stored in &found {
                 let id = item::string(stored, "id")?;
-                let node = self.node_seen_at(stored, seen.get(id).copied()).await?;
+                let node = self
+                    .node_seen_at(stored, seen.get(id).copied(), false)
+                    .await?;
                 let wanted = request
                     .platform
                     .as_ref()

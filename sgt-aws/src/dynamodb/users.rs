@@ -34,7 +34,7 @@ fn user_item(user: &User) -> Item {
 fn user_from_item(stored: &Item) -> Result<User> {
     Ok(User {
         // Users stored before ids existed have none.
-        id: optional_string(stored, "id")?,
+        id: id_attribute(stored, "id"),
         username: item::parsed(stored, "username", Username::parse)?,
         role: Role::parse(item::string(stored, "role")?).ok_or_else(|| item::corrupt("role"))?,
         password_hash: item::string(stored, "password_hash")?.to_owned(),
@@ -42,12 +42,11 @@ fn user_from_item(stored: &Item) -> Result<User> {
     })
 }
 
-/// The string attribute `name`, or "" when absent.
-fn optional_string(stored: &Item, name: &str) -> Result<String> {
-    match stored.get(name) {
-        None => Ok(String::new()),
-        Some(_) => Ok(item::string(stored, name)?.to_owned()),
-    }
+/// An id attribute; items stored before ids existed have none and read as "".
+fn id_attribute(stored: &Item, name: &str) -> String {
+    item::optional_string(stored, name)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// The refusal of a change that would leave no admin.
@@ -63,7 +62,7 @@ fn token_from_item(stored: &Item) -> Result<ApiToken> {
     Ok(ApiToken {
         id: item::string(stored, "id")?.to_owned(),
         username: item::parsed(stored, "username", Username::parse)?,
-        user_id: optional_string(stored, "user_id")?,
+        user_id: id_attribute(stored, "user_id"),
         kind: TokenKind::parse(item::string(stored, "token_kind")?)
             .ok_or_else(|| item::corrupt("token kind"))?,
         name: item::string(stored, "name")?.to_owned(),

@@ -197,7 +197,9 @@ impl AgentService {
         &self.backends
     }
 
-    /// The node holding `key`, noting that it was seen now.
+    /// The node holding `key`, noting that it was seen now. Its `host_details` are an empty
+    /// object: no agent endpoint needs them, and the serving cache, which holds up to a
+    /// million nodes, keeps only what the agent endpoints use (read the store for them).
     ///
     /// # Errors
     /// `Unauthorized` for a malformed or unknown key (the agent must re-enroll); backend errors
@@ -213,12 +215,13 @@ impl AgentService {
         }
         self.metrics.store_call(StoreCall::NodeByKey);
         match self.backends.store.node_by_key(&key).await {
-            Ok(node) => {
+            Ok(mut node) => {
                 self.last_seen.note(&node, now);
-                let mut cached = node.clone();
-                cached.last_seen = cached.last_seen.max(now);
-                self.cache.insert_node(Arc::new(cached));
-                Ok(Arc::new(node))
+                node.host_details = serde_json::Value::Object(serde_json::Map::new());
+                let served = Arc::new(node.clone());
+                node.last_seen = node.last_seen.max(now);
+                self.cache.insert_node(Arc::new(node));
+                Ok(served)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 Err(Error::unauthorized("unknown node key"))

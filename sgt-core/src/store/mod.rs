@@ -15,7 +15,7 @@ mod users;
 pub use audit::{AuditEntry, AuditStore, SecretUsage};
 pub use carves::{BlockRecorded, CarveSession, CarveStatus, CarveStore, NewCarve};
 pub use environments::{Environment, EnvironmentStore};
-pub use nodes::{ListNodes, NewNode, Node, NodeStore, RevokedKey};
+pub use nodes::{host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey};
 pub use queries::{
     DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery, QueryResult,
     QueryStore, QueryTarget, QueryTargets,

@@ -45,6 +45,52 @@ impl Node {
     }
 }
 
+/// The part of stored host details (`text`, a JSON object) that a node list shows:
+/// `system_info.hostname` and `osquery_info.version` when they are strings, read without
+/// building the rest, so a page of nodes costs no more than its rows' text.
+///
+/// # Errors
+/// `Backend` when `text` is not a JSON object.
+pub fn host_details_summary(text: &str) -> Result<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct Details {
+        system_info: Option<SystemInfo>,
+        osquery_info: Option<OsqueryInfo>,
+    }
+    #[derive(serde::Deserialize)]
+    struct SystemInfo {
+        hostname: Option<serde_json::Value>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OsqueryInfo {
+        version: Option<serde_json::Value>,
+    }
+    let details: Details = serde_json::from_str(text)
+        .map_err(|e| crate::error::Error::backend("store", format!("corrupt host details: {e}")))?;
+    let mut summary = serde_json::Map::new();
+    if let Some(hostname) = details
+        .system_info
+        .and_then(|s| s.hostname)
+        .filter(serde_json::Value::is_string)
+    {
+        summary.insert(
+            "system_info".into(),
+            serde_json::json!({ "hostname": hostname }),
+        );
+    }
+    if let Some(version) = details
+        .osquery_info
+        .and_then(|o| o.version)
+        .filter(serde_json::Value::is_string)
+    {
+        summary.insert(
+            "osquery_info".into(),
+            serde_json::json!({ "version": version }),
+        );
+    }
+    Ok(serde_json::Value::Object(summary))
+}
+
 /// What an enroll request asks the store to record.
 #[derive(Debug, Clone)]
 pub struct NewNode {
@@ -120,7 +166,8 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
     /// The node with `id`.
     async fn node_by_id(&self, id: &NodeId) -> Result<Node>;
 
-    /// Nodes ordered by id, one page at a time.
+    /// Nodes ordered by id, one page at a time. Their `host_details` hold only what a list
+    /// shows, [`host_details_summary`]; [`NodeStore::node_by_id`] has all of them.
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>>;
 
     /// Deletes the node with its pending query deliveries; its key stops working at once.
@@ -133,4 +180,29 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Sets `last_seen` for many nodes at once (never moving it backwards). Unknown ids are
     /// ignored: a node may be deleted between a request and the flush.
     async fn record_last_seen(&self, seen: &[(NodeId, UnixSeconds)]) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_details_summary;
+    use serde_json::json;
+
+    #[test]
+    fn the_summary_keeps_hostname_and_version_only() {
+        let text = json!({
+            "system_info": {"hostname": "web-1", "uuid": "U", "cpu_brand": "x"},
+            "osquery_info": {"version": "5.23.1", "pid": 7},
+            "os_version": {"name": "Debian"},
+            "platform_info": {"vendor": "v"}
+        })
+        .to_string();
+        assert_eq!(
+            host_details_summary(&text).unwrap(),
+            json!({"system_info": {"hostname": "web-1"}, "osquery_info": {"version": "5.23.1"}})
+        );
+        let odd = json!({"system_info": {"hostname": [0, 0, 0]}, "osquery_info": {}}).to_string();
+        assert_eq!(host_details_summary(&odd).unwrap(), json!({}));
+        assert_eq!(host_details_summary("{}").unwrap(), json!({}));
+        assert!(host_details_summary("[1]").is_err());
+    }
 }

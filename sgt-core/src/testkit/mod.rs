@@ -73,6 +73,7 @@ macro_rules! store_conformance_tests {
                 list_queries_pages_newest_first,
                 query_results_page_by_node,
                 list_nodes_filters,
+                listed_nodes_carry_the_host_details_summary,
                 users_round_trip,
                 the_last_admin_stays,
                 concurrent_demotions_leave_an_admin,

@@ -1240,3 +1240,26 @@ pub async fn secret_usage_is_counted(store: &dyn Store) {
         ]
     );
 }
+
+/// A listed node carries only the summary of its host details; read by id, all of them.
+pub async fn listed_nodes_carry_the_host_details_summary(store: &dyn Store) {
+    let mut node = new_node("default", "summary-host", "uuid-s", 1000);
+    node.host_details["system_info"]["cpu_brand"] = json!("x".repeat(1000));
+    node.host_details["os_version"] = json!({"name": "Debian"});
+    let full = node.host_details.clone();
+    let stored = store.enroll_node(node).await.unwrap();
+    let listed = store.list_nodes(&ListNodes::default()).await.unwrap();
+    let listed = listed.iter().find(|n| n.id == stored.id).unwrap();
+    assert_eq!(
+        listed.host_details,
+        json!({"system_info": {"hostname": "summary-host"}, "osquery_info": {"version": "5.23.1"}})
+    );
+    assert_eq!(
+        store.node_by_id(&stored.id).await.unwrap().host_details,
+        full
+    );
+    assert_eq!(
+        store.node_by_key(&stored.key).await.unwrap().host_details,
+        full
+    );
+}

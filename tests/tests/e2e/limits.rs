@@ -805,3 +805,61 @@ async fn stored_carve(
     }
     session
 }
+
+/// Host details are kept where they are read, not where they cost: the serving cache (up to a
+/// million nodes) holds none, a node list page carries only the hostname and osquery
+/// version of each row, and one node read by id has them all.
+#[tokio::test]
+async fn host_details_stay_out_of_the_node_cache_and_list_pages() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let padding = vec![0; 2000];
+    let details = json!({
+        "system_info": {"hostname": "big-host", "uuid": "U-1", "padding": padding},
+        "osquery_info": {"version": "5.23.1", "padding": padding},
+        "os_version": {"name": "Debian", "padding": padding},
+        "platform_info": {"vendor": "v"}
+    });
+    let (status, enrolled) = server
+        .post(
+            sgt_core::http::paths::ENROLL,
+            &json!({"enroll_secret": server.enroll_secret(), "host_identifier": "big",
+                    "platform_type": "9", "host_details": details}),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{enrolled}");
+    let key = enrolled["node_key"].as_str().unwrap();
+
+    // Twice: once from the store, once from the cache.
+    for _ in 0..2 {
+        let node = server.service().authenticate(key).await.unwrap();
+        assert_eq!(node.host_details, json!({}));
+        assert_eq!(node.platform, "linux");
+    }
+    let listed = server
+        .backends()
+        .store
+        .list_nodes(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        listed[0].host_details,
+        json!({"system_info": {"hostname": "big-host"}, "osquery_info": {"version": "5.23.1"}})
+    );
+    let (_, page) = server
+        .admin(reqwest::Method::GET, "/api/v1/nodes", Some(&admin), None)
+        .await;
+    assert_eq!(page["items"][0]["hostname"], "big-host");
+    assert_eq!(page["items"][0]["osquery_version"], "5.23.1");
+    let id = page["items"][0]["id"].as_str().unwrap();
+    let (_, one) = server
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/nodes/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(one["host_details"], details);
+    server.stop().await;
+}
