@@ -863,3 +863,88 @@ async fn host_details_stay_out_of_the_node_cache_and_list_pages() {
     assert_eq!(one["host_details"], details);
     server.stop().await;
 }
+
+/// A 2 GiB carve on the embedded default (blocks and archive as files): every block is
+/// acknowledged, the archive is assembled in the background, and it downloads byte for
+/// byte. The test holds one 16 MiB block at a time, never the archive.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_gib_carve_completes_and_downloads_byte_identical() {
+    use futures_util::StreamExt;
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 16 * 1024 * 1024;
+    const BLOCKS: usize = 128;
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let mut agent = Agent::new(&server, "big-carver");
+    agent.enroll().await;
+    agent
+        .solicit_carve(sgt_tests::CARVE_GUID, sgt_tests::CARVE_REQUEST_ID)
+        .await;
+    let (status, started) = agent
+        .call(
+            paths::CARVE_START,
+            json!({
+                "block_count": BLOCKS,
+                "block_size": BLOCK,
+                "carve_size": BLOCK * BLOCKS,
+                "carve_id": sgt_tests::CARVE_GUID,
+                "request_id": sgt_tests::CARVE_REQUEST_ID,
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let session = started["session_id"].as_str().unwrap().to_owned();
+    // Each block is the same distinct bytes stamped with its number, so a block out of
+    // place changes the archive's hash.
+    let mut block = sgt_tests::distinct_bytes(BLOCK).to_vec();
+    let mut sent = Sha256::new();
+    for i in 0..BLOCKS {
+        block[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        sent.update(&block);
+        let (status, body) = agent.carve_block(&session, i, &block).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({})), "block {i}");
+    }
+    let sent = hex::encode(sent.finalize());
+
+    let carve_id = sgt_tests::carve_id(&session);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let carve = loop {
+        let (_, carve) = server
+            .admin(
+                reqwest::Method::GET,
+                &format!("/api/v1/carves/{carve_id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        if carve["status"] != "receiving" && carve["status"] != "assembling" {
+            break carve;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not assembled in 5 minutes: {carve}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(carve["status"], "complete", "{carve}");
+    assert_eq!(carve["sha256"], sent.as_str());
+    let response = server
+        .client()
+        .get(server.url(&format!("/api/v1/carves/{carve_id}/archive")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut received = Sha256::new();
+    let mut length = 0usize;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        length += chunk.len();
+        received.update(&chunk);
+    }
+    assert_eq!(length, BLOCK * BLOCKS);
+    assert_eq!(hex::encode(received.finalize()), sent);
+    server.stop().await;
+}

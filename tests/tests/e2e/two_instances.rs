@@ -131,8 +131,10 @@ async fn two_instances_share_one_fleet() {
         "{shown}"
     );
 
-    // A carve whose blocks arrive at both instances is assembled once, in S3.
-    let archive = distinct_bytes(5 * 4096 + 100);
+    // A carve whose blocks arrive at both instances is assembled once, in S3, as a
+    // multi-part upload (its 9 MiB are past the 8 MiB part size).
+    const BLOCK: usize = 1024 * 1024;
+    let archive = distinct_bytes(9 * BLOCK + 100);
     let carver = &mut agents[0];
     carver.via(&a);
     carver
@@ -142,8 +144,8 @@ async fn two_instances_share_one_fleet() {
         .call(
             sgt_core::http::paths::CARVE_START,
             json!({
-                "block_count": 6,
-                "block_size": 4096,
+                "block_count": 10,
+                "block_size": BLOCK,
                 "carve_size": archive.len(),
                 "carve_id": "5bd8b5d1-7a3e-4d8e-8f7e-6b0a1f2c3d4e",
                 "request_id": "two-instances",
@@ -152,7 +154,7 @@ async fn two_instances_share_one_fleet() {
         .await;
     assert_eq!(status, StatusCode::OK, "{started}");
     let session = started["session_id"].as_str().unwrap().to_owned();
-    for (i, block) in archive.chunks(4096).enumerate() {
+    for (i, block) in archive.chunks(BLOCK).enumerate() {
         carver.via(if i % 2 == 0 { &b } else { &a });
         let (status, body) = carver.carve_block(&session, i, block).await;
         assert_eq!((status, body), (StatusCode::OK, json!({})), "block {i}");
@@ -182,6 +184,36 @@ async fn two_instances_share_one_fleet() {
         .await
         .unwrap();
     assert_eq!(downloaded, archive);
+    // S3 names a multi-part object's ETag by its part count.
+    let s3 = sgt_aws::s3_client(
+        &sgt_aws::aws_config_for(&sgt_aws::AwsSettings {
+            endpoint_url: Some(endpoint.clone()),
+            region: Some("us-east-1".into()),
+        })
+        .await,
+    );
+    let bucket = format!("sgt-2i-carves-{run}");
+    let objects = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let archive_key = objects
+        .contents()
+        .iter()
+        .filter_map(|o| o.key())
+        .find(|k| k.ends_with("/archive"))
+        .expect("the archive is in the bucket")
+        .to_owned();
+    let head = s3
+        .head_object()
+        .bucket(&bucket)
+        .key(&archive_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag()
+            .is_some_and(|t| t.trim_matches('"').ends_with("-2")),
+        "assembled in two parts: {:?}",
+        head.e_tag()
+    );
 
     // A node deleted through one instance is refused by the other at its next request.
     let node_id = node_id_of(&a, &token_a, "host-1").await;
