@@ -422,75 +422,6 @@ mod dynamodb_store {
         assert_eq!(stored[0].result, result);
     }
 
-    #[tokio::test]
-    async fn concurrent_enrolls_of_one_host_leave_one_node() {
-        if !aws_available() {
-            return;
-        }
-        let store = make().await;
-        let attempts: Vec<NewNode> = (0..6)
-            .map(|_| new_node("default", "raced", "U", 1000))
-            .collect();
-        let enrolled =
-            futures_util::future::join_all(attempts.iter().map(|n| store.enroll_node(n.clone())))
-                .await;
-        let ids: std::collections::HashSet<NodeId> =
-            enrolled.into_iter().map(|r| r.unwrap().id).collect();
-        assert_eq!(ids.len(), 1, "one node for one identity");
-        let working: Vec<&NewNode> = {
-            let mut working = Vec::new();
-            for attempt in &attempts {
-                if store.node_by_key(&attempt.key).await.is_ok() {
-                    working.push(attempt);
-                }
-            }
-            working
-        };
-        assert_eq!(working.len(), 1, "exactly one key works");
-        let listed = store.list_nodes(&ListNodes::default()).await.unwrap();
-        assert_eq!(listed.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn concurrent_blocks_complete_a_carve_exactly_once() {
-        if !aws_available() {
-            return;
-        }
-        let store = make().await;
-        let session_id = CarveSessionId::generate();
-        store
-            .create_carve(&NewCarve {
-                session_id: session_id.clone(),
-                node_id: NodeId::generate(),
-                carve_guid: "guid".into(),
-                request_id: "request".into(),
-                block_count: 8,
-                block_size: 10,
-                carve_size: 80,
-                created_at: 1,
-            })
-            .await
-            .unwrap();
-        // Every block twice, all at once.
-        let blocks: Vec<u64> = (0..8).chain(0..8).collect();
-        let recorded = futures_util::future::join_all(
-            blocks
-                .iter()
-                .map(|b| store.record_carve_block(&session_id, *b)),
-        )
-        .await;
-        let recorded: Vec<BlockRecorded> = recorded.into_iter().map(|r| r.unwrap()).collect();
-        assert_eq!(recorded.iter().filter(|r| r.newly_recorded).count(), 8);
-        assert_eq!(
-            recorded
-                .iter()
-                .filter(|r| r.newly_recorded && r.blocks_received == 8)
-                .count(),
-            1
-        );
-        assert_eq!(store.carve(&session_id).await.unwrap().blocks_received, 8);
-    }
-
     /// Items in one index partition of a table of `prefix`.
     async fn index_count(
         config: &SdkConfig,
@@ -593,45 +524,5 @@ mod dynamodb_store {
         );
         let targets = store.query_targets(&cancelled).await.unwrap();
         assert_eq!(targets[0].state, DeliveryState::Pending, "never delivered");
-    }
-
-    #[tokio::test]
-    async fn concurrent_reads_deliver_a_campaign_once() {
-        if !aws_available() {
-            return;
-        }
-        let store = make().await;
-        let early = store
-            .enroll_node(new_node("default", "early", "E", 1000))
-            .await
-            .unwrap();
-        let query = NewQuery {
-            id: QueryId::generate(),
-            sql: "SELECT 1".into(),
-            targets: QueryTargets {
-                all: true,
-                ..Default::default()
-            },
-            node_ids: vec![early.id.clone()],
-            created_by: "alice".into(),
-            created_at: 1000,
-            expires_at: None,
-        };
-        store.create_query(&query).await.unwrap();
-        let late = store
-            .enroll_node(new_node("default", "late", "L", 1001))
-            .await
-            .unwrap();
-        for node in [&early, &late] {
-            let reads = futures_util::future::join_all(
-                (0..5).map(|_| store.take_pending_queries(node_ref(node), 1002)),
-            )
-            .await;
-            let handed: usize = reads.into_iter().map(|r| r.unwrap().len()).sum();
-            assert_eq!(handed, 1, "{}", node.host_identifier);
-        }
-        let targets = store.query_targets(&query.id).await.unwrap();
-        assert_eq!(targets.len(), 2);
-        assert!(targets.iter().all(|t| t.state == DeliveryState::Delivered));
     }
 }

@@ -14,7 +14,6 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 
 const BACKEND: &str = "sqlite";
-const DEFAULT_PAGE: usize = 100;
 
 /// The store in a single SQLite database file.
 #[derive(Debug, Clone)]
@@ -184,11 +183,7 @@ impl NodeStore for SqliteStore {
     }
 
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
-        let limit = if request.limit == 0 {
-            DEFAULT_PAGE
-        } else {
-            request.limit
-        };
+        let limit = page_size(request.limit);
         let search = request
             .search
             .as_ref()
@@ -445,7 +440,7 @@ impl QueryStore for SqliteStore {
         before: Option<&QueryId>,
         limit: usize,
     ) -> Result<Vec<DistributedQuery>> {
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let limit = page_size(limit);
         let sql = format!(
             "SELECT {QUERY_COLUMNS} FROM queries
              WHERE ?1 IS NULL OR (created_at, id) < (SELECT created_at, id FROM queries WHERE id = ?1)
@@ -611,7 +606,7 @@ impl QueryStore for SqliteStore {
         limit: usize,
     ) -> Result<Vec<NodeQueryResult>> {
         self.query(id).await?;
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let limit = page_size(limit);
         let rows = sqlx::query(
             "SELECT node_id, status, rows, message, stats, received_at FROM query_targets
              WHERE query_id = ?1 AND status IS NOT NULL AND (?2 IS NULL OR node_id > ?2)
@@ -954,7 +949,7 @@ impl AuditStore for SqliteStore {
     }
 
     async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let limit = page_size(limit);
         let rows = sqlx::query(
             "SELECT * FROM audit_log WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
         )

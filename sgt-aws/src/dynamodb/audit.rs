@@ -1,7 +1,7 @@
 //! The audit log and enroll-secret usage: two streams of the `audit` table.
 
 use async_trait::async_trait;
-use sgt_core::store::{AuditEntry, AuditStore, SecretUsage};
+use sgt_core::store::{page_size, AuditEntry, AuditStore, SecretUsage};
 use sgt_core::types::UnixSeconds;
 use sgt_core::{Error, Result};
 
@@ -10,7 +10,6 @@ use super::{
     attrs, classify, condition_failed, names, unless_condition_failed, DynamoStore, BACKEND,
 };
 
-const DEFAULT_PAGE: usize = 100;
 /// The stream of audit entries, keyed by their time-sortable id.
 const AUDIT_STREAM: &str = "audit";
 /// The stream of per-secret usage counters, keyed by secret id.
@@ -54,7 +53,7 @@ impl AuditStore for DynamoStore {
     }
 
     async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let limit = page_size(limit);
         let mut query = self
             .client
             .query()

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use futures_util::future;
-use sgt_core::store::{host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey};
+use sgt_core::store::{
+    host_details_summary, page_size, ListNodes, NewNode, Node, NodeStore, RevokedKey,
+    DEFAULT_PAGE_SIZE,
+};
 use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
 use sgt_core::{Error, Result};
 
@@ -14,7 +17,6 @@ use aws_sdk_dynamodb::types::TransactWriteItem;
 use super::writes::{build_delete, build_put, delete, put};
 use super::{attrs, classify, names, unless_condition_failed, DynamoStore, BACKEND, RACE_RETRIES};
 
-const DEFAULT_PAGE: usize = 100;
 /// How many last-seen updates are in flight at once.
 const LAST_SEEN_CONCURRENCY: usize = 16;
 
@@ -328,17 +330,13 @@ impl NodeStore for DynamoStore {
     }
 
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
-        let limit = if request.limit == 0 {
-            DEFAULT_PAGE
-        } else {
-            request.limit
-        };
+        let limit = page_size(request.limit);
         let search = request.search.as_ref().map(|s| s.to_lowercase());
         let mut query = self
             .client
             .query()
             .table_name(&self.tables.nodes)
-            .limit(DEFAULT_PAGE as i32);
+            .limit(DEFAULT_PAGE_SIZE as i32);
         let (index, partition_condition, partition) = match &request.environment {
             Some(environment) => (
                 "by-environment",

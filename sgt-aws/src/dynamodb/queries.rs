@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{PutRequest, ReturnValue, WriteRequest};
 use sgt_core::store::{
-    DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery, QueryResult,
-    QueryStore, QueryTarget, QueryTargets,
+    page_size, DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery,
+    QueryResult, QueryStore, QueryTarget, QueryTargets,
 };
 use sgt_core::types::{NodeId, QueryId, UnixSeconds};
 use sgt_core::{Error, Result};
@@ -18,7 +18,6 @@ use super::{
     DynamoStore, BACKEND,
 };
 
-const DEFAULT_PAGE: usize = 100;
 /// A query and its answers stay this long after the query expired, then TTL removes them.
 pub(crate) const ANSWER_RETENTION_SECONDS: i64 = 30 * 24 * 3600;
 /// The `live` value of a query that was not cancelled (nor seen expired).
@@ -284,7 +283,7 @@ impl QueryStore for DynamoStore {
         before: Option<&QueryId>,
         limit: usize,
     ) -> Result<Vec<DistributedQuery>> {
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let limit = page_size(limit);
         let mut query = self
             .client
             .query()
@@ -525,7 +524,7 @@ impl QueryStore for DynamoStore {
         limit: usize,
     ) -> Result<Vec<NodeQueryResult>> {
         self.query_item(id).await?;
-        let limit = if limit == 0 { DEFAULT_PAGE } else { limit };
+        let limit = page_size(limit);
         let mut query = self
             .client
             .query()

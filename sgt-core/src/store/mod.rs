@@ -22,6 +22,18 @@ pub use queries::{
 };
 pub use users::{ApiToken, Role, TokenKind, User, UserStore};
 
+/// The page size of a list asked for with `limit` 0.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+
+/// The page size a list call with `limit` means: `limit`, or [`DEFAULT_PAGE_SIZE`] for 0.
+pub fn page_size(limit: usize) -> usize {
+    if limit == 0 {
+        DEFAULT_PAGE_SIZE
+    } else {
+        limit
+    }
+}
+
 /// Every store concern together; implemented for any type that implements all of them.
 pub trait Store:
     NodeStore + EnvironmentStore + QueryStore + CarveStore + UserStore + AuditStore

@@ -1263,3 +1263,101 @@ pub async fn listed_nodes_carry_the_host_details_summary(store: &dyn Store) {
         full
     );
 }
+
+/// Six concurrent enrolls of one identity leave one node, and exactly one of their keys works.
+pub async fn concurrent_enrolls_of_one_host_leave_one_node(store: &dyn Store) {
+    let attempts: Vec<NewNode> = (0..6)
+        .map(|_| new_node("default", "raced", "U", 1000))
+        .collect();
+    let enrolled =
+        futures_util::future::join_all(attempts.iter().map(|n| store.enroll_node(n.clone()))).await;
+    let ids: std::collections::HashSet<NodeId> =
+        enrolled.into_iter().map(|r| r.unwrap().id).collect();
+    assert_eq!(ids.len(), 1, "one node for one identity");
+    let working: Vec<&NewNode> = {
+        let mut working = Vec::new();
+        for attempt in &attempts {
+            if store.node_by_key(&attempt.key).await.is_ok() {
+                working.push(attempt);
+            }
+        }
+        working
+    };
+    assert_eq!(working.len(), 1, "exactly one key works");
+    let listed = store.list_nodes(&ListNodes::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+}
+
+/// Every block of a carve sent twice, all at once: each is counted once, and exactly one
+/// recording sees the carve complete.
+pub async fn concurrent_blocks_complete_a_carve_exactly_once(store: &dyn Store) {
+    let session_id = CarveSessionId::generate();
+    store
+        .create_carve(&NewCarve {
+            session_id: session_id.clone(),
+            node_id: NodeId::generate(),
+            carve_guid: "guid".into(),
+            request_id: "request".into(),
+            block_count: 8,
+            block_size: 10,
+            carve_size: 80,
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    // Every block twice, all at once.
+    let blocks: Vec<u64> = (0..8).chain(0..8).collect();
+    let recorded = futures_util::future::join_all(
+        blocks
+            .iter()
+            .map(|b| store.record_carve_block(&session_id, *b)),
+    )
+    .await;
+    let recorded: Vec<BlockRecorded> = recorded.into_iter().map(|r| r.unwrap()).collect();
+    assert_eq!(recorded.iter().filter(|r| r.newly_recorded).count(), 8);
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|r| r.newly_recorded && r.blocks_received == 8)
+            .count(),
+        1
+    );
+    assert_eq!(store.carve(&session_id).await.unwrap().blocks_received, 8);
+}
+
+/// Five concurrent reads of one node hand it a broad campaign once, whether the node was
+/// enrolled before the campaign or after it.
+pub async fn concurrent_reads_deliver_a_campaign_once(store: &dyn Store) {
+    let early = store
+        .enroll_node(new_node("default", "early", "E", 1000))
+        .await
+        .unwrap();
+    let query = NewQuery {
+        id: QueryId::generate(),
+        sql: "SELECT 1".into(),
+        targets: QueryTargets {
+            all: true,
+            ..Default::default()
+        },
+        node_ids: vec![early.id.clone()],
+        created_by: "alice".into(),
+        created_at: 1000,
+        expires_at: None,
+    };
+    store.create_query(&query).await.unwrap();
+    let late = store
+        .enroll_node(new_node("default", "late", "L", 1001))
+        .await
+        .unwrap();
+    for node in [&early, &late] {
+        let reads = futures_util::future::join_all(
+            (0..5).map(|_| store.take_pending_queries(node_ref(node), 1002)),
+        )
+        .await;
+        let handed: usize = reads.into_iter().map(|r| r.unwrap().len()).sum();
+        assert_eq!(handed, 1, "{}", node.host_identifier);
+    }
+    let targets = store.query_targets(&query.id).await.unwrap();
+    assert_eq!(targets.len(), 2);
+    assert!(targets.iter().all(|t| t.state == DeliveryState::Delivered));
+}
