@@ -10,6 +10,7 @@
 pub mod blobs;
 pub mod doubles;
 pub mod log_sink;
+pub mod memory_store;
 pub mod secrets;
 pub mod store;
 
