@@ -8,6 +8,9 @@ mod nodes;
 mod queries;
 mod users;
 
+#[cfg(test)]
+mod tests;
+
 use serde::Serialize;
 
 pub use crate::config_doc::validate_config;
