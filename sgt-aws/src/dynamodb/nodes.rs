@@ -331,7 +331,6 @@ impl NodeStore for DynamoStore {
 
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
         let limit = page_size(request.limit);
-        let search = request.search.as_ref().map(|s| s.to_lowercase());
         let mut query = self
             .client
             .query()
@@ -391,18 +390,7 @@ impl NodeStore for DynamoStore {
                 let node = self
                     .node_seen_at(stored, seen.get(id).copied(), false)
                     .await?;
-                let wanted = request
-                    .platform
-                    .as_ref()
-                    .is_none_or(|p| &node.platform == p)
-                    && request.seen_since.is_none_or(|t| node.last_seen >= t)
-                    && search.as_ref().is_none_or(|text| {
-                        node.host_identifier.as_str().to_lowercase().contains(text)
-                            || node
-                                .hostname()
-                                .is_some_and(|h| h.to_lowercase().contains(text))
-                    });
-                if wanted {
+                if request.matches(&node) {
                     nodes.push(node);
                     if nodes.len() == limit {
                         return Ok(nodes);

@@ -131,6 +131,26 @@ pub struct ListNodes {
     pub limit: usize,
 }
 
+impl ListNodes {
+    /// Whether `node` passes every filter of this request (its page `limit` aside): the one
+    /// reading of the filters for backends that filter in code.
+    pub fn matches(&self, node: &Node) -> bool {
+        self.environment
+            .as_ref()
+            .is_none_or(|e| &node.environment == e)
+            && self.after.as_ref().is_none_or(|after| &node.id > after)
+            && self.platform.as_ref().is_none_or(|p| &node.platform == p)
+            && self.seen_since.is_none_or(|t| node.last_seen >= t)
+            && self.search.as_ref().is_none_or(|text| {
+                let text = text.to_lowercase();
+                node.host_identifier.as_str().to_lowercase().contains(&text)
+                    || node
+                        .hostname()
+                        .is_some_and(|h| h.to_lowercase().contains(&text))
+            })
+    }
+}
+
 /// A node key that stopped working because its node was deleted or re-keyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedKey {

@@ -155,29 +155,12 @@ impl NodeStore for MemoryStore {
 
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
         let state = self.state();
-        let search = request.search.as_ref().map(|s| s.to_lowercase());
         let mut listed = Vec::new();
         for node in state.nodes.values() {
             if listed.len() == page_size(request.limit) {
                 break;
             }
-            let wanted = request.after.as_ref().is_none_or(|after| &node.id > after)
-                && request
-                    .environment
-                    .as_ref()
-                    .is_none_or(|e| &node.environment == e)
-                && request
-                    .platform
-                    .as_ref()
-                    .is_none_or(|p| &node.platform == p)
-                && request.seen_since.is_none_or(|t| node.last_seen >= t)
-                && search.as_ref().is_none_or(|text| {
-                    node.host_identifier.as_str().to_lowercase().contains(text)
-                        || node
-                            .hostname()
-                            .is_some_and(|h| h.to_lowercase().contains(text))
-                });
-            if wanted {
+            if request.matches(node) {
                 let details = serde_json::to_string(&node.host_details)
                     .map_err(|e| Error::backend("memory", e))?;
                 listed.push(Node {
