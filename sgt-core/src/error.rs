@@ -149,6 +149,18 @@ impl Error {
         }
     }
 
+    /// The store's refusal to demote or delete the last admin (see
+    /// [`crate::store::UserStore`]).
+    pub fn last_admin() -> Self {
+        Error::conflict("the last admin cannot be removed or demoted")
+    }
+
+    /// The store's refusal to replace a config that is no longer at the expected version
+    /// (see [`crate::store::EnvironmentStore`]).
+    pub fn stale_config() -> Self {
+        Error::conflict("the config was changed since it was read; read it again")
+    }
+
     /// A [`Error::Conflict`] for `what`.
     pub fn conflict(what: impl fmt::Display) -> Self {
         Error::Conflict {

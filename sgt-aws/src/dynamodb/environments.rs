@@ -161,9 +161,7 @@ impl EnvironmentStore for DynamoStore {
                     .await?
                 {
                     None => Err(Error::not_found("environment")),
-                    Some(_) => Err(Error::conflict(
-                        "the config was changed since it was read; read it again",
-                    )),
+                    Some(_) => Err(Error::stale_config()),
                 }
             }
         }

@@ -49,11 +49,6 @@ fn id_attribute(stored: &Item, name: &str) -> String {
         .to_owned()
 }
 
-/// The refusal of a change that would leave no admin.
-fn last_admin() -> Error {
-    Error::conflict("the last admin cannot be removed or demoted")
-}
-
 /// How many times a demotion or deletion of an admin re-reads and tries again when the
 /// users it checked against changed under it.
 const ADMIN_CHANGE_ATTEMPTS: usize = 8;
@@ -108,7 +103,7 @@ impl DynamoStore {
                 Vec::new()
             };
             if leaves_admin && witnesses.is_empty() {
-                return Err(last_admin());
+                return Err(Error::last_admin());
             }
             // Without a witness the list has one pass; with them, one try per witness.
             let tries = witnesses.len().max(1);
@@ -124,7 +119,7 @@ impl DynamoStore {
                     // This witness is no longer an admin: try the next.
                     Err(reasons) if failed_condition_at(&reasons, 1) => {
                         if attempt + 1 == tries {
-                            return Err(last_admin());
+                            return Err(Error::last_admin());
                         }
                     }
                     Err(reasons) => {

@@ -69,10 +69,6 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn last_admin() -> Error {
-    Error::conflict("the last admin cannot be removed or demoted")
-}
-
 /// Every store trait in memory. Each call holds one lock for its whole work, so every call is
 /// atomic.
 #[derive(Debug, Default)]
@@ -255,9 +251,7 @@ impl EnvironmentStore for MemoryStore {
             .get_mut(name)
             .ok_or_else(|| Error::not_found("environment"))?;
         if expected_version.is_some_and(|v| v != environment.config_version) {
-            return Err(Error::conflict(
-                "the config was changed since it was read; read it again",
-            ));
+            return Err(Error::stale_config());
         }
         environment.config = config.clone();
         environment.config_updated_at = now;
@@ -595,7 +589,7 @@ impl UserStore for MemoryStore {
             && user.role != Role::Admin
             && !state.other_admin_than(&user.username)
         {
-            return Err(last_admin());
+            return Err(Error::last_admin());
         }
         state.users.insert(user.username.clone(), user.clone());
         Ok(())
@@ -608,7 +602,7 @@ impl UserStore for MemoryStore {
             .get(username)
             .ok_or_else(|| Error::not_found("user"))?;
         if stored.role == Role::Admin && !state.other_admin_than(username) {
-            return Err(last_admin());
+            return Err(Error::last_admin());
         }
         state.users.remove(username);
         state.tokens.retain(|_, t| &t.username != username);

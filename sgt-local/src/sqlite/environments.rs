@@ -88,9 +88,7 @@ impl EnvironmentStore for SqliteStore {
             None => {
                 // Either no such environment, or another writer replaced the config first.
                 self.environment(name).await?;
-                Err(Error::conflict(
-                    "the config was changed since it was read; read it again",
-                ))
+                Err(Error::stale_config())
             }
         }
     }

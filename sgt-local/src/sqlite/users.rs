@@ -9,11 +9,6 @@ use sqlx::Row;
 
 use super::{corrupt, db_error, SqliteStore};
 
-/// The refusal of a change that would leave no admin.
-fn last_admin() -> Error {
-    Error::conflict("the last admin cannot be removed or demoted")
-}
-
 fn user_from_row(row: &SqliteRow) -> Result<User> {
     Ok(User {
         id: row.get("id"),
@@ -95,7 +90,7 @@ impl UserStore for SqliteStore {
             if stored.id != user.id {
                 return Err(Error::not_found("user"));
             }
-            return Err(last_admin());
+            return Err(Error::last_admin());
         }
         Ok(())
     }
@@ -112,7 +107,7 @@ impl UserStore for SqliteStore {
         .map_err(db_error("user"))?;
         if deleted.rows_affected() == 0 {
             self.user(username).await?;
-            return Err(last_admin());
+            return Err(Error::last_admin());
         }
         Ok(())
     }
