@@ -2,20 +2,20 @@
 //!
 //! Run: `cargo bench -p sgt-benches`. Figures go in BENCHMARKS.md with the machine.
 
-// The API's warp filter chain nests deeper than the default limit in release builds.
-#![recursion_limit = "256"]
-
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use serde_json::json;
-use sgt_core::agent::{AgentService, EnrollRequest};
+use sgt_bin::server::services::agent::{AgentService, EnrollRequest};
+use sgt_bin::server::services::config_doc::default_config;
+use sgt_bin::server::{App, ServiceLimits};
 use sgt_core::store::Node;
 use sgt_core::testkit::doubles::default_backends;
 use sgt_core::types::{HostIdentifier, NodeKey};
 use sgt_local::SqliteStore;
 
 struct Fixture {
+    app: App,
     service: Arc<AgentService>,
     node: Arc<Node>,
     key: NodeKey,
@@ -23,8 +23,9 @@ struct Fixture {
 
 async fn fixture() -> Fixture {
     let store = Arc::new(SqliteStore::in_memory().await.unwrap());
-    let (backends, value) = default_backends(store).await;
-    let service = Arc::new(AgentService::new(backends));
+    let (backends, value) = default_backends(store, default_config()).await;
+    let app = App::new(backends, &ServiceLimits::default());
+    let service = Arc::clone(app.agent());
     let key = service
         .enroll(EnrollRequest {
             enroll_secret: value,
@@ -38,7 +39,12 @@ async fn fixture() -> Fixture {
     let node = service.authenticate(key.as_str()).await.unwrap();
     // What `sgt serve`'s ticker does every second: learn revoked keys and live campaigns.
     service.refresh_cache().await.unwrap();
-    Fixture { service, node, key }
+    Fixture {
+        app,
+        service,
+        node,
+        key,
+    }
 }
 
 fn log_body(key: &NodeKey, lines: usize) -> Vec<u8> {
@@ -55,11 +61,7 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let fx = runtime.block_on(fixture());
-    let admin = Arc::new(
-        sgt_core::admin::AdminService::new(fx.service.backends().clone())
-            .with_serving_cache(fx.service.serving_cache()),
-    );
-    let routes = sgt_core::http::routes(Arc::clone(&fx.service), admin);
+    let routes = fx.app.routes();
 
     c.bench_function("config_render", |b| {
         b.to_async(&runtime)

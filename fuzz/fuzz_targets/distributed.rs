@@ -1,11 +1,11 @@
-//! Fuzzes the `distributed` endpoint(s) through `sgt_local::fuzzing::Harness::fuzz`.
+//! Fuzzes the `distributed` endpoint(s) through `sgt_bin::server::fuzzing::Harness::fuzz`.
 #![no_main]
 
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use sgt_core::http::paths;
-use sgt_local::fuzzing::Harness;
+use sgt_bin::server::paths;
+use sgt_bin::server::fuzzing::Harness;
 
 fuzz_target!(|data: &[u8]| {
     static HARNESS: OnceLock<Harness> = OnceLock::new();

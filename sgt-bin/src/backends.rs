@@ -2,14 +2,23 @@
 
 use std::sync::Arc;
 
-use sgt_core::agent::Backends;
 use sgt_core::blobs::BlobStore;
 use sgt_core::log_sink::LogSink;
 use sgt_core::secrets::SecretStore;
 use sgt_core::store::Store;
+use sgt_core::Backends;
 use sgt_local::{DirBlobStore, FileLogSink, FileLogSinkOptions, FileSecrets, SqliteStore};
 
 use crate::settings::{BlobsSetting, LogSinkSetting, SecretsSetting, Settings, StorageSetting};
+
+/// What `sgt provision` needs beyond the server settings.
+#[derive(Debug, Clone, Default)]
+pub struct ProvisionOptions {
+    /// The bucket a new Firehose delivery stream writes into (created if missing).
+    pub log_bucket: Option<String>,
+    /// The IAM role a new Firehose delivery stream uses to write into `log_bucket`.
+    pub firehose_role_arn: Option<String>,
+}
 
 /// Opens every backend the settings name. AWS backends share one SDK configuration, loaded
 /// only when one of them is chosen.
@@ -58,7 +67,7 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
 /// `--firehose-role-arn`; an AWS backend in a build without the `aws` feature.
 pub async fn provision_aws(
     settings: &Settings,
-    options: &crate::provision::ProvisionOptions,
+    options: &ProvisionOptions,
 ) -> anyhow::Result<Vec<String>> {
     if !settings.uses_aws() {
         return Ok(Vec::new());
@@ -83,7 +92,7 @@ mod aws {
     use sgt_core::secrets::SecretStore;
     use sgt_core::store::Store;
 
-    use crate::provision::ProvisionOptions;
+    use super::ProvisionOptions;
     use crate::settings::{BlobsSetting, LogSinkSetting, Settings, StorageSetting};
 
     /// The process's one AWS SDK configuration, when an AWS backend is chosen.
@@ -225,6 +234,7 @@ mod aws {
     use sgt_core::secrets::SecretStore;
     use sgt_core::store::Store;
 
+    use super::ProvisionOptions;
     use crate::settings::Settings;
 
     /// Stands for the AWS SDK in a build without the `aws` feature: every AWS backend is a
@@ -243,7 +253,7 @@ mod aws {
         pub(super) async fn provision(
             &self,
             _settings: &Settings,
-            _options: &crate::provision::ProvisionOptions,
+            _options: &ProvisionOptions,
         ) -> anyhow::Result<Vec<String>> {
             Err(anyhow::anyhow!("this sgt was built without the aws feature, so it cannot provision AWS resources (build with --features aws)"))
         }

@@ -3,11 +3,12 @@
 use std::path::Path;
 
 use anyhow::Context;
-use sgt_core::agent::{default_config, Backends};
 use sgt_core::secrets::EnrollSecret;
 use sgt_core::store::Environment;
 use sgt_core::types::{now_unix, EnvironmentName, SecretValue};
-use sgt_core::ErrorKind;
+use sgt_core::{Backends, ErrorKind};
+
+use crate::server::services::config_doc::default_config;
 
 /// What bootstrap created, for the startup message.
 #[derive(Debug, Default)]
@@ -26,7 +27,7 @@ pub struct Created {
 /// # Errors
 /// Backend failures, or the file cannot be written.
 pub async fn bootstrap_admin(
-    admin: &sgt_core::admin::AdminService,
+    admin: &crate::server::services::admin::AdminService,
     password_file: &Path,
 ) -> anyhow::Result<bool> {
     if password_file.exists() || !admin.backends().store.list_users().await?.is_empty() {
@@ -105,4 +106,16 @@ fn write_secret_file(path: &Path, secret: &str) -> anyhow::Result<()> {
     file.write_all(secret.as_bytes())?;
     file.sync_all()?;
     Ok(())
+}
+
+/// Creates `dir` (and parents) readable only by its owner: it holds node keys and secrets.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }

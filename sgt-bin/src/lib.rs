@@ -1,5 +1,6 @@
-//! The `sgt` binary's library half: settings, backend wiring, first-start bootstrap, and
-//! starting the server, shared by `main` and the end-to-end tests.
+//! The `sgt` program's library: the [`server`] (services, agent and admin HTTP API, TLS),
+//! settings and backend wiring, first-start bootstrap, the admin CLI, loadtest and deploy;
+//! shared by `main`, the end-to-end tests, the benches and the fuzz harness.
 
 // The warp filter chain of the whole API, instantiated here, nests deeper than the default
 // limit of 128 when the release profile evaluates it.
@@ -13,5 +14,6 @@ pub mod loadtest;
 pub mod osquery_flags;
 pub mod provision;
 pub mod serve;
+pub mod server;
 pub mod settings;
 pub mod tls_files;

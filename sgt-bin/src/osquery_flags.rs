@@ -1,6 +1,6 @@
 //! `sgt osquery-flags`: a ready osquery flag file for this server.
 
-use sgt_core::http::paths;
+use crate::server::paths;
 
 use crate::settings::{ClientAuthSetting, Settings, TlsSetting};
 use crate::tls_files::TlsFiles;

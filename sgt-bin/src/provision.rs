@@ -4,22 +4,12 @@
 //! Run it once per deployment before starting instances, and again after an upgrade; what
 //! exists is left alone.
 
-use std::sync::Arc;
-
-use sgt_core::admin::AdminService;
+pub use crate::backends::ProvisionOptions;
 
 use crate::backends::{build_backends, provision_aws};
-use crate::bootstrap::{bootstrap, bootstrap_admin};
+use crate::bootstrap::{bootstrap, bootstrap_admin, create_private_dir};
+use crate::server::App;
 use crate::settings::Settings;
-
-/// What `sgt provision` needs beyond the server settings.
-#[derive(Debug, Clone, Default)]
-pub struct ProvisionOptions {
-    /// The bucket a new Firehose delivery stream writes into (created if missing).
-    pub log_bucket: Option<String>,
-    /// The IAM role a new Firehose delivery stream uses to write into `log_bucket`.
-    pub firehose_role_arn: Option<String>,
-}
 
 /// Provisions everything; returns one line per thing created or found.
 ///
@@ -32,7 +22,7 @@ pub async fn provision(
 ) -> anyhow::Result<Vec<String>> {
     let mut report = provision_aws(settings, options).await?;
     if !settings.data_dir.exists() {
-        crate::serve::create_private_dir(&settings.data_dir)?;
+        create_private_dir(&settings.data_dir)?;
     }
     let backends = build_backends(settings).await?;
     let secret_file = std::path::absolute(settings.enroll_secret_file())?;
@@ -48,9 +38,9 @@ pub async fn provision(
             secret_file.display()
         ));
     }
-    let admin = Arc::new(AdminService::new(backends));
+    let app = App::new(backends, &settings.service_limits);
     let password_file = std::path::absolute(settings.admin_password_file())?;
-    if bootstrap_admin(&admin, &password_file).await? {
+    if bootstrap_admin(app.admin(), &password_file).await? {
         report.push(format!(
             "created user \"admin\"; its password is in {}",
             password_file.display()

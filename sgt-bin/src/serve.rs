@@ -6,15 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sgt_core::admin::AdminService;
-use sgt_core::agent::AgentService;
-use sgt_core::http::{serve, tls_listener, ClientCertificates, Listener};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backends::build_backends;
-use crate::bootstrap::{bootstrap, bootstrap_admin};
+use crate::bootstrap::{bootstrap, bootstrap_admin, create_private_dir};
+use crate::server::services::agent::AgentService;
+use crate::server::transport::listener::{tls_listener, ClientCertificates, Listener};
+use crate::server::App;
 use crate::settings::{ClientAuthSetting, Settings, StorageSetting, TlsSetting};
 use crate::tls_files::TlsFiles;
 
@@ -161,16 +161,10 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         }
     }
 
-    let service = Arc::new(
-        AgentService::new(backends.clone())
-            .with_enroll_limit(settings.enroll_limit)
-            .with_host_enroll_limit(settings.host_enroll_limit)
-            .with_last_seen_resolution(settings.last_seen_resolution)
-            .with_metrics_readers(settings.metrics_allow.clone()),
-    );
-    let admin = Arc::new(AdminService::new(backends).with_serving_cache(service.serving_cache()));
+    let app = App::new(backends, &settings.service_limits);
+    let service = Arc::clone(app.agent());
     let password_file = std::path::absolute(settings.admin_password_file())?;
-    if !shared_store && bootstrap_admin(&admin, &password_file).await? {
+    if !shared_store && bootstrap_admin(app.admin(), &password_file).await? {
         report.push(format!(
             "created user \"admin\"; its password is in {}",
             password_file.display()
@@ -185,13 +179,12 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     let tls = matches!(listener_mode, Listener::Tls { .. });
     let limits = settings.limits;
     let server = tokio::spawn({
-        let service = Arc::clone(&service);
         let mut stopped = stopped.clone();
         async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = serve(listener, service, admin, listener_mode, limits, shutdown).await {
+            if let Err(e) = app.serve(listener, listener_mode, limits, shutdown).await {
                 tracing::error!(error = %e, "server stopped");
             }
         }
@@ -258,16 +251,4 @@ fn tls_from_files(
 
 fn read_pem(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
-}
-
-/// Creates `dir` (and parents) readable only by its owner: it holds node keys and secrets.
-pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }

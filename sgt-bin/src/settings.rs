@@ -177,20 +177,15 @@ pub struct Settings {
     /// `max_requests_in_flight`, `request_timeout_seconds`, `idle_timeout_seconds`,
     /// `max_body_memory_mib`; defaults
     /// otherwise).
-    pub limits: sgt_core::http::ConnectionLimits,
-    /// Networks that may read `/metrics` (file key `metrics_allow`, `--metrics-allow`);
-    /// empty: every caller.
-    pub metrics_allow: Vec<ipnet::IpNet>,
-    /// Enrolls per source address (file keys `enroll_burst_per_address`,
-    /// `enroll_per_minute_per_address`; 0 a minute turns the limit off).
-    pub enroll_limit: sgt_core::rate_limit::RateLimit,
-    /// Enrolls per host identity (file keys `enroll_burst_per_host`,
-    /// `enroll_per_minute_per_host`; 0 a minute turns the limit off).
-    pub host_enroll_limit: sgt_core::rate_limit::RateLimit,
-    /// How often at most each node's `last_seen` is written (file key
-    /// `last_seen_resolution_seconds`): by default 30 s on SQLite, where a write costs
+    pub limits: crate::server::transport::listener::ConnectionLimits,
+    /// The services' limits: networks that may read `/metrics` (file key `metrics_allow`,
+    /// `--metrics-allow`; empty: every caller); enrolls per source address (file keys
+    /// `enroll_burst_per_address`, `enroll_per_minute_per_address`) and per host identity
+    /// (`enroll_burst_per_host`, `enroll_per_minute_per_host`; 0 a minute turns a limit
+    /// off); how often at most each node's `last_seen` is written
+    /// (`last_seen_resolution_seconds`): by default 30 s on SQLite, where a write costs
     /// nothing, and 300 s on DynamoDB, where each is a paid write of the node's item.
-    pub last_seen_resolution: std::time::Duration,
+    pub service_limits: crate::server::ServiceLimits,
 }
 
 impl Settings {
@@ -353,210 +348,21 @@ impl Settings {
         let listen: SocketAddr = listen_text
             .parse()
             .with_context(|| format!("listen address {listen_text:?} is not IP:PORT"))?;
-        let insecure_http = overrides.insecure_http || file.insecure_http.unwrap_or(false);
-        let cert = overrides.tls_cert.clone().or(file.tls_cert.clone());
-        let key = overrides.tls_key.clone().or(file.tls_key.clone());
-        let tls = match (insecure_http, cert, key) {
-            (_, Some(_), _) | (_, _, Some(_)) if overrides.tls_pem.is_some() => {
-                bail!(
-                    "SGT_TLS_CERT_PEM/SGT_TLS_KEY_PEM cannot be combined with --tls-cert/--tls-key"
-                )
-            }
-            (true, None, None) if overrides.tls_pem.is_some() => {
-                bail!("--insecure-http cannot be combined with SGT_TLS_CERT_PEM/SGT_TLS_KEY_PEM")
-            }
-            (false, None, None) if overrides.tls_pem.is_some() => {
-                let (cert, key) = overrides.tls_pem.clone().expect("checked above");
-                TlsSetting::Pem { cert, key }
-            }
-            (true, None, None) => TlsSetting::Off,
-            (true, _, _) => bail!("--insecure-http cannot be combined with --tls-cert/--tls-key"),
-            (false, None, None) => TlsSetting::Generated,
-            (false, Some(cert), Some(key)) => TlsSetting::Files { cert, key },
-            (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
-        };
-        let client_auth = match (file.tls_client_ca.clone(), file.tls_client_auth.as_deref()) {
-            (None, None) => ClientAuthSetting::Off,
-            (None, Some(_)) => bail!("tls_client_auth needs tls_client_ca, the CA certificates (PEM) client certificates must chain to"),
-            (Some(ca), None | Some("require")) => ClientAuthSetting::Require { ca },
-            (Some(ca), Some("allow")) => ClientAuthSetting::Allow { ca },
-            (Some(_), Some(other)) => {
-                bail!("tls_client_auth must be \"require\" or \"allow\", got {other:?}")
-            }
-        };
-        if tls == TlsSetting::Off && client_auth != ClientAuthSetting::Off {
-            bail!("tls_client_ca needs TLS on this server; behind a TLS-terminating balancer, verify client certificates at the balancer");
-        }
-
-        // A backend given as a flag or environment variable replaces the file's.
-        let chosen = |flag: &Option<String>, file: &Option<BackendSpec>, what: &str| match flag {
-            Some(url) => BackendSpec::Url(url.clone()).parts(what).map(Some),
-            None => file.as_ref().map(|s| s.parts(what)).transpose(),
-        };
-        let storage = match chosen(&overrides.storage, &file.storage, "storage")? {
-            None => StorageSetting::Sqlite {
-                path: data_dir.join("sgt.db"),
-            },
-            Some((kind, path, _, _)) => match kind.as_str() {
-                "sqlite" => StorageSetting::Sqlite {
-                    path: path.unwrap_or_else(|| data_dir.join("sgt.db")),
-                },
-                "dynamodb" => StorageSetting::Dynamodb {
-                    prefix: dynamodb_prefix(&aws_name("storage", path)?)?,
-                },
-                _ => bail!("storage: unknown backend {kind:?} (known: sqlite, dynamodb)"),
-            },
-        };
-        let secrets = match chosen(&overrides.secrets, &file.secrets, "secrets")? {
-            None => SecretsSetting::File {
-                path: data_dir.join("enroll_secrets.json"),
-            },
-            Some((kind, path, _, refresh)) => match kind.as_str() {
-                "file" => SecretsSetting::File {
-                    path: path.unwrap_or_else(|| data_dir.join("enroll_secrets.json")),
-                },
-                "ssm" => SecretsSetting::Ssm {
-                    prefix: aws_name("secrets", path)?,
-                    refresh: std::time::Duration::from_secs(refresh.unwrap_or(30).max(1)),
-                },
-                _ => bail!("secrets: unknown backend {kind:?} (known: file, ssm)"),
-            },
-        };
-        let default_rotate = 256 * 1024 * 1024;
-        let log_sink = match chosen(&overrides.log_sink, &file.log_sink, "log_sink")? {
-            None => LogSinkSetting::File {
-                dir: data_dir.join("logs"),
-                rotate_bytes: default_rotate,
-            },
-            Some((kind, path, rotate, _)) => match kind.as_str() {
-                "file" => LogSinkSetting::File {
-                    dir: path.unwrap_or_else(|| data_dir.join("logs")),
-                    rotate_bytes: rotate.unwrap_or(default_rotate),
-                },
-                "firehose" => {
-                    let name = aws_name("log_sink", path)?;
-                    let (stream, query) = name.split_once('?').unwrap_or((&name, ""));
-                    let line_per_record = match query {
-                        "" | "records=packed" => false,
-                        "records=line" => true,
-                        other => bail!(
-                            "log_sink: unknown option {other:?} (known: records=line, records=packed)"
-                        ),
-                    };
-                    LogSinkSetting::Firehose {
-                        stream: stream.trim_matches('/').to_owned(),
-                        line_per_record,
-                    }
-                }
-                _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
-            },
-        };
-        let blobs = match chosen(&overrides.blobs, &file.blobs, "blobs")? {
-            None => BlobsSetting::Dir {
-                path: data_dir.join("blobs"),
-            },
-            Some((kind, path, _, _)) => match kind.as_str() {
-                "file" | "dir" => BlobsSetting::Dir {
-                    path: path.unwrap_or_else(|| data_dir.join("blobs")),
-                },
-                "s3" => {
-                    let name = aws_name("blobs", path)?;
-                    let (bucket, prefix) = name
-                        .trim_matches('/')
-                        .split_once('/')
-                        .unwrap_or((name.trim_matches('/'), ""));
-                    BlobsSetting::S3 {
-                        bucket: bucket.to_owned(),
-                        prefix: prefix.to_owned(),
-                    }
-                }
-                _ => bail!("blobs: unknown backend {kind:?} (known: file, s3)"),
-            },
-        };
-        let mut limits = sgt_core::http::ConnectionLimits::default();
-        if let Some(max) = file.max_connections {
-            if max == 0 {
-                bail!("max_connections must be at least 1");
-            }
-            limits.max_connections = max;
-        }
-        if let Some(max) = file.max_requests_in_flight {
-            if max == 0 {
-                bail!("max_requests_in_flight must be at least 1");
-            }
-            limits.max_requests_in_flight = max;
-        }
-        if let Some(seconds) = file.request_timeout_seconds {
-            if !(1..=3600).contains(&seconds) {
-                bail!("request_timeout_seconds must be 1 to 3600");
-            }
-            limits.request_timeout = std::time::Duration::from_secs(seconds);
-        }
-        if let Some(seconds) = file.idle_timeout_seconds {
-            if !(1..=3600).contains(&seconds) {
-                bail!("idle_timeout_seconds must be 1 to 3600");
-            }
-            limits.idle_timeout = std::time::Duration::from_secs(seconds);
-        }
-        if let Some(mib) = file.max_body_memory_mib {
-            // The largest body, its inflation and its parsed copy must fit, or such a
-            // request never could.
-            let least = 3 * sgt_core::http::LARGEST_BODY_BYTES / (1024 * 1024);
-            if mib < least {
-                bail!("max_body_memory_mib must be at least {least} (the largest request body, 64 MiB, sent, inflated and parsed)");
-            }
-            limits.max_body_memory = mib.saturating_mul(1024 * 1024);
-        }
-        let default_enroll = sgt_core::agent::DEFAULT_ENROLL_LIMIT;
-        let enroll_limit = sgt_core::rate_limit::RateLimit {
-            burst: file
-                .enroll_burst_per_address
-                .unwrap_or(default_enroll.burst),
-            per_minute: file
-                .enroll_per_minute_per_address
-                .unwrap_or(default_enroll.per_minute),
-        };
-        let default_host = sgt_core::agent::DEFAULT_HOST_ENROLL_LIMIT;
-        let host_enroll_limit = sgt_core::rate_limit::RateLimit {
-            burst: file.enroll_burst_per_host.unwrap_or(default_host.burst),
-            per_minute: file
-                .enroll_per_minute_per_host
-                .unwrap_or(default_host.per_minute),
-        };
-        let last_seen_resolution = match file.last_seen_resolution_seconds {
-            Some(seconds) if !(1..=86_400).contains(&seconds) => {
-                bail!("last_seen_resolution_seconds must be 1 to 86400")
-            }
-            Some(seconds) => std::time::Duration::from_secs(seconds),
-            None if matches!(storage, StorageSetting::Dynamodb { .. }) => {
-                DYNAMODB_LAST_SEEN_RESOLUTION
-            }
-            None => sgt_core::agent::DEFAULT_LAST_SEEN_RESOLUTION,
-        };
-        let metrics_allow = if overrides.metrics_allow.is_empty() {
-            file.metrics_allow.clone().unwrap_or_default()
-        } else {
-            overrides.metrics_allow.clone()
-        };
-        let metrics_allow = metrics_allow
-            .iter()
-            .map(|text| parse_network(text))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let (tls, client_auth) = resolve_tls(overrides, &file)?;
+        let backends = resolve_backends(overrides, &file, &data_dir)?;
+        let service_limits = resolve_service_limits(overrides, &file, &backends.storage)?;
         Ok(Settings {
             data_dir,
             listen,
             tls,
             client_auth,
-            storage,
-            secrets,
-            log_sink,
-            blobs,
-            aws: file.aws.unwrap_or_default(),
-            limits,
-            enroll_limit,
-            host_enroll_limit,
-            last_seen_resolution,
-            metrics_allow,
+            storage: backends.storage,
+            secrets: backends.secrets,
+            log_sink: backends.log_sink,
+            blobs: backends.blobs,
+            aws: file.aws.clone().unwrap_or_default(),
+            limits: resolve_connection_limits(&file)?,
+            service_limits,
         })
     }
 
@@ -569,6 +375,245 @@ impl Settings {
     pub fn enroll_secret_file(&self) -> PathBuf {
         self.data_dir.join("enroll_secret")
     }
+}
+
+/// The four backend settings, each from a flag or variable, else the file, else the
+/// embedded default under the data directory.
+struct BackendSettings {
+    storage: StorageSetting,
+    secrets: SecretsSetting,
+    log_sink: LogSinkSetting,
+    blobs: BlobsSetting,
+}
+
+/// TLS and client-certificate settings: generated, files or PEM from the environment, or off
+/// behind a TLS-terminating balancer; combinations that cannot work are refused.
+fn resolve_tls(
+    overrides: &Overrides,
+    file: &FileSettings,
+) -> anyhow::Result<(TlsSetting, ClientAuthSetting)> {
+    let insecure_http = overrides.insecure_http || file.insecure_http.unwrap_or(false);
+    let cert = overrides.tls_cert.clone().or(file.tls_cert.clone());
+    let key = overrides.tls_key.clone().or(file.tls_key.clone());
+    let tls = match (insecure_http, cert, key) {
+        (_, Some(_), _) | (_, _, Some(_)) if overrides.tls_pem.is_some() => {
+            bail!("SGT_TLS_CERT_PEM/SGT_TLS_KEY_PEM cannot be combined with --tls-cert/--tls-key")
+        }
+        (true, None, None) if overrides.tls_pem.is_some() => {
+            bail!("--insecure-http cannot be combined with SGT_TLS_CERT_PEM/SGT_TLS_KEY_PEM")
+        }
+        (false, None, None) if overrides.tls_pem.is_some() => {
+            let (cert, key) = overrides.tls_pem.clone().expect("checked above");
+            TlsSetting::Pem { cert, key }
+        }
+        (true, None, None) => TlsSetting::Off,
+        (true, _, _) => bail!("--insecure-http cannot be combined with --tls-cert/--tls-key"),
+        (false, None, None) => TlsSetting::Generated,
+        (false, Some(cert), Some(key)) => TlsSetting::Files { cert, key },
+        (false, _, _) => bail!("--tls-cert and --tls-key must be given together"),
+    };
+    let client_auth = match (file.tls_client_ca.clone(), file.tls_client_auth.as_deref()) {
+        (None, None) => ClientAuthSetting::Off,
+        (None, Some(_)) => bail!("tls_client_auth needs tls_client_ca, the CA certificates (PEM) client certificates must chain to"),
+        (Some(ca), None | Some("require")) => ClientAuthSetting::Require { ca },
+        (Some(ca), Some("allow")) => ClientAuthSetting::Allow { ca },
+        (Some(_), Some(other)) => {
+            bail!("tls_client_auth must be \"require\" or \"allow\", got {other:?}")
+        }
+    };
+    if tls == TlsSetting::Off && client_auth != ClientAuthSetting::Off {
+        bail!("tls_client_ca needs TLS on this server; behind a TLS-terminating balancer, verify client certificates at the balancer");
+    }
+
+    Ok((tls, client_auth))
+}
+
+/// Which backend holds each concern; a backend given as a flag or variable replaces the
+/// file's.
+fn resolve_backends(
+    overrides: &Overrides,
+    file: &FileSettings,
+    data_dir: &Path,
+) -> anyhow::Result<BackendSettings> {
+    let chosen = |flag: &Option<String>, file: &Option<BackendSpec>, what: &str| match flag {
+        Some(url) => BackendSpec::Url(url.clone()).parts(what).map(Some),
+        None => file.as_ref().map(|s| s.parts(what)).transpose(),
+    };
+    let storage = match chosen(&overrides.storage, &file.storage, "storage")? {
+        None => StorageSetting::Sqlite {
+            path: data_dir.join("sgt.db"),
+        },
+        Some((kind, path, _, _)) => match kind.as_str() {
+            "sqlite" => StorageSetting::Sqlite {
+                path: path.unwrap_or_else(|| data_dir.join("sgt.db")),
+            },
+            "dynamodb" => StorageSetting::Dynamodb {
+                prefix: dynamodb_prefix(&aws_name("storage", path)?)?,
+            },
+            _ => bail!("storage: unknown backend {kind:?} (known: sqlite, dynamodb)"),
+        },
+    };
+    let secrets = match chosen(&overrides.secrets, &file.secrets, "secrets")? {
+        None => SecretsSetting::File {
+            path: data_dir.join("enroll_secrets.json"),
+        },
+        Some((kind, path, _, refresh)) => match kind.as_str() {
+            "file" => SecretsSetting::File {
+                path: path.unwrap_or_else(|| data_dir.join("enroll_secrets.json")),
+            },
+            "ssm" => SecretsSetting::Ssm {
+                prefix: aws_name("secrets", path)?,
+                refresh: std::time::Duration::from_secs(refresh.unwrap_or(30).max(1)),
+            },
+            _ => bail!("secrets: unknown backend {kind:?} (known: file, ssm)"),
+        },
+    };
+    let default_rotate = 256 * 1024 * 1024;
+    let log_sink = match chosen(&overrides.log_sink, &file.log_sink, "log_sink")? {
+        None => LogSinkSetting::File {
+            dir: data_dir.join("logs"),
+            rotate_bytes: default_rotate,
+        },
+        Some((kind, path, rotate, _)) => match kind.as_str() {
+            "file" => LogSinkSetting::File {
+                dir: path.unwrap_or_else(|| data_dir.join("logs")),
+                rotate_bytes: rotate.unwrap_or(default_rotate),
+            },
+            "firehose" => {
+                let name = aws_name("log_sink", path)?;
+                let (stream, query) = name.split_once('?').unwrap_or((&name, ""));
+                let line_per_record = match query {
+                    "" | "records=packed" => false,
+                    "records=line" => true,
+                    other => bail!(
+                        "log_sink: unknown option {other:?} (known: records=line, records=packed)"
+                    ),
+                };
+                LogSinkSetting::Firehose {
+                    stream: stream.trim_matches('/').to_owned(),
+                    line_per_record,
+                }
+            }
+            _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
+        },
+    };
+    let blobs = match chosen(&overrides.blobs, &file.blobs, "blobs")? {
+        None => BlobsSetting::Dir {
+            path: data_dir.join("blobs"),
+        },
+        Some((kind, path, _, _)) => match kind.as_str() {
+            "file" | "dir" => BlobsSetting::Dir {
+                path: path.unwrap_or_else(|| data_dir.join("blobs")),
+            },
+            "s3" => {
+                let name = aws_name("blobs", path)?;
+                let (bucket, prefix) = name
+                    .trim_matches('/')
+                    .split_once('/')
+                    .unwrap_or((name.trim_matches('/'), ""));
+                BlobsSetting::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.to_owned(),
+                }
+            }
+            _ => bail!("blobs: unknown backend {kind:?} (known: file, s3)"),
+        },
+    };
+    Ok(BackendSettings {
+        storage,
+        secrets,
+        log_sink,
+        blobs,
+    })
+}
+
+/// The transport's limits from the file's keys, each checked for a usable range.
+fn resolve_connection_limits(
+    file: &FileSettings,
+) -> anyhow::Result<crate::server::transport::listener::ConnectionLimits> {
+    let mut limits = crate::server::transport::listener::ConnectionLimits::default();
+    if let Some(max) = file.max_connections {
+        if max == 0 {
+            bail!("max_connections must be at least 1");
+        }
+        limits.max_connections = max;
+    }
+    if let Some(max) = file.max_requests_in_flight {
+        if max == 0 {
+            bail!("max_requests_in_flight must be at least 1");
+        }
+        limits.max_requests_in_flight = max;
+    }
+    if let Some(seconds) = file.request_timeout_seconds {
+        if !(1..=3600).contains(&seconds) {
+            bail!("request_timeout_seconds must be 1 to 3600");
+        }
+        limits.request_timeout = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(seconds) = file.idle_timeout_seconds {
+        if !(1..=3600).contains(&seconds) {
+            bail!("idle_timeout_seconds must be 1 to 3600");
+        }
+        limits.idle_timeout = std::time::Duration::from_secs(seconds);
+    }
+    if let Some(mib) = file.max_body_memory_mib {
+        // The largest body, its inflation and its parsed copy must fit, or such a
+        // request never could.
+        let least = 3 * crate::server::transport::LARGEST_BODY_BYTES / (1024 * 1024);
+        if mib < least {
+            bail!("max_body_memory_mib must be at least {least} (the largest request body, 64 MiB, sent, inflated and parsed)");
+        }
+        limits.max_body_memory = mib.saturating_mul(1024 * 1024);
+    }
+    Ok(limits)
+}
+
+/// The services' limits: enroll rate limits, last-seen resolution (coarser on DynamoDB, where
+/// each write is paid), and who may read `/metrics`.
+fn resolve_service_limits(
+    overrides: &Overrides,
+    file: &FileSettings,
+    storage: &StorageSetting,
+) -> anyhow::Result<crate::server::ServiceLimits> {
+    let default_enroll = crate::server::services::agent::DEFAULT_ENROLL_LIMIT;
+    let enroll_limit = crate::server::services::rate_limit::RateLimit {
+        burst: file
+            .enroll_burst_per_address
+            .unwrap_or(default_enroll.burst),
+        per_minute: file
+            .enroll_per_minute_per_address
+            .unwrap_or(default_enroll.per_minute),
+    };
+    let default_host = crate::server::services::agent::DEFAULT_HOST_ENROLL_LIMIT;
+    let host_enroll_limit = crate::server::services::rate_limit::RateLimit {
+        burst: file.enroll_burst_per_host.unwrap_or(default_host.burst),
+        per_minute: file
+            .enroll_per_minute_per_host
+            .unwrap_or(default_host.per_minute),
+    };
+    let last_seen_resolution = match file.last_seen_resolution_seconds {
+        Some(seconds) if !(1..=86_400).contains(&seconds) => {
+            bail!("last_seen_resolution_seconds must be 1 to 86400")
+        }
+        Some(seconds) => std::time::Duration::from_secs(seconds),
+        None if matches!(storage, StorageSetting::Dynamodb { .. }) => DYNAMODB_LAST_SEEN_RESOLUTION,
+        None => crate::server::services::agent::DEFAULT_LAST_SEEN_RESOLUTION,
+    };
+    let metrics_allow = if overrides.metrics_allow.is_empty() {
+        file.metrics_allow.clone().unwrap_or_default()
+    } else {
+        overrides.metrics_allow.clone()
+    };
+    let metrics_allow = metrics_allow
+        .iter()
+        .map(|text| parse_network(text))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(crate::server::ServiceLimits {
+        enroll_limit,
+        host_enroll_limit,
+        last_seen_resolution,
+        metrics_allow,
+    })
 }
 
 /// A network in CIDR form (`10.0.0.0/16`, `fd00::/8`) or a single address.
@@ -596,8 +641,8 @@ mod tests {
         assert_eq!(s.listen, "127.0.0.1:8443".parse().unwrap());
         assert_eq!(s.tls, TlsSetting::Generated);
         assert_eq!(
-            s.last_seen_resolution,
-            sgt_core::agent::DEFAULT_LAST_SEEN_RESOLUTION
+            s.service_limits.last_seen_resolution,
+            crate::server::services::agent::DEFAULT_LAST_SEEN_RESOLUTION
         );
         assert_eq!(
             s.storage,
@@ -748,7 +793,7 @@ mod tests {
         );
         assert!(from_file.uses_aws());
         assert_eq!(
-            from_file.last_seen_resolution,
+            from_file.service_limits.last_seen_resolution,
             DYNAMODB_LAST_SEEN_RESOLUTION
         );
         // A flag or environment variable wins over the file.

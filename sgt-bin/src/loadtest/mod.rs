@@ -83,19 +83,19 @@ pub struct LoadtestArgs {
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// Endpoint paths, for servers other than sgt.
-    #[arg(long, default_value = sgt_core::http::paths::ENROLL)]
+    #[arg(long, default_value = crate::server::paths::ENROLL)]
     enroll_path: String,
-    #[arg(long, default_value = sgt_core::http::paths::CONFIG)]
+    #[arg(long, default_value = crate::server::paths::CONFIG)]
     config_path: String,
-    #[arg(long, default_value = sgt_core::http::paths::LOG)]
+    #[arg(long, default_value = crate::server::paths::LOG)]
     log_path: String,
-    #[arg(long, default_value = sgt_core::http::paths::DISTRIBUTED_READ)]
+    #[arg(long, default_value = crate::server::paths::DISTRIBUTED_READ)]
     distributed_read_path: String,
-    #[arg(long, default_value = sgt_core::http::paths::DISTRIBUTED_WRITE)]
+    #[arg(long, default_value = crate::server::paths::DISTRIBUTED_WRITE)]
     distributed_write_path: String,
-    #[arg(long, default_value = sgt_core::http::paths::CARVE_START)]
+    #[arg(long, default_value = crate::server::paths::CARVE_START)]
     carve_start_path: String,
-    #[arg(long, default_value = sgt_core::http::paths::CARVE_CONTINUE)]
+    #[arg(long, default_value = crate::server::paths::CARVE_CONTINUE)]
     carve_block_path: String,
     /// Write the JSON report here.
     #[arg(long)]

@@ -595,28 +595,29 @@ mod faulty_store_impls {
     }
 }
 
-/// Backends on `store` for benches and fuzzing: the `default` environment with the default
-/// config, in-memory secrets holding one enroll secret for it, a [`DiscardingLogSink`] and
+/// Backends on `store` for tests, benches and fuzzing: the `default` environment with `config`,
+/// in-memory secrets holding one enroll secret for it, a [`DiscardingLogSink`] and
 /// in-memory blobs. Returns them and the secret's value.
 ///
 /// # Panics
 /// When the store cannot create the environment.
 pub async fn default_backends(
     store: Arc<dyn crate::store::Store>,
-) -> (crate::agent::Backends, String) {
+    config: serde_json::Value,
+) -> (crate::Backends, String) {
     let secret = super::secrets::new_secret("default");
     let value = secret.value.expose().to_owned();
     store
         .create_environment(&crate::store::Environment {
             name: crate::types::EnvironmentName::default_name(),
-            config: crate::agent::default_config(),
+            config,
             created_at: 0,
             config_updated_at: 0,
             config_version: 1,
         })
         .await
         .expect("the default environment is created");
-    let backends = crate::agent::Backends {
+    let backends = crate::Backends {
         store,
         secrets: Arc::new(MemorySecrets::new(vec![secret])),
         log_sink: Arc::new(DiscardingLogSink),

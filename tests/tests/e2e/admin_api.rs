@@ -174,7 +174,7 @@ async fn a_campaign_reaches_only_its_environment_once_including_later_enrollees(
 /// The documented route (path with `{params}`) that a concrete admin path is served by.
 fn route_of(path: &str) -> &'static str {
     let segments: Vec<&str> = path.split('/').collect();
-    sgt_core::http::admin_routes()
+    sgt_bin::server::admin_api::documented_routes()
         .iter()
         .map(|(_, route, _, _)| *route)
         .filter(|route| {
@@ -253,7 +253,7 @@ async fn roles_are_enforced_on_every_route() {
         .map(|(method, path, _)| (method.as_str().to_lowercase(), route_of(path)))
         .collect();
     tried.sort();
-    let mut documented: Vec<(String, &str)> = sgt_core::http::admin_routes()
+    let mut documented: Vec<(String, &str)> = sgt_bin::server::admin_api::documented_routes()
         .iter()
         .filter(|(method, _, _, _)| *method != "get")
         .filter(|(_, _, role, _)| *role != "anyone" && *role != "viewer")
@@ -524,7 +524,7 @@ async fn config_and_packs_reach_agents_per_platform() {
 
     let mut mac = Agent::new(&server, "mac-host");
     let (_, enrolled) = server
-        .post(sgt_core::http::paths::ENROLL, &json!({"enroll_secret": server.enroll_secret(), "host_identifier": "mac-host", "platform_type": "21", "host_details": {}}))
+        .post(sgt_bin::server::paths::ENROLL, &json!({"enroll_secret": server.enroll_secret(), "host_identifier": "mac-host", "platform_type": "21", "host_details": {}}))
         .await;
     mac.node_key = enrolled["node_key"].as_str().unwrap().to_owned();
     assert_eq!(mac.config().await.1["packs"]["mac"], pack);
@@ -738,7 +738,10 @@ async fn the_openapi_document_matches_the_router() {
             );
         }
     }
-    assert_eq!(documented, sgt_core::http::admin_routes().len());
+    assert_eq!(
+        documented,
+        sgt_bin::server::admin_api::documented_routes().len()
+    );
     // And a path that is not documented is not routed.
     let (status, answer) = server
         .admin(GET, "/api/v1/undocumented", Some(&admin), None)

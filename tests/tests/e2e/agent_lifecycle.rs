@@ -3,9 +3,9 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sgt_core::agent::carve_archive_key;
+use sgt_bin::server::paths;
+use sgt_bin::server::services::agent::carve_archive_key;
 use sgt_core::blobs::BlobKey;
-use sgt_core::http::paths;
 use sgt_core::log_sink::LogType;
 use sgt_core::store::{CarveStatus, DeliveryState};
 use sgt_core::types::{now_unix, CarveSessionId, NodeKey};

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::json;
-use sgt_core::agent::Backends;
 use sgt_core::testkit::doubles::{FaultyLogSink, FaultyStore, MemoryBlobStore, RecordingLogSink};
+use sgt_core::Backends;
 use sgt_local::{FileSecrets, SqliteStore};
 use sgt_tests::{Agent, TestServer};
 
@@ -76,10 +76,10 @@ async fn a_store_outage_answers_errors_then_recovers() {
     // (which would make healthy agents throw away their identity) and never an empty body.
     store.fail_next(1000);
     for (path, body) in [
-        (sgt_core::http::paths::CONFIG, json!({})),
-        (sgt_core::http::paths::DISTRIBUTED_READ, json!({})),
+        (sgt_bin::server::paths::CONFIG, json!({})),
+        (sgt_bin::server::paths::DISTRIBUTED_READ, json!({})),
         (
-            sgt_core::http::paths::LOG,
+            sgt_bin::server::paths::LOG,
             json!({"log_type": "result", "data": [{"name": "q"}]}),
         ),
     ] {

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sgt_core::http::paths;
+use sgt_bin::server::paths;
 use sgt_core::log_sink::LogType;
 use sgt_core::types::{CarveSessionId, QueryId};
 use sgt_tests::{gzip, Agent, TestServer};

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use serde_json::Value;
-use sgt_core::agent::Backends;
 use sgt_core::log_sink::LogSink;
 use sgt_core::testkit::doubles::{FaultyLogSink, MemoryBlobStore};
+use sgt_core::Backends;
 use sgt_local::{FileLogSink, FileLogSinkOptions, FileSecrets, SqliteStore};
 use sgt_tests::TestServer;
 

@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sgt_core::agent::Backends;
-use sgt_core::http::{paths, ConnectionLimits};
+use sgt_bin::server::paths;
+use sgt_bin::server::transport::listener::ConnectionLimits;
 use sgt_core::log_sink::LogSink;
 use sgt_core::testkit::doubles::{FaultyLogSink, MemoryBlobStore, RecordingLogSink};
+use sgt_core::Backends;
 use sgt_local::{FileSecrets, SqliteStore};
 use sgt_tests::{Agent, TestServer};
 use tokio::io::AsyncReadExt;
@@ -609,10 +610,12 @@ async fn a_carve_too_slow_to_assemble_within_a_request_is_acknowledged_and_compl
     let session = agent.carve(&archive, 4096).await;
     assert!(started.elapsed() >= Duration::from_secs(3), "assembled");
     let id = sgt_core::types::CarveSessionId::parse(session.as_str()).unwrap();
-    let stored =
-        sgt_core::blobs::BlobStore::get(blobs.as_ref(), &sgt_core::agent::carve_archive_key(&id))
-            .await
-            .unwrap();
+    let stored = sgt_core::blobs::BlobStore::get(
+        blobs.as_ref(),
+        &sgt_bin::server::services::agent::carve_archive_key(&id),
+    )
+    .await
+    .unwrap();
     assert_eq!(stored, archive);
     server.stop().await;
 }
@@ -632,7 +635,9 @@ async fn carves_whose_assembly_was_cut_short_are_assembled_by_the_sweep() {
     let stored = server
         .backends()
         .blobs
-        .get(&sgt_core::agent::carve_archive_key(&session))
+        .get(&sgt_bin::server::services::agent::carve_archive_key(
+            &session,
+        ))
         .await
         .unwrap();
     assert_eq!(stored, archive);
@@ -706,7 +711,7 @@ async fn abandoned_carves_expire_and_their_blocks_are_deleted() {
     for (host, age) in [
         (
             "gone-quiet",
-            sgt_core::agent::CARVE_ABANDONED_AFTER_SECONDS + 60,
+            sgt_bin::server::services::agent::CARVE_ABANDONED_AFTER_SECONDS + 60,
         ),
         ("still-busy", 3600),
     ] {
@@ -716,7 +721,7 @@ async fn abandoned_carves_expire_and_their_blocks_are_deleted() {
     assert_eq!((sweep.assembled, sweep.expired), (0, 1));
     let (old, recent) = (&sessions[0], &sessions[1]);
     assert_eq!(store.carve(old).await.unwrap().status, CarveStatus::Failed);
-    let block = sgt_core::agent::carve_block_key(old, 0);
+    let block = sgt_bin::server::services::agent::carve_block_key(old, 0);
     assert!(
         server.backends().blobs.get(&block).await.is_err(),
         "blocks deleted"
@@ -725,7 +730,7 @@ async fn abandoned_carves_expire_and_their_blocks_are_deleted() {
         store.carve(recent).await.unwrap().status,
         CarveStatus::Receiving
     );
-    let block = sgt_core::agent::carve_block_key(recent, 0);
+    let block = sgt_bin::server::services::agent::carve_block_key(recent, 0);
     assert!(server.backends().blobs.get(&block).await.is_ok(), "kept");
     server.stop().await;
 }
@@ -735,7 +740,7 @@ async fn a_node_uploads_at_most_four_carves_at_once() {
     let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
     let mut agent = Agent::new(&server, "busy");
     agent.enroll().await;
-    for i in 0..=sgt_core::agent::CARVE_MAX_OPEN_PER_NODE {
+    for i in 0..=sgt_bin::server::services::agent::CARVE_MAX_OPEN_PER_NODE {
         let (guid, request) = (format!("g{i}"), format!("r{i}"));
         agent.solicit_carve(&guid, &request).await;
         let (status, body) = agent
@@ -744,7 +749,7 @@ async fn a_node_uploads_at_most_four_carves_at_once() {
                 json!({"block_count": 1, "block_size": 1024, "carve_size": 10, "carve_id": guid, "request_id": request}),
             )
             .await;
-        if i < sgt_core::agent::CARVE_MAX_OPEN_PER_NODE {
+        if i < sgt_bin::server::services::agent::CARVE_MAX_OPEN_PER_NODE {
             assert_eq!(status, StatusCode::OK, "{i}: {body}");
         } else {
             assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -794,7 +799,7 @@ async fn stored_carve(
         .await
         .unwrap();
     for (i, block) in blocks_of.chunks(block_size as usize).enumerate() {
-        let key = sgt_core::agent::carve_block_key(&session, i as u64);
+        let key = sgt_bin::server::services::agent::carve_block_key(&session, i as u64);
         server
             .backends()
             .blobs
@@ -822,7 +827,7 @@ async fn host_details_stay_out_of_the_node_cache_and_list_pages() {
     });
     let (status, enrolled) = server
         .post(
-            sgt_core::http::paths::ENROLL,
+            sgt_bin::server::paths::ENROLL,
             &json!({"enroll_secret": server.enroll_secret(), "host_identifier": "big",
                     "platform_type": "9", "host_details": details}),
         )

@@ -9,7 +9,7 @@ use rcgen::{
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sgt_core::http::paths;
+use sgt_bin::server::paths;
 use sgt_tests::{host_details, TestServer};
 use tempfile::TempDir;
 

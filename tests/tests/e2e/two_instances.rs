@@ -142,7 +142,7 @@ async fn two_instances_share_one_fleet() {
         .await;
     let (status, started) = carver
         .call(
-            sgt_core::http::paths::CARVE_START,
+            sgt_bin::server::paths::CARVE_START,
             json!({
                 "block_count": 10,
                 "block_size": BLOCK,

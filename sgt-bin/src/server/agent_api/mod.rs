@@ -1,0 +1,33 @@
+//! The osquery agent endpoints, one module each, under `/api/v1/osquery/`.
+
+mod carve;
+mod config;
+mod distributed;
+mod enroll;
+mod log;
+
+use std::sync::Arc;
+
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::server::services::agent::AgentService;
+
+/// Every agent endpoint.
+pub(super) fn routes(
+    service: Arc<AgentService>,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    enroll::route(Arc::clone(&service))
+        .or(config::route(Arc::clone(&service)))
+        .unify()
+        .or(log::route(Arc::clone(&service)))
+        .unify()
+        .or(distributed::read_route(Arc::clone(&service)))
+        .unify()
+        .or(distributed::write_route(Arc::clone(&service)))
+        .unify()
+        .or(carve::start_route(Arc::clone(&service)))
+        .unify()
+        .or(carve::continue_route(service))
+        .unify()
+}

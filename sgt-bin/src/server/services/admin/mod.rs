@@ -1,0 +1,219 @@
+//! The admin service: what each admin API call does, with who may do it and an audit record
+//! of every change. Independent of HTTP.
+
+mod auth;
+mod carves;
+mod environments;
+mod nodes;
+mod queries;
+mod users;
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+pub use crate::server::services::config_doc::validate_config;
+pub use auth::{hash_password, LoginOutcome, NewTokenOutcome, TokenView, SESSION_SECONDS};
+pub use carves::{ArchiveInfo, CarveRequest, CarveView};
+pub use environments::{EnvironmentView, NewSecretOutcome, SecretView, VersionedConfig};
+pub use nodes::NodeView;
+pub use queries::{NewCampaign, QueryView, ResultView};
+pub use users::UserView;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::server::services::rate_limit::{KeyedRateLimit, RateLimit};
+use crate::server::services::serving_cache::ServingCache;
+use sgt_core::error::{Error, Result};
+use sgt_core::store::{AuditEntry, Role};
+use sgt_core::types::{now_unix, random_hex, Username};
+use sgt_core::Backends;
+
+/// Who is calling, as proven by their bearer token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Caller {
+    /// The user.
+    pub username: Username,
+    /// Their role.
+    pub role: Role,
+    /// The id of the token the call came with.
+    pub token_id: String,
+}
+
+impl Caller {
+    /// `Forbidden` unless the caller's role is at least `role`.
+    ///
+    /// # Errors
+    /// `Forbidden` naming the role needed.
+    pub fn require(&self, role: Role) -> Result<()> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(Error::forbidden(format!(
+                "this needs the {} role",
+                role.as_str()
+            )))
+        }
+    }
+}
+
+/// A page of items and the cursor of the next page (`None` on the last page).
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` out of a request for `limit` (0: the default page size, as the
+    /// stores read it), whose cursor is `cursor_of(last)`.
+    pub fn new(items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+        let limit = page_limit((limit > 0).then_some(limit));
+        let next_cursor = if items.len() == limit {
+            items.last().map(cursor_of)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}
+
+/// Page sizes: default 100, at most 1000.
+pub fn page_limit(requested: Option<usize>) -> usize {
+    requested.unwrap_or(100).clamp(1, 1000)
+}
+
+/// Handles admin API calls against the [`Backends`].
+#[derive(Debug)]
+pub struct AdminService {
+    backends: Backends,
+    serving_cache: Option<Arc<ServingCache>>,
+    login_limit_per_user: KeyedRateLimit<(String, Option<IpAddr>)>,
+    login_limit_per_address: KeyedRateLimit<IpAddr>,
+}
+
+/// Login attempts allowed per user name from one source address: 10 at once, then 6 a
+/// minute, whether they succeed or not; enough for people and scripts, too few to guess a
+/// password. Counted per address so that someone else's failures never lock the user out.
+pub const LOGIN_LIMIT_PER_USER: RateLimit = RateLimit {
+    burst: 10,
+    per_minute: 6,
+};
+/// Login attempts allowed per source address, across user names: 30 at once, then 30 a
+/// minute.
+pub const LOGIN_LIMIT_PER_ADDRESS: RateLimit = RateLimit {
+    burst: 30,
+    per_minute: 30,
+};
+
+impl AdminService {
+    /// A service over `backends`.
+    pub fn new(backends: Backends) -> Self {
+        AdminService {
+            backends,
+            serving_cache: None,
+            login_limit_per_user: KeyedRateLimit::new(LOGIN_LIMIT_PER_USER),
+            login_limit_per_address: KeyedRateLimit::new(LOGIN_LIMIT_PER_ADDRESS),
+        }
+    }
+
+    /// Whether a login attempt for `username` from `source` may go ahead now. Every attempt
+    /// counts, successful or not.
+    pub(crate) fn admit_login(&self, username: &str, source: Option<IpAddr>) -> Result<()> {
+        let refused = || Error::rate_limited("too many login attempts, retry in a minute");
+        if let Some(address) = source {
+            if !self.login_limit_per_address.allow(&address) {
+                return Err(refused());
+            }
+        }
+        // Bounded, case-folded, so variants of one name share an allowance.
+        let user: String = username.chars().take(64).collect::<String>().to_lowercase();
+        if !self.login_limit_per_user.allow(&(user, source)) {
+            return Err(refused());
+        }
+        Ok(())
+    }
+
+    /// Makes this instance's node deletions and config changes take effect at once in the
+    /// agent service owning `cache` (other instances see them within their refresh interval).
+    pub fn with_serving_cache(mut self, cache: Arc<ServingCache>) -> Self {
+        self.serving_cache = Some(cache);
+        self
+    }
+
+    /// Tells the agent service's cache that a node is gone.
+    fn forget_node(&self, id: &sgt_core::types::NodeId) {
+        if let Some(cache) = &self.serving_cache {
+            cache.forget_node(id);
+        }
+    }
+
+    /// Tells the agent service's cache that a campaign was created or cancelled here.
+    fn forget_live_queries(&self) {
+        if let Some(cache) = &self.serving_cache {
+            cache.invalidate_live_queries();
+        }
+    }
+
+    /// Tells the agent service's cache that an environment's config changed.
+    fn forget_environment(&self, name: &sgt_core::types::EnvironmentName) {
+        if let Some(cache) = &self.serving_cache {
+            cache.forget_environment(name);
+        }
+    }
+
+    /// The backends this service runs on.
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Records a change. A change that happened is not undone if recording fails; the
+    /// failure is logged instead, loudly.
+    async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: serde_json::Value) {
+        let at = now_unix();
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        let entry = AuditEntry {
+            id: format!("{millis:015}-{}", random_hex(4)),
+            at,
+            actor: caller.username.to_string(),
+            action: action.to_owned(),
+            target: target.to_owned(),
+            detail,
+        };
+        if let Err(e) = self.backends.store.append_audit(&entry).await {
+            tracing::error!(error = %e, action, target, actor = %caller.username, "audit entry not recorded");
+        }
+    }
+
+    /// The audit log, newest first, a page at a time (cursor: the last entry's id).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a cursor that is not an entry id; backend errors.
+    pub async fn audit_log(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AuditEntry>> {
+        caller.require(Role::Viewer)?;
+        // Entry ids are `<15 digits of milliseconds>-<8 hex digits>`.
+        let is_entry_id = |c: &str| {
+            c.len() == 24
+                && c.as_bytes()[15] == b'-'
+                && c[..15].bytes().all(|b| b.is_ascii_digit())
+                && c[16..].bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        if cursor.is_some_and(|c| !is_entry_id(c)) {
+            return Err(Error::invalid_input("bad cursor"));
+        }
+        let items = self.backends.store.list_audit(cursor, limit).await?;
+        Ok(Page::new(items, limit, |e| e.id.clone()))
+    }
+}

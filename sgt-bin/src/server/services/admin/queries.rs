@@ -1,0 +1,307 @@
+//! Live queries (campaigns): create with targets, follow per node, read results, cancel.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AdminService, Caller, Page};
+use sgt_core::error::{Error, ErrorKind, Result};
+use sgt_core::store::{
+    DeliveryState, DistributedQuery, ListNodes, NewQuery, QueryTarget, QueryTargets, Role,
+};
+use sgt_core::types::{now_unix, EnvironmentName, HostIdentifier, NodeId, QueryId, UnixSeconds};
+
+/// Default time a campaign stays deliverable.
+const DEFAULT_EXPIRY_SECONDS: u64 = 24 * 3600;
+/// Longest time a campaign stays deliverable.
+const MAX_EXPIRY_SECONDS: u64 = 30 * 24 * 3600;
+/// Longest SQL accepted.
+const MAX_SQL_BYTES: usize = 64 * 1024;
+const PLATFORMS: [&str; 4] = ["linux", "darwin", "windows", "freebsd"];
+
+/// What an operator asks for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCampaign {
+    /// The SQL.
+    pub sql: String,
+    /// Who should run it.
+    pub targets: QueryTargets,
+    /// Seconds it stays deliverable (default one day, at most 30 days).
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// A campaign with counts of where its nodes stand.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryView {
+    /// The query.
+    #[serde(flatten)]
+    pub query: DistributedQuery,
+    /// Nodes known to be targeted so far (nodes enrolling later join).
+    pub targeted: usize,
+    /// Not yet delivered.
+    pub pending: usize,
+    /// Delivered, no answer yet.
+    pub delivered: usize,
+    /// Answered with status 0.
+    pub succeeded: usize,
+    /// Answered with an error.
+    pub failed: usize,
+}
+
+/// One node's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultView {
+    /// The node.
+    pub node_id: NodeId,
+    /// Its host identifier, if the node still exists.
+    pub host_identifier: Option<HostIdentifier>,
+    /// osquery's status (0 success).
+    pub status: i64,
+    /// The rows.
+    pub rows: Vec<serde_json::Value>,
+    /// The error text, if any.
+    pub message: Option<String>,
+    /// When it arrived.
+    pub received_at: UnixSeconds,
+}
+
+fn query_id(id: &str) -> Result<QueryId> {
+    QueryId::parse(id).map_err(|_| Error::not_found("query"))
+}
+
+impl AdminService {
+    /// Creates a campaign (operators and admins): every node its targets match now is made
+    /// pending, and matching nodes that enroll before it expires get it too. Returns it with
+    /// counts.
+    ///
+    /// # Errors
+    /// `Forbidden`; `InvalidInput` for empty SQL or targets, an unknown platform or
+    /// environment, a listed node that does not exist, or a bad expiry.
+    pub async fn create_campaign(
+        &self,
+        caller: &Caller,
+        campaign: NewCampaign,
+    ) -> Result<QueryView> {
+        caller.require(Role::Operator)?;
+        let sql = campaign.sql.trim().to_owned();
+        if sql.is_empty() || sql.len() > MAX_SQL_BYTES {
+            return Err(Error::invalid_input(format!(
+                "sql must be 1 to {MAX_SQL_BYTES} bytes"
+            )));
+        }
+        let targets = campaign.targets;
+        if targets.is_empty() {
+            return Err(Error::invalid_input(
+                "targets must select something: all, environments, platforms or node_ids",
+            ));
+        }
+        if let Some(p) = targets
+            .platforms
+            .iter()
+            .find(|p| !PLATFORMS.contains(&p.as_str()))
+        {
+            return Err(Error::invalid_input(format!(
+                "unknown platform {p:?} (known: {})",
+                PLATFORMS.join(", ")
+            )));
+        }
+        for environment in &targets.environments {
+            self.backends
+                .store
+                .environment(environment)
+                .await
+                .map_err(|e| match e.kind() {
+                    ErrorKind::NotFound => {
+                        Error::invalid_input(format!("unknown environment {environment}"))
+                    }
+                    _ => e,
+                })?;
+        }
+        let expires_in = campaign
+            .expires_in_seconds
+            .unwrap_or(DEFAULT_EXPIRY_SECONDS);
+        if expires_in == 0 || expires_in > MAX_EXPIRY_SECONDS {
+            return Err(Error::invalid_input(format!(
+                "expires_in_seconds must be 1 to {MAX_EXPIRY_SECONDS}"
+            )));
+        }
+        let mut node_ids = Vec::new();
+        for id in &targets.node_ids {
+            match self.backends.store.node_by_id(id).await {
+                Ok(_) => node_ids.push(id.clone()),
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(Error::invalid_input(format!("unknown node {id}")))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if targets.is_broad() {
+            node_ids.extend(self.matching_nodes(&targets).await?);
+        }
+        node_ids.sort();
+        node_ids.dedup();
+        let now = now_unix();
+        let query = NewQuery {
+            id: QueryId::generate(),
+            sql,
+            targets,
+            node_ids,
+            created_by: caller.username.to_string(),
+            created_at: now,
+            expires_at: Some(now + expires_in as i64),
+        };
+        self.backends.store.create_query(&query).await?;
+        self.forget_live_queries();
+        self.audit(
+            caller,
+            "query.create",
+            query.id.as_str(),
+            serde_json::json!({"sql": query.sql, "targets": query.targets, "targeted": query.node_ids.len()}),
+        )
+        .await;
+        self.campaign(caller, query.id.as_str()).await
+    }
+
+    /// Nodes a broad target matches now, found a page at a time.
+    async fn matching_nodes(&self, targets: &QueryTargets) -> Result<Vec<NodeId>> {
+        let environments: Vec<Option<EnvironmentName>> = if targets.environments.is_empty() {
+            vec![None]
+        } else {
+            targets.environments.iter().cloned().map(Some).collect()
+        };
+        let mut matched = Vec::new();
+        for environment in environments {
+            let mut after = None;
+            loop {
+                let page = self
+                    .backends
+                    .store
+                    .list_nodes(&ListNodes {
+                        environment: environment.clone(),
+                        after: after.clone(),
+                        limit: 1000,
+                        ..Default::default()
+                    })
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id.clone());
+                matched.extend(
+                    page.iter()
+                        .filter(|n| targets.matches(&n.id, &n.environment, &n.platform))
+                        .map(|n| n.id.clone()),
+                );
+            }
+        }
+        Ok(matched)
+    }
+
+    /// One campaign with counts.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn campaign(&self, caller: &Caller, id: &str) -> Result<QueryView> {
+        caller.require(Role::Viewer)?;
+        let id = query_id(id)?;
+        let query = self.backends.store.query(&id).await?;
+        let targets = self.backends.store.query_targets(&id).await?;
+        let count = |state| targets.iter().filter(|t| t.state == state).count();
+        Ok(QueryView {
+            targeted: targets.len(),
+            pending: count(DeliveryState::Pending),
+            delivered: count(DeliveryState::Delivered),
+            succeeded: count(DeliveryState::Succeeded),
+            failed: count(DeliveryState::Failed),
+            query,
+        })
+    }
+
+    /// Campaigns newest first (cursor: the last query id).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a malformed cursor; backend errors.
+    pub async fn list_campaigns(
+        &self,
+        caller: &Caller,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<DistributedQuery>> {
+        caller.require(Role::Viewer)?;
+        let cursor = cursor
+            .map(|c| QueryId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
+            .transpose()?;
+        let items = self
+            .backends
+            .store
+            .list_queries(cursor.as_ref(), limit)
+            .await?;
+        Ok(Page::new(items, limit, |q| q.id.to_string()))
+    }
+
+    /// Every targeted node's state.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn campaign_targets(&self, caller: &Caller, id: &str) -> Result<Vec<QueryTarget>> {
+        caller.require(Role::Viewer)?;
+        self.backends.store.query_targets(&query_id(id)?).await
+    }
+
+    /// Answers, one page at a time (cursor: the last node id), with each node's identifier.
+    ///
+    /// # Errors
+    /// `NotFound`.
+    pub async fn campaign_results(
+        &self,
+        caller: &Caller,
+        id: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ResultView>> {
+        caller.require(Role::Viewer)?;
+        let id = query_id(id)?;
+        let after = cursor
+            .map(|c| NodeId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
+            .transpose()?;
+        let results = self
+            .backends
+            .store
+            .query_results(&id, after.as_ref(), limit)
+            .await?;
+        let mut items = Vec::with_capacity(results.len());
+        for r in results {
+            let host_identifier = match self.backends.store.node_by_id(&r.node_id).await {
+                Ok(node) => Some(node.host_identifier),
+                Err(e) if e.kind() == ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            };
+            items.push(ResultView {
+                node_id: r.node_id,
+                host_identifier,
+                status: r.result.status,
+                rows: r.result.rows,
+                message: r.result.message,
+                received_at: r.result.received_at,
+            });
+        }
+        Ok(Page::new(items, limit, |r| r.node_id.to_string()))
+    }
+
+    /// Stops delivering a campaign (operators and admins).
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`.
+    pub async fn cancel_campaign(&self, caller: &Caller, id: &str) -> Result<QueryView> {
+        caller.require(Role::Operator)?;
+        let qid = query_id(id)?;
+        self.backends.store.cancel_query(&qid, now_unix()).await?;
+        self.forget_live_queries();
+        self.audit(
+            caller,
+            "query.cancel",
+            qid.as_str(),
+            serde_json::Value::Null,
+        )
+        .await;
+        self.campaign(caller, id).await
+    }
+}

@@ -1,0 +1,68 @@
+use crate::server::metrics::StoreCall;
+use sgt_core::error::{ErrorKind, Result};
+use sgt_core::store::{Node, NodeRef, PendingQuery, QueryResult};
+use sgt_core::types::now_unix;
+
+use super::AgentService;
+
+impl AgentService {
+    /// The live queries for `node` (listed for it, or broad ones its environment and platform
+    /// match); each is handed out once.
+    ///
+    /// # Errors
+    /// Backend errors as they come.
+    pub async fn distributed_read(&self, node: &Node) -> Result<Vec<PendingQuery>> {
+        let now = now_unix();
+        let work = self
+            .cache
+            .work_for(&node.id, &node.environment, &node.platform);
+        if work.as_ref().is_some_and(Vec::is_empty) {
+            // No live query targets this node, or it was asked about all of them already.
+            return Ok(Vec::new());
+        }
+        self.metrics.store_call(StoreCall::TakePendingQueries);
+        let pending = self
+            .backends
+            .store
+            .take_pending_queries(
+                NodeRef {
+                    id: &node.id,
+                    environment: &node.environment,
+                    platform: &node.platform,
+                },
+                now,
+            )
+            .await?;
+        if let Some(asked) = work {
+            self.cache.mark_checked(&node.id, &asked, now);
+        }
+        Ok(pending)
+    }
+
+    /// Stores `node`'s answers. Answers to queries that do not target this node are dropped
+    /// (and counted in the return value's second half) rather than failing the whole write.
+    ///
+    /// # Errors
+    /// Backend errors as they come; answers stored before the failure stay stored, and the
+    /// agent's resend overwrites them.
+    pub async fn distributed_write(
+        &self,
+        node: &Node,
+        results: Vec<QueryResult>,
+    ) -> Result<(usize, usize)> {
+        let mut stored = 0;
+        let mut ignored = 0;
+        for result in &results {
+            self.metrics.store_call(StoreCall::RecordResult);
+            match self.backends.store.record_result(&node.id, result).await {
+                Ok(()) => stored += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    tracing::warn!(node_id = %node.id, query_id = %result.query_id, "answer to a query not targeting this node ignored");
+                    ignored += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((stored, ignored))
+    }
+}

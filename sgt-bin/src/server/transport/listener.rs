@@ -1,0 +1,596 @@
+//! Serving the routes over TCP, with TLS (rustls) or plain HTTP behind a TLS-terminating proxy.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use super::body_budget::BodyBudget;
+use crate::server::metrics::Metrics;
+use sgt_core::error::{Error, Result};
+
+/// Limits that keep slow, idle or too many clients from holding the server's resources.
+/// Past a limit the server answers with a JSON error or closes a connection; it never
+/// answers success for work it did not finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections open at once. At the limit the server stops accepting (new connections
+    /// wait in the kernel's backlog) until one closes.
+    pub max_connections: usize,
+    /// Requests being handled at once. Past it a request is answered at once with 503 and an
+    /// `error` body, which osquery treats as a failure: it keeps its data and retries later.
+    pub max_requests_in_flight: usize,
+    /// A TLS handshake must finish within this, and a connection's first request must
+    /// begin within this after it (or after the TCP accept, without TLS): a connection
+    /// that sends nothing is closed.
+    pub handshake_timeout: Duration,
+    /// A connection with no request in flight for this long is closed, whatever protocol it
+    /// speaks or does not speak (HTTP/1.1 keep-alive, HTTP/2, a half-sent request's
+    /// headers). A request is in flight from its headers until its answer is sent.
+    pub idle_timeout: Duration,
+    /// From a request's headers to its answer's headers (reading the body, handling it):
+    /// past it the answer is 503 with an `error` body. osquery abandons a request after 16 s,
+    /// so a later answer would reach no one.
+    pub request_timeout: Duration,
+    /// At shutdown, requests in flight get this long to finish before connections are cut.
+    pub drain_timeout: Duration,
+    /// Bytes of agent request bodies held at once: as received, as inflated from gzip, and
+    /// as parsed. A request whose `Content-Length`, inflating body or parsed form would pass
+    /// it is answered 503 with an `error` body. At least three times
+    /// [`super::LARGEST_BODY_BYTES`], or the largest bodies could never be served.
+    pub max_body_memory: u64,
+}
+
+impl Default for ConnectionLimits {
+    /// 20,000 connections, 4,096 requests in flight, 10 s handshakes, 65 s idle (so a
+    /// connection polled every 60 s stays open), 15 s per request, 20 s to drain, 256 MiB of
+    /// request bodies.
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 20_000,
+            max_requests_in_flight: 4_096,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(65),
+            request_timeout: Duration::from_secs(15),
+            drain_timeout: Duration::from_secs(20),
+            max_body_memory: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the server accepts connections.
+#[derive(Debug, Clone)]
+pub enum Listener {
+    /// TLS 1.2/1.3; see [`tls_listener`].
+    Tls {
+        /// The rustls configuration (certificate, key, client certificate verifier).
+        config: Arc<ServerConfig>,
+        /// When true, agent endpoints refuse requests on connections that presented no
+        /// client certificate (see [`ClientCertificates::Required`]).
+        agents_need_client_certificate: bool,
+    },
+    /// Plain HTTP, for running behind a load balancer that terminates TLS.
+    PlainHttp,
+}
+
+/// Whether the TLS listener asks clients for certificates (mutual TLS for agents).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ClientCertificates {
+    /// Not asked for: agents authenticate with enroll secrets and node keys only.
+    #[default]
+    NotAsked,
+    /// Asked for but optional. A certificate a client presents must chain to one of these
+    /// CA certificates (PEM), or the handshake fails.
+    Allowed {
+        /// The CA certificates (PEM) client certificates must chain to.
+        ca_pem: Vec<u8>,
+    },
+    /// As `Allowed`, and agent endpoints (`/api/v1/osquery/…`) refuse requests on connections
+    /// without a certificate, with an `error` body. The admin API, `/healthz` and `/metrics`
+    /// are still served without one: admin clients authenticate with bearer tokens.
+    Required {
+        /// The CA certificates (PEM) client certificates must chain to.
+        ca_pem: Vec<u8>,
+    },
+}
+
+/// A TLS listener from PEM files' contents: the certificate chain (leaf first), its private
+/// key, and the client certificate policy. TLS 1.2 and 1.3 only, ECDHE suites only, ALPN h2
+/// and http/1.1.
+///
+/// # Errors
+/// `InvalidInput` when the PEM holds no certificate or key, they do not match, or the client
+/// CA PEM holds no usable CA certificate.
+pub fn tls_listener(
+    cert_chain_pem: &[u8],
+    key_pem: &[u8],
+    client_certificates: &ClientCertificates,
+) -> Result<Listener> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_chain_pem)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::invalid_input(format!("certificate PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::invalid_input("certificate PEM holds no certificate"));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| Error::invalid_input(format!("private key PEM: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| Error::invalid_input(format!("tls versions: {e}")))?;
+    let builder = match client_certificates {
+        ClientCertificates::NotAsked => builder.with_no_client_auth(),
+        ClientCertificates::Allowed { ca_pem } | ClientCertificates::Required { ca_pem } => {
+            builder.with_client_cert_verifier(client_verifier(ca_pem, provider)?)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| Error::invalid_input(format!("certificate and key: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Listener::Tls {
+        config: Arc::new(config),
+        agents_need_client_certificate: matches!(
+            client_certificates,
+            ClientCertificates::Required { .. }
+        ),
+    })
+}
+
+/// Verifies client certificates against the CA certificates in `ca_pem`. A connection
+/// without a certificate is let through the handshake (the admin API needs none); the
+/// requirement for agents is enforced per request.
+fn client_verifier(
+    ca_pem: &[u8],
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        let cert = cert.map_err(|e| Error::invalid_input(format!("client CA PEM: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::invalid_input(format!("client CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::invalid_input("client CA PEM holds no certificate"));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| Error::invalid_input(format!("client CA: {e}")))
+}
+
+/// True for the agent endpoints' paths, however the slashes are doubled: the paths that
+/// [`ClientCertificates::Required`] guards.
+fn is_agent_path(path: &str) -> bool {
+    let mut segments = path.split('/').filter(|s| !s.is_empty());
+    segments.next() == Some("api")
+        && segments.next() == Some("v1")
+        && segments.next() == Some("osquery")
+}
+
+/// Serves `routes` on `listener`, recording every answer in `metrics`, until `shutdown` completes; then stops accepting,
+/// lets requests in flight finish (up to [`ConnectionLimits::drain_timeout`]) and returns.
+/// Each connection runs on its own task, HTTP/1.1 with keep-alive or HTTP/2.
+///
+/// # Errors
+/// None once started; per-connection failures are logged and do not stop the server.
+pub async fn serve(
+    listener: TcpListener,
+    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    metrics: Arc<Metrics>,
+    mode: Listener,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let app = warp::service(routes);
+    let (acceptor, agents_need_client_certificate) = match &mode {
+        Listener::Tls {
+            config,
+            agents_need_client_certificate,
+        } => (
+            Some(TlsAcceptor::from(Arc::clone(config))),
+            *agents_need_client_certificate,
+        ),
+        Listener::PlainHttp => (None, false),
+    };
+    let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let request_slots = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
+    let body_budget = BodyBudget::new(limits.max_body_memory);
+    let memory_giver = tokio::spawn(give_memory_back_when_idle(body_budget.clone()));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        // At the connection limit, wait for a slot before accepting more.
+        let slot = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = Arc::clone(&connection_slots).acquire_owned() => {
+                slot.expect("the connection semaphore is never closed")
+            }
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        // Sheds requests past the in-flight limit, answers 503 to those that take longer
+        // than the request timeout, refuses agent requests without a required client
+        // certificate, and records every answer's endpoint, status and time.
+        let app_service = TowerToHyperService::new(app.clone());
+        let metrics = Arc::clone(&metrics);
+        let request_slots = Arc::clone(&request_slots);
+        let body_budget = body_budget.clone();
+        let behind_proxy = matches!(mode, Listener::PlainHttp);
+        let activity = Arc::new(ConnectionActivity::new());
+        let connection_activity = Arc::clone(&activity);
+        let service_for = move |has_client_certificate: bool| {
+            let refuse_agents = agents_need_client_certificate && !has_client_certificate;
+            let activity = Arc::clone(&connection_activity);
+            hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                let in_flight = activity.request_began();
+                if let Some(uri) = decoded_path(request.uri()) {
+                    *request.uri_mut() = uri;
+                }
+                let client = client_ip(peer.ip(), request.headers(), behind_proxy);
+                request
+                    .extensions_mut()
+                    .insert(super::ClientAddress(client));
+                let endpoint = crate::server::metrics::Endpoint::of(request.uri().path());
+                let started = std::time::Instant::now();
+                let refused = refuse_agents && is_agent_path(request.uri().path());
+                let slot = Arc::clone(&request_slots).try_acquire_owned();
+                // The body's declared size is taken from the budget before it is read; one
+                // over every route's limit is refused unread by its route, so it costs nothing.
+                let declared = declared_length(request.headers());
+                let body_share =
+                    (declared <= super::LARGEST_BODY_BYTES).then(|| body_budget.try_take(declared));
+                let over_budget = matches!(body_share, Some(None));
+                // Decoders charge what they inflate to the same budget.
+                request.extensions_mut().insert(body_budget.clone());
+                let answer = (slot.is_ok() && !refused && !over_budget)
+                    .then(|| hyper::service::Service::call(&app_service, request));
+                let metrics = Arc::clone(&metrics);
+                async move {
+                    let _slot = slot;
+                    let _body_share = body_share;
+                    let response = match answer {
+                        None if refused => Ok(super::reply::error_body(
+                            http::StatusCode::FORBIDDEN,
+                            "this server requires agents to present a client certificate",
+                        )),
+                        None => Ok(unavailable("the server is busy, retry later")),
+                        Some(answer) => {
+                            match tokio::time::timeout(limits.request_timeout, answer).await {
+                                Ok(response) => response,
+                                Err(_) => Ok(unavailable("the request took too long, retry later")),
+                            }
+                        }
+                    };
+                    if let Ok(response) = &response {
+                        metrics.record_request(
+                            endpoint,
+                            response.status().as_u16(),
+                            started.elapsed(),
+                        );
+                    }
+                    // The request stays in flight until its answer's body is sent (or dropped).
+                    response.map(|r| {
+                        r.map(|body| InFlightBody {
+                            body,
+                            _in_flight: in_flight,
+                        })
+                    })
+                }
+            })
+        };
+        let acceptor = acceptor.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.idle_timeout);
+            let served = match acceptor {
+                Some(acceptor) => {
+                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
+                    {
+                        Ok(Ok(tls)) => {
+                            // rustls has verified any certificate presented against the CA.
+                            let certified = tls.get_ref().1.peer_certificates().is_some();
+                            activity.ready();
+                            let connection =
+                                builder.serve_connection(TokioIo::new(tls), service_for(certified));
+                            tokio::select! {
+                                served = watcher.watch(connection) => served,
+                                () = activity.idle(limits) => {
+                                    tracing::debug!(%peer, "closing an idle connection");
+                                    Ok(())
+                                }
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "tls handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "tls handshake timed out");
+                            return;
+                        }
+                    }
+                }
+                None => {
+                    let connection =
+                        builder.serve_connection(TokioIo::new(tcp), service_for(false));
+                    tokio::select! {
+                        served = watcher.watch(connection) => served,
+                        () = activity.idle(limits) => {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after the drain timeout; cutting them off");
+    }
+    memory_giver.abort();
+    Ok(())
+}
+
+/// How often the server checks whether a burst of large bodies is over.
+const MEMORY_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Gives freed memory back to the system after each burst of large bodies, once no body
+/// holds any of the budget: without it the process keeps the burst's peak resident.
+async fn give_memory_back_when_idle(budget: BodyBudget) {
+    let mut tick = tokio::time::interval(MEMORY_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if budget.idle_after_large_bodies() {
+            let _ = tokio::task::spawn_blocking(super::body_budget::give_freed_memory_back).await;
+        }
+    }
+}
+
+/// What one connection is doing, to close it once idle: how many of its requests are in
+/// flight, and when one last began or ended.
+#[derive(Debug)]
+struct ConnectionActivity {
+    /// When the connection became ready for requests (after the TLS handshake).
+    ready_at: std::sync::Mutex<std::time::Instant>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Milliseconds from `ready_at` to the last time a request began or ended; `u64::MAX`
+    /// before the first request.
+    last_change_ms: std::sync::atomic::AtomicU64,
+}
+
+/// A request counted in flight on its connection until dropped.
+#[derive(Debug)]
+struct InFlight(Arc<ConnectionActivity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl ConnectionActivity {
+    fn new() -> Self {
+        ConnectionActivity {
+            ready_at: std::sync::Mutex::new(std::time::Instant::now()),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            last_change_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn ready_at(&self) -> std::time::Instant {
+        *self
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection is ready for requests from now (the TLS handshake is done).
+    fn ready(&self) {
+        *self
+            .ready_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+    }
+
+    fn touch(&self) {
+        let ms = self.ready_at().elapsed().as_millis();
+        self.last_change_ms.store(
+            u64::try_from(ms).unwrap_or(u64::MAX - 1),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+
+    fn request_began(self: &Arc<Self>) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.touch();
+        InFlight(Arc::clone(self))
+    }
+
+    /// Completes once the connection is idle: no request began within
+    /// [`ConnectionLimits::handshake_timeout`] of its being ready, or none has been in flight
+    /// for [`ConnectionLimits::idle_timeout`].
+    async fn idle(&self, limits: ConnectionLimits) {
+        loop {
+            let last_change = self
+                .last_change_ms
+                .load(std::sync::atomic::Ordering::Acquire);
+            let deadline = if last_change == u64::MAX {
+                self.ready_at() + limits.handshake_timeout
+            } else {
+                self.ready_at() + Duration::from_millis(last_change) + limits.idle_timeout
+            };
+            let busy = self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0;
+            if !busy && std::time::Instant::now() >= deadline {
+                return;
+            }
+            if busy {
+                // Look again once a request that ends now would have idled out.
+                tokio::time::sleep(limits.idle_timeout).await;
+            } else {
+                tokio::time::sleep_until(deadline.into()).await;
+            }
+        }
+    }
+}
+
+/// An answer's body that keeps its request counted in flight until it is sent or dropped.
+#[derive(Debug)]
+struct InFlightBody<B> {
+    body: B,
+    _in_flight: InFlight,
+}
+
+impl<B: http_body::Body + Unpin> http_body::Body for InFlightBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<B::Data>, B::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// `uri` with percent-encoded path characters that need no encoding in a path segment
+/// (letters, digits, `-._~!$&'()*+,;=:@`) decoded, as RFC 3986 makes them equivalent: a
+/// client that encodes the `@` of a user name reaches the same resource. `%2F` and other
+/// encodings stay as they are. `None` when nothing changes.
+fn decoded_path(uri: &http::Uri) -> Option<http::Uri> {
+    let path = uri.path();
+    if !path.contains('%') {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| path.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(b));
+        match decoded {
+            Some(byte) => {
+                out.push(char::from(byte));
+                i += 3;
+            }
+            None => {
+                out.push(char::from(bytes[i]));
+                i += 1;
+            }
+        }
+    }
+    if out == path {
+        return None;
+    }
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{out}?{query}"),
+        None => out,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    http::Uri::from_parts(parts).ok()
+}
+
+/// The client's address: the TCP peer's, or when plain HTTP runs behind a balancer that
+/// terminates TLS, the last `X-Forwarded-For` entry (the balancer appends the address it saw;
+/// entries before it come from the client and prove nothing).
+fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    behind_proxy: bool,
+) -> std::net::IpAddr {
+    if !behind_proxy {
+        return peer;
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(peer)
+}
+
+/// 503 with an `error` member, which both osquery and API clients read as a failure.
+/// The request's `Content-Length`, or 0 when it has none (or an unreadable one, which the
+/// routes refuse).
+fn declared_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn unavailable(message: &str) -> warp::reply::Response {
+    super::reply::error_body(http::StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decoded_path;
+
+    #[test]
+    fn path_characters_that_need_no_encoding_are_decoded_and_no_others() {
+        let decode = |uri: &str| decoded_path(&uri.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(
+            decode("/api/v1/users/a%40b?x=%40").as_deref(),
+            Some("/api/v1/users/a@b?x=%40")
+        );
+        assert_eq!(decode("/api/v1/users/a%2Fb"), None, "a slash stays encoded");
+        assert_eq!(decode("/a%2"), None);
+        assert_eq!(decode("/plain"), None);
+        assert_eq!(decode("/a%41%25").as_deref(), Some("/aA%25"));
+    }
+}
