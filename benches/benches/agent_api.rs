@@ -2,6 +2,10 @@
 //!
 //! Run: `cargo bench -p sgt-benches`. Figures go in BENCHMARKS.md with the machine.
 
+// The server's warp filter chain, evaluated here as `sgt serve` serves it (unboxed), nests
+// deeper than the default limit in release builds.
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};

@@ -6,9 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use sgt_core::{Backends, Result};
 use tokio::net::TcpListener;
-use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
@@ -82,10 +83,15 @@ impl App {
         self.agent.backends()
     }
 
-    /// Every route the server answers (see [`crate::server::routes::routes`]), boxed so that
-    /// callers outside this crate never instantiate the filter chain.
-    pub fn routes(&self) -> BoxedFilter<(Response,)> {
-        crate::server::routes::routes(Arc::clone(&self.agent), Arc::clone(&self.admin)).boxed()
+    /// Every route the server answers (see [`crate::server::routes::routes`]), as
+    /// [`App::serve`] serves them. Not boxed: a boxed chain costs about 1.2 µs more per
+    /// request (criterion, `distributed_read_empty_through_filters`), so a crate that
+    /// evaluates it in a release build needs `#![recursion_limit = "256"]`.
+    pub fn routes(
+        &self,
+    ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static
+    {
+        crate::server::routes::routes(Arc::clone(&self.agent), Arc::clone(&self.admin))
     }
 
     /// Serves [`App::routes`] on `listener` until `shutdown` completes, then drains (see

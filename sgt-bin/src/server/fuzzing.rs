@@ -63,7 +63,7 @@ impl Harness {
                 })
                 .await
                 .expect("enroll");
-            (app.routes(), key)
+            (warp::Filter::boxed(app.routes()), key)
         });
         Harness {
             runtime,

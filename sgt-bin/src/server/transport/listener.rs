@@ -185,14 +185,21 @@ fn is_agent_path(path: &str) -> bool {
 ///
 /// # Errors
 /// None once started; per-connection failures are logged and do not stop the server.
-pub async fn serve(
+pub async fn serve<F>(
     listener: TcpListener,
-    routes: warp::filters::BoxedFilter<(warp::reply::Response,)>,
+    routes: F,
     metrics: Arc<Metrics>,
     mode: Listener,
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send,
-) -> Result<()> {
+) -> Result<()>
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
     let app = warp::service(routes);
     let (acceptor, agents_need_client_certificate) = match &mode {
         Listener::Tls {
