@@ -66,32 +66,14 @@ fn code_only(text: &str) -> String {
                 }
             }
             '"' => {
-                let mut escaped = false;
-                for c in chars.by_ref() {
-                    if escaped {
-                        escaped = false;
-                    } else if c == '\\' {
-                        escaped = true;
-                    } else if c == '"' {
-                        break;
-                    }
-                }
+                skip_quoted(&mut chars, '"');
                 out.push_str("\"\"");
             }
             // A char literal such as '"' would otherwise open a string; lifetimes pass.
             '\'' => {
                 let rest: String = chars.clone().take(3).collect();
-                if rest.starts_with("\\") || rest.chars().nth(1) == Some('\'') {
-                    let mut escaped = false;
-                    for c in chars.by_ref() {
-                        if escaped {
-                            escaped = false;
-                        } else if c == '\\' {
-                            escaped = true;
-                        } else if c == '\'' {
-                            break;
-                        }
-                    }
+                if rest.starts_with('\\') || rest.chars().nth(1) == Some('\'') {
+                    skip_quoted(&mut chars, '\'');
                     out.push_str("' '");
                 } else {
                     out.push(c);
@@ -101,6 +83,20 @@ fn code_only(text: &str) -> String {
         }
     }
     out
+}
+
+/// Skips a string or char literal's text up to its closing `quote`, minding escapes.
+fn skip_quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, quote: char) {
+    let mut escaped = false;
+    for c in chars.by_ref() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == quote {
+            break;
+        }
+    }
 }
 
 /// Expands `a::{b, c::{d, e}}` into `a::b`, `a::c::d`, `a::c::e`.

@@ -12,11 +12,12 @@ use crate::server::services::config_doc::default_config;
 use crate::server::services::rate_limit::RateLimit;
 use crate::server::{App, ServiceLimits};
 use sgt_core::error::ErrorKind;
-use sgt_core::log_sink::LogType;
-use sgt_core::store::{ListNodes, QueryResult, QueryTargets, Role};
+use sgt_core::log_sink::{LogSink, LogType};
+use sgt_core::store::{ListNodes, Node, QueryResult, QueryTargets, Role};
 use sgt_core::testkit::doubles::{default_backends, FaultyLogSink, RecordingLogSink};
 use sgt_core::testkit::memory_store::MemoryStore;
 use sgt_core::types::{HostIdentifier, Username};
+use sgt_core::Backends;
 
 /// An app on a fresh in-memory store with the default environment, and its enroll secret.
 async fn app_with(limits: ServiceLimits) -> (App, String) {
@@ -26,6 +27,26 @@ async fn app_with(limits: ServiceLimits) -> (App, String) {
 
 async fn app() -> (App, String) {
     app_with(ServiceLimits::default()).await
+}
+
+/// As [`app`], with `sink` for log sink.
+async fn app_with_sink(sink: Arc<dyn LogSink>) -> (App, String) {
+    let (backends, secret) = default_backends(Arc::new(MemoryStore::new()), default_config()).await;
+    let backends = Backends {
+        log_sink: sink,
+        ..backends
+    };
+    (App::new(backends, &ServiceLimits::default()), secret)
+}
+
+/// Enrolls `host` and returns its node as the agent endpoints see it.
+async fn enrolled(app: &App, secret: &str, host: &str) -> Arc<Node> {
+    let key = app
+        .agent()
+        .enroll(enroll_request(secret, host))
+        .await
+        .unwrap();
+    app.agent().authenticate(key.as_str()).await.unwrap()
 }
 
 fn enroll_request(secret: &str, host: &str) -> EnrollRequest {
@@ -184,8 +205,7 @@ async fn a_cloned_host_identity_is_slowed_down() {
 async fn config_etags_and_admin_changes_are_seen_at_once() {
     let (app, secret) = app().await;
     let agent = app.agent();
-    let key = agent.enroll(enroll_request(&secret, "h1")).await.unwrap();
-    let node = agent.authenticate(key.as_str()).await.unwrap();
+    let node = enrolled(&app, &secret, "h1").await;
     let ConfigReply::Full(plain) = agent.config(&node, None, false).await.unwrap() else {
         panic!("an agent without etags gets the whole document");
     };
@@ -222,18 +242,10 @@ async fn config_etags_and_admin_changes_are_seen_at_once() {
 
 #[tokio::test]
 async fn a_bad_log_line_stores_none_of_its_batch() {
-    let (backends, secret) = default_backends(Arc::new(MemoryStore::new()), default_config()).await;
     let sink = Arc::new(RecordingLogSink::new());
-    let app = App::new(
-        sgt_core::Backends {
-            log_sink: Arc::clone(&sink) as _,
-            ..backends
-        },
-        &ServiceLimits::default(),
-    );
+    let (app, secret) = app_with_sink(Arc::clone(&sink) as _).await;
     let agent = app.agent();
-    let key = agent.enroll(enroll_request(&secret, "h1")).await.unwrap();
-    let node = agent.authenticate(key.as_str()).await.unwrap();
+    let node = enrolled(&app, &secret, "h1").await;
     let refused = agent
         .ingest_logs(&node, LogType::Result, lines(&[r#"{"name":"a"}"#, "[1,2]"]))
         .await
@@ -269,18 +281,10 @@ async fn a_bad_log_line_stores_none_of_its_batch() {
 
 #[tokio::test]
 async fn a_failing_sink_fails_the_batch_so_the_agent_keeps_it() {
-    let (backends, secret) = default_backends(Arc::new(MemoryStore::new()), default_config()).await;
     let sink = Arc::new(FaultyLogSink::failing_first(RecordingLogSink::new(), 1));
-    let app = App::new(
-        sgt_core::Backends {
-            log_sink: Arc::clone(&sink) as _,
-            ..backends
-        },
-        &ServiceLimits::default(),
-    );
+    let (app, secret) = app_with_sink(Arc::clone(&sink) as _).await;
     let agent = app.agent();
-    let key = agent.enroll(enroll_request(&secret, "h1")).await.unwrap();
-    let node = agent.authenticate(key.as_str()).await.unwrap();
+    let node = enrolled(&app, &secret, "h1").await;
     let failed = agent
         .ingest_logs(&node, LogType::Result, lines(&[r#"{"n":1}"#]))
         .await
@@ -297,10 +301,8 @@ async fn a_failing_sink_fails_the_batch_so_the_agent_keeps_it() {
 async fn a_live_query_is_handed_out_once_and_only_its_targets_answer() {
     let (app, secret) = app().await;
     let agent = app.agent();
-    let one = agent.enroll(enroll_request(&secret, "h1")).await.unwrap();
-    let two = agent.enroll(enroll_request(&secret, "h2")).await.unwrap();
-    let one = agent.authenticate(one.as_str()).await.unwrap();
-    let two = agent.authenticate(two.as_str()).await.unwrap();
+    let one = enrolled(&app, &secret, "h1").await;
+    let two = enrolled(&app, &secret, "h2").await;
     let campaign = app
         .admin()
         .create_campaign(
@@ -357,8 +359,7 @@ async fn a_live_query_is_handed_out_once_and_only_its_targets_answer() {
 async fn a_carve_nobody_asked_for_is_refused_and_sizes_are_checked_first() {
     let (app, secret) = app().await;
     let agent = app.agent();
-    let key = agent.enroll(enroll_request(&secret, "h1")).await.unwrap();
-    let node = agent.authenticate(key.as_str()).await.unwrap();
+    let node = enrolled(&app, &secret, "h1").await;
     let start = |block_count, block_size, carve_size| CarveStart {
         block_count,
         block_size,
