@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use std::convert::Infallible;
 
@@ -14,37 +13,8 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::server::services::admin::AdminService;
-use crate::server::services::agent::{
-    AgentService, DEFAULT_ENROLL_LIMIT, DEFAULT_HOST_ENROLL_LIMIT, DEFAULT_LAST_SEEN_RESOLUTION,
-};
-use crate::server::services::rate_limit::RateLimit;
+use crate::server::services::agent::{AgentService, ServiceLimits};
 use crate::server::transport::listener::{ConnectionLimits, Listener};
-
-/// The limits the services keep, apart from the transport's [`ConnectionLimits`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceLimits {
-    /// Enrolls per source address.
-    pub enroll_limit: RateLimit,
-    /// Enrolls per host identity.
-    pub host_enroll_limit: RateLimit,
-    /// How often at most each node's `last_seen` is written.
-    pub last_seen_resolution: Duration,
-    /// Networks that may read `GET /metrics` (everyone when empty).
-    pub metrics_allow: Vec<ipnet::IpNet>,
-}
-
-impl Default for ServiceLimits {
-    /// The services' defaults: see [`DEFAULT_ENROLL_LIMIT`], [`DEFAULT_HOST_ENROLL_LIMIT`]
-    /// and [`DEFAULT_LAST_SEEN_RESOLUTION`]; metrics readable by everyone.
-    fn default() -> Self {
-        ServiceLimits {
-            enroll_limit: DEFAULT_ENROLL_LIMIT,
-            host_enroll_limit: DEFAULT_HOST_ENROLL_LIMIT,
-            last_seen_resolution: DEFAULT_LAST_SEEN_RESOLUTION,
-            metrics_allow: Vec::new(),
-        }
-    }
-}
 
 /// The agent and admin services on one set of backends, the admin service telling the agent
 /// service's cache of its changes. Cheap to clone; clones share everything.
@@ -57,13 +27,7 @@ pub struct App {
 impl App {
     /// Both services on `backends`, keeping `limits`.
     pub fn new(backends: Backends, limits: &ServiceLimits) -> App {
-        let agent = Arc::new(
-            AgentService::new(backends.clone())
-                .with_enroll_limit(limits.enroll_limit)
-                .with_host_enroll_limit(limits.host_enroll_limit)
-                .with_last_seen_resolution(limits.last_seen_resolution)
-                .with_metrics_readers(limits.metrics_allow.clone()),
-        );
+        let agent = Arc::new(AgentService::new(backends.clone(), limits));
         let admin = Arc::new(AdminService::new(backends).with_serving_cache(agent.serving_cache()));
         App { agent, admin }
     }

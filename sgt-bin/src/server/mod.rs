@@ -23,4 +23,5 @@ pub mod routes;
 pub mod services;
 pub mod transport;
 
-pub use app::{App, ServiceLimits};
+pub use app::App;
+pub use services::agent::ServiceLimits;

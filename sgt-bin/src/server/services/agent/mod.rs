@@ -68,13 +68,39 @@ pub const DEFAULT_HOST_ENROLL_LIMIT: RateLimit = RateLimit {
 /// most this often.
 pub const DEFAULT_LAST_SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The limits the agent service keeps, apart from the transport's connection limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLimits {
+    /// Enrolls per source address.
+    pub enroll_limit: RateLimit,
+    /// Enrolls per host identity.
+    pub host_enroll_limit: RateLimit,
+    /// How often at most each node's `last_seen` is written.
+    pub last_seen_resolution: std::time::Duration,
+    /// Networks that may read `GET /metrics` (everyone when empty).
+    pub metrics_allow: Vec<ipnet::IpNet>,
+}
+
+impl Default for ServiceLimits {
+    /// The services' defaults: see [`DEFAULT_ENROLL_LIMIT`], [`DEFAULT_HOST_ENROLL_LIMIT`]
+    /// and [`DEFAULT_LAST_SEEN_RESOLUTION`]; metrics readable by everyone.
+    fn default() -> Self {
+        ServiceLimits {
+            enroll_limit: DEFAULT_ENROLL_LIMIT,
+            host_enroll_limit: DEFAULT_HOST_ENROLL_LIMIT,
+            last_seen_resolution: DEFAULT_LAST_SEEN_RESOLUTION,
+            metrics_allow: Vec::new(),
+        }
+    }
+}
+
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
 /// instance (clock skew, a slow transaction) is still seen.
 const REVOCATION_OVERLAP_MS: i64 = 60_000;
 
 impl AgentService {
-    /// A service over `backends`.
-    pub fn new(backends: Backends) -> Self {
+    /// A service over `backends`, keeping `limits`.
+    pub fn new(backends: Backends, limits: &ServiceLimits) -> Self {
         let cache = ServingCache::default();
         *cache
             .revocations_polled_ms
@@ -82,45 +108,19 @@ impl AgentService {
             .unwrap_or_else(|e| e.into_inner()) = now_unix_ms();
         AgentService {
             backends,
-            last_seen: LastSeen::new(DEFAULT_LAST_SEEN_RESOLUTION),
+            last_seen: LastSeen::new(limits.last_seen_resolution),
             cache: Arc::new(cache),
             metrics: Arc::new(Metrics::default()),
-            enroll_limit: KeyedRateLimit::new(DEFAULT_ENROLL_LIMIT),
-            host_enroll_limit: KeyedRateLimit::new(DEFAULT_HOST_ENROLL_LIMIT),
-            metrics_readers: Vec::new(),
+            enroll_limit: KeyedRateLimit::new(limits.enroll_limit),
+            host_enroll_limit: KeyedRateLimit::new(limits.host_enroll_limit),
+            metrics_readers: limits.metrics_allow.clone(),
         }
-    }
-
-    /// Serves `GET /metrics` only to callers whose address is in one of `networks` (all
-    /// callers when empty, the default).
-    pub fn with_metrics_readers(mut self, networks: Vec<ipnet::IpNet>) -> Self {
-        self.metrics_readers = networks;
-        self
     }
 
     /// Whether a caller from `address` (unknown: `None`) may read `GET /metrics`.
     pub fn may_read_metrics(&self, address: Option<IpAddr>) -> bool {
         self.metrics_readers.is_empty()
             || address.is_some_and(|a| self.metrics_readers.iter().any(|n| n.contains(&a)))
-    }
-
-    /// Limits enrolls per source address to `limit` ([`RateLimit::OFF`] for none).
-    pub fn with_enroll_limit(mut self, limit: RateLimit) -> Self {
-        self.enroll_limit = KeyedRateLimit::new(limit);
-        self
-    }
-
-    /// Writes each node's `last_seen` at most every `resolution` (at least a second): a
-    /// coarser resolution means fewer store writes (on DynamoDB, fewer paid write units).
-    pub fn with_last_seen_resolution(mut self, resolution: std::time::Duration) -> Self {
-        self.last_seen = LastSeen::new(resolution);
-        self
-    }
-
-    /// Limits enrolls per host identity to `limit` ([`RateLimit::OFF`] for none).
-    pub fn with_host_enroll_limit(mut self, limit: RateLimit) -> Self {
-        self.host_enroll_limit = KeyedRateLimit::new(limit);
-        self
     }
 
     /// Whether an enroll from `source` may go ahead now (always, when the address is unknown).
