@@ -30,7 +30,7 @@ pub async fn bootstrap_admin(
     admin: &crate::server::services::admin::AdminService,
     password_file: &Path,
 ) -> anyhow::Result<bool> {
-    if password_file.exists() || !admin.backends().store.list_users().await?.is_empty() {
+    if password_file.exists() || admin.has_users().await? {
         return Ok(false);
     }
     let password = sgt_core::types::random_hex(12);

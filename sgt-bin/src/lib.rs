@@ -1,11 +1,13 @@
 //! The `sgt` program's library: the [`server`] (services, agent and admin HTTP API, TLS),
-//! settings and backend wiring, first-start bootstrap, the admin CLI, loadtest and deploy;
-//! shared by `main`, the end-to-end tests, the benches and the fuzz harness.
+//! the admin API's wire types ([`admin_types`]) that the server and the admin CLI share,
+//! settings and backend wiring, first-start bootstrap, loadtest and deploy; shared by
+//! `main`, the end-to-end tests, the benches and the fuzz harness.
 
 // The warp filter chain of the whole API, instantiated here, nests deeper than the default
 // limit of 128 when the release profile evaluates it.
 #![recursion_limit = "256"]
 
+pub mod admin_types;
 pub mod backends;
 pub mod bootstrap;
 pub mod cli;

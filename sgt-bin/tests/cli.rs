@@ -492,6 +492,45 @@ async fn the_cli_drives_the_admin_api() {
     let (ok, _, err) = sgt(&["apply", "-f", file.to_str().unwrap()], &authed);
     assert!(!ok && err.contains("unknown key"), "{err}");
 
+    // Packs one at a time, the caller, and the audit log of what was done.
+    let pack = dir.path().join("inventory.yaml");
+    std::fs::write(
+        &pack,
+        "queries:\n  users: {query: \"SELECT * FROM users;\", interval: 3600}\n",
+    )
+    .unwrap();
+    let (ok, _, err) = sgt(
+        &["pack", "set", "prod", "inventory", pack.to_str().unwrap()],
+        &authed,
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = sgt(&["pack", "list", "prod"], &authed);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["inventory", "1"]),
+        "{out}"
+    );
+    let (ok, out, _) = sgt(&["pack", "show", "prod", "inventory"], &authed);
+    assert!(ok && out.contains("SELECT * FROM users;"), "{out}");
+    let (ok, _, err) = sgt(&["pack", "delete", "prod", "inventory"], &authed);
+    assert!(ok, "{err}");
+    let (ok, _, err) = sgt(&["pack", "show", "prod", "inventory"], &authed);
+    assert!(!ok && err.contains("HTTP 404"), "{err}");
+    let (ok, out, _) = sgt(&["whoami"], &authed);
+    assert!(ok && out.contains("admin"), "{out}");
+    let (ok, out, err) = sgt(&["audit", "--limit", "2"], &authed);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two entries: {out}");
+    assert!(
+        lines[1].contains("pack.delete") && lines[2].contains("pack.put"),
+        "{out}"
+    );
+    // A bad argument is refused before anything is sent.
+    let (ok, _, err) = sgt(&["user", "create", "x", "--role", "root"], &authed);
+    assert!(!ok && err.contains("no role"), "{err}");
+
     // A viewer is refused writes with a clear message and a failing exit code.
     let with_password: Vec<(&str, &str)> = authed
         .iter()

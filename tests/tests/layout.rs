@@ -3,7 +3,8 @@
 //! - no two files of one crate import each other, directly or through others (a file imports
 //!   another when it names an item of that file's module by a `crate::`, `super::` or `self::`
 //!   path, in a `use` or inline);
-//! - the admin CLI names no admin URL outside its typed client.
+//! - the admin CLI names no admin URL: its typed client reaches every route through the
+//!   route table of `sgt_bin::admin_types` (the client's own test checks it covers them all).
 //!
 //! A module declaration (`mod x;`) is not an import: a parent holds its children, and a child
 //! may use its parent's items (`impl AdminService` split over files) without a circle.
@@ -437,4 +438,23 @@ fn the_contract_and_the_backends_build_without_the_server() {
     for name in ["warp", "governor", "argon2", "sgt-bin"] {
         assert!(!aws.contains(name), "sgt-aws depends on {name}");
     }
+}
+
+#[test]
+fn the_cli_writes_no_admin_url_by_hand() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("sgt-bin/src/cli"), &mut files);
+    assert!(files.len() > 5, "the CLI's files: {files:?}");
+    let by_hand: Vec<String> = files
+        .iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).expect("readable");
+            text.contains("\"/api/") || text.contains("format!(\"/")
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        by_hand.is_empty(),
+        "admin URLs written by hand in {by_hand:?}"
+    );
 }

@@ -5,11 +5,10 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, Context};
-use reqwest::Method;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
-use super::client::{ApiClient, ApiError};
-use super::seg;
+use super::client::{AdminClient, ApiError};
+use crate::admin_types::NewEnvironment;
 
 /// The desired config of one environment as the file describes it.
 fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
@@ -81,7 +80,11 @@ fn differences(
 ///
 /// # Errors
 /// A malformed document (nothing is changed then), or the server's refusal.
-pub(super) async fn apply(api: &ApiClient, document: &Value, dry_run: bool) -> anyhow::Result<()> {
+pub(super) async fn apply(
+    api: &AdminClient,
+    document: &Value,
+    dry_run: bool,
+) -> anyhow::Result<()> {
     let environments = document
         .get("environments")
         .and_then(Value::as_object)
@@ -92,44 +95,35 @@ pub(super) async fn apply(api: &ApiClient, document: &Value, dry_run: bool) -> a
         plan.push((name.clone(), desired_config(name, spec)?));
     }
     let existing: Vec<String> = api
-        .get("/api/v1/environments")
+        .list_environments()
         .await?
-        .as_array()
-        .map(|envs| {
-            envs.iter()
-                .filter_map(|e| e["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+        .into_iter()
+        .map(|e| e.name.to_string())
+        .collect();
     for (name, config) in plan {
         let would = if dry_run { "would be " } else { "" };
         if !existing.contains(&name) {
             if !dry_run {
-                api.call(
-                    Method::POST,
-                    "/api/v1/environments",
-                    Some(&json!({"name": name, "config": config})),
-                )
+                api.create_environment(&NewEnvironment {
+                    name: name.clone(),
+                    config: Some(config),
+                })
                 .await?;
             }
             println!("{name}: {would}created");
             continue;
         }
-        let path = format!("/api/v1/environments/{}/config", seg(&name));
         let mut attempt = 0;
         let current = loop {
             attempt += 1;
-            let (current, version) = api.call_versioned(Method::GET, &path, None, None).await?;
-            if current == config || dry_run {
-                break current;
+            let current = api.config(&name).await?;
+            if current.config == config || dry_run {
+                break current.config;
             }
             // Written only over the config just read, so the changes printed are the ones
             // made; when someone else wrote in between, read again.
-            match api
-                .call_versioned(Method::PUT, &path, Some(&config), version.as_deref())
-                .await
-            {
-                Ok(_) => break current,
+            match api.put_config(&name, &config, Some(current.version)).await {
+                Ok(_) => break current.config,
                 Err(e) if is_conflict(&e) && attempt < APPLY_ATTEMPTS => continue,
                 Err(e) => return Err(e),
             }

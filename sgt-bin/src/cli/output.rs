@@ -3,6 +3,8 @@
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::Value;
 
+use crate::admin_types::ResultView;
+
 /// A cell's text: strings bare, null empty, the rest as JSON.
 pub(super) fn cell(value: &Value) -> String {
     match value {
@@ -12,9 +14,10 @@ pub(super) fn cell(value: &Value) -> String {
     }
 }
 
-/// Whether the API field `key` holds a time as unix seconds: `last_seen` and every `…_at`.
+/// Whether the API field `key` holds a time as unix seconds: `at`, `last_seen` and every
+/// `…_at`.
 fn is_time_field(key: &str) -> bool {
-    key == "last_seen" || key.ends_with("_at")
+    key == "at" || key == "last_seen" || key.ends_with("_at")
 }
 
 /// The text of field `key`: times as UTC RFC 3339 (`2026-11-27T06:36:21Z`), the rest as
@@ -63,10 +66,10 @@ pub(super) fn fields(value: &Value) {
 }
 
 /// Prints query results: one line per row, the host first, then every column seen.
-pub(super) fn results(results: &[Value]) {
+pub(super) fn results(results: &[ResultView]) {
     let mut columns: Vec<String> = Vec::new();
     for result in results {
-        for row in result["rows"].as_array().into_iter().flatten() {
+        for row in &result.rows {
             for key in row.as_object().into_iter().flat_map(|o| o.keys()) {
                 if !columns.contains(key) {
                     columns.push(key.clone());
@@ -82,12 +85,16 @@ pub(super) fn results(results: &[Value]) {
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header(header);
     for result in results {
-        let host = cell(&result["host_identifier"]);
-        if result["status"] != 0 {
-            table.add_row(vec![host, format!("error: {}", cell(&result["message"]))]);
+        let host = match &result.host_identifier {
+            Some(host) => host.to_string(),
+            None => format!("(deleted node {})", result.node_id),
+        };
+        if result.status != 0 {
+            let message = result.message.as_deref().unwrap_or_default();
+            table.add_row(vec![host, format!("error: {message}")]);
             continue;
         }
-        for row in result["rows"].as_array().into_iter().flatten() {
+        for row in &result.rows {
             let mut line = vec![host.clone()];
             line.extend(columns.iter().map(|c| cell(&row[c])));
             table.add_row(line);

@@ -176,7 +176,7 @@ fn route_of(path: &str) -> &'static str {
     let segments: Vec<&str> = path.split('/').collect();
     sgt_bin::server::admin_api::documented_routes()
         .iter()
-        .map(|(_, route, _, _)| *route)
+        .map(|route| route.path)
         .filter(|route| {
             let parts: Vec<&str> = route.split('/').collect();
             parts.len() == segments.len()
@@ -255,9 +255,9 @@ async fn roles_are_enforced_on_every_route() {
     tried.sort();
     let mut documented: Vec<(String, &str)> = sgt_bin::server::admin_api::documented_routes()
         .iter()
-        .filter(|(method, _, _, _)| *method != "get")
-        .filter(|(_, _, role, _)| *role != "anyone" && *role != "viewer")
-        .map(|(method, path, _, _)| (method.to_string(), *path))
+        .filter(|route| route.method != "get")
+        .filter(|route| route.role != "anyone" && route.role != "viewer")
+        .map(|route| (route.method.to_string(), route.path))
         .collect();
     documented.sort();
     assert_eq!(tried, documented);

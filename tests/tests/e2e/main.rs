@@ -3,6 +3,7 @@
 //! binary links the whole server including the AWS SDK.
 
 mod admin_api;
+mod admin_client;
 mod agent_lifecycle;
 mod aws_backends;
 mod backend_faults;

@@ -6,8 +6,9 @@ use http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{answer, ctx, Ctx, PageParams};
-use crate::server::services::admin::{page_limit, AdminService};
+use super::{answer, ctx, Ctx};
+use crate::admin_types::{page_limit, PageParams};
+use crate::server::services::admin::AdminService;
 
 pub(super) fn routes(
     admin: Arc<AdminService>,

@@ -4,56 +4,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
-use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{answer, body, ctx, error_response, parse, Ctx};
+use crate::admin_types::{LoginRequest, NewToken, NewUser, TokenListParams, UserUpdate};
 use crate::server::services::admin::AdminService;
 use crate::server::transport::reply::json_bytes;
-use sgt_core::store::Role;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    username: String,
-    password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewUserBody {
-    username: String,
-    role: Role,
-    password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateUserBody {
-    #[serde(default)]
-    role: Option<Role>,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    current_password: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTokenBody {
-    name: String,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    expires_in_days: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-struct TokenListParams {
-    #[serde(default)]
-    all: bool,
-}
 
 pub(super) fn routes(
     admin: Arc<AdminService>,
@@ -68,7 +25,7 @@ pub(super) fn routes(
                 let admin = Arc::clone(&admin);
                 async move {
                     let outcome = async {
-                        let body: LoginBody = parse(&body)?;
+                        let body: LoginRequest = parse(&body)?;
                         admin.login(&body.username, &body.password, source).await
                     }
                     .await;
@@ -99,7 +56,7 @@ pub(super) fn routes(
         .and(body())
         .then(|c: Ctx, body: Bytes| {
             answer(c, StatusCode::CREATED, move |a, caller| async move {
-                let body: NewUserBody = parse(&body)?;
+                let body: NewUser = parse(&body)?;
                 a.create_user(&caller, &body.username, body.role, &body.password)
                     .await
             })
@@ -118,7 +75,7 @@ pub(super) fn routes(
         .and(body())
         .then(|name: String, c: Ctx, body: Bytes| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                let body: UpdateUserBody = parse(&body)?;
+                let body: UserUpdate = parse(&body)?;
                 a.update_user(
                     &caller,
                     &name,
@@ -152,7 +109,7 @@ pub(super) fn routes(
         .and(body())
         .then(|c: Ctx, body: Bytes| {
             answer(c, StatusCode::CREATED, move |a, caller| async move {
-                let body: NewTokenBody = parse(&body)?;
+                let body: NewToken = parse(&body)?;
                 a.create_api_token(
                     &caller,
                     &body.name,

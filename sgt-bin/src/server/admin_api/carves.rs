@@ -4,25 +4,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
-use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use super::{answer, body, ctx, error_response, parse, Ctx};
-use crate::server::services::admin::{AdminService, ArchiveInfo, CarveRequest};
-use sgt_core::blobs::BlobStore;
+use crate::admin_types::{CarveListParams, CarveRequest};
+use crate::server::services::admin::{AdminService, ArchiveInfo};
 
 /// Pieces of an archive read at a time while streaming a download.
 const CHUNK_BYTES: u64 = 1024 * 1024;
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct CarveListParams {
-    node_id: Option<String>,
-    cursor: Option<String>,
-    #[serde(default)]
-    limit: usize,
-}
 
 pub(super) fn routes(
     admin: Arc<AdminService>,
@@ -37,7 +27,7 @@ pub(super) fn routes(
                     &caller,
                     params.node_id.as_deref(),
                     params.cursor.as_deref(),
-                    params.limit,
+                    params.limit.unwrap_or(0),
                 )
                 .await
             })
@@ -70,7 +60,7 @@ pub(super) fn routes(
             }
             .await;
             match result {
-                Ok(info) => stream_archive(Arc::clone(&c.admin.backends().blobs), info),
+                Ok(info) => stream_archive(Arc::clone(&c.admin), info),
                 Err(e) => error_response(&e),
             }
         });
@@ -83,15 +73,14 @@ pub(super) fn routes(
 }
 
 /// Streams the archive a piece at a time: at most two pieces are in memory per download.
-fn stream_archive(blobs: Arc<dyn BlobStore>, info: ArchiveInfo) -> Response {
+fn stream_archive(admin: Arc<AdminService>, info: ArchiveInfo) -> Response {
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
-    let key = info.key.clone();
-    let size = info.size;
+    let headers_of = info.clone();
     tokio::spawn(async move {
         let mut offset = 0;
-        while offset < size {
-            let piece = blobs
-                .read_range(&key, offset, CHUNK_BYTES)
+        while offset < info.size {
+            let piece = admin
+                .read_archive(&info, offset, CHUNK_BYTES)
                 .await
                 .map_err(std::io::Error::other);
             let failed = piece.is_err();
@@ -111,12 +100,13 @@ fn stream_archive(blobs: Arc<dyn BlobStore>, info: ArchiveInfo) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(info.content_type),
+        HeaderValue::from_static(headers_of.content_type),
     );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
-    if let Ok(value) =
-        HeaderValue::from_str(&format!("attachment; filename=\"{}\"", info.file_name))
-    {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(headers_of.size));
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}\"",
+        headers_of.file_name
+    )) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     response

@@ -6,29 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::StatusCode;
-use serde::Deserialize;
 use serde_json::Value;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{answer, body, ctx, parse, Ctx};
-use crate::server::services::admin::{AdminService, Caller, VersionedConfig};
+use crate::admin_types::{Caller, NewEnvironment, NewSecret, VersionedConfig};
+use crate::server::services::admin::AdminService;
 use sgt_core::error::Error;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewEnvironmentBody {
-    name: String,
-    #[serde(default)]
-    config: Option<Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NewSecretBody {
-    #[serde(default)]
-    expires_in_days: Option<u32>,
-}
 
 fn parse_value(body: &[u8]) -> sgt_core::error::Result<Value> {
     parse(body)
@@ -41,10 +26,7 @@ fn parse_if_match(header: &str) -> sgt_core::error::Result<Option<u64>> {
     if header == "*" {
         return Ok(None);
     }
-    header
-        .strip_prefix('"')
-        .and_then(|h| h.strip_suffix('"'))
-        .and_then(|version| version.parse().ok())
+    VersionedConfig::version_of(header)
         .map(Some)
         .ok_or_else(|| {
             Error::invalid_input(
@@ -68,7 +50,7 @@ where
     })
     .await;
     if response.status() == StatusCode::OK {
-        let etag = format!("\"{}\"", version.load(Ordering::Relaxed));
+        let etag = VersionedConfig::etag(version.load(Ordering::Relaxed));
         if let Ok(etag) = http::HeaderValue::from_str(&etag) {
             response.headers_mut().insert(http::header::ETAG, etag);
         }
@@ -93,7 +75,7 @@ pub(super) fn routes(
         .and(body())
         .then(|c: Ctx, body: Bytes| {
             answer(c, StatusCode::CREATED, move |a, caller| async move {
-                let body: NewEnvironmentBody = parse(&body)?;
+                let body: NewEnvironment = parse(&body)?;
                 a.create_environment(&caller, &body.name, body.config).await
             })
         });
@@ -184,8 +166,8 @@ pub(super) fn routes(
         .and(body())
         .then(|name: String, c: Ctx, body: Bytes| {
             answer(c, StatusCode::CREATED, move |a, caller| async move {
-                let body: NewSecretBody = if body.is_empty() {
-                    NewSecretBody::default()
+                let body: NewSecret = if body.is_empty() {
+                    NewSecret::default()
                 } else {
                     parse(&body)?
                 };

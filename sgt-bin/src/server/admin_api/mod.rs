@@ -17,19 +17,19 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::StatusCode;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use crate::server::services::admin::{AdminService, Caller};
+use crate::admin_types::{Caller, ErrorBody, ErrorDetail, Route};
+use crate::server::services::admin::AdminService;
 use crate::server::transport::body_budget::{BodyBudget, BodyShare};
 use crate::server::transport::reply::json_bytes;
 use sgt_core::error::{Error, ErrorKind, Result};
 
-/// The admin routes' documentation: (method, path, role, summary) of every admin route, the
-/// source of `GET /api/v1/openapi.json`.
-pub fn documented_routes() -> &'static [(&'static str, &'static str, &'static str, &'static str)] {
-    openapi::ROUTES
+/// Every admin route as documented, the source of `GET /api/v1/openapi.json`.
+pub fn documented_routes() -> &'static [Route] {
+    crate::admin_types::ROUTES
 }
 
 /// Largest admin request body (a config document is at most 1 MiB, plus room).
@@ -163,25 +163,6 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     crate::server::transport::request::parse_json(body)
 }
 
-/// Paging parameters: `?cursor=…&limit=…`.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct PageParams {
-    cursor: Option<String>,
-    pub(crate) limit: Option<usize>,
-}
-
-impl PageParams {
-    /// The cursor; an empty one (`?cursor=`) is none: the first page, on every list.
-    pub(crate) fn cursor(&self) -> Option<&str> {
-        non_empty(self.cursor.as_deref())
-    }
-}
-
-/// `cursor` unless it is empty: every list takes `?cursor=` as its first page.
-pub(crate) fn non_empty(cursor: Option<&str>) -> Option<&str> {
-    cursor.filter(|c| !c.is_empty())
-}
-
 /// Authenticates, runs `f`, answers `status` with its JSON result or the error.
 pub(crate) async fn answer<T, F, Fut>(ctx: Ctx, status: StatusCode, f: F) -> Response
 where
@@ -238,7 +219,12 @@ pub(crate) fn error_response(err: &Error) -> Response {
 }
 
 fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    };
     json_bytes(status, serde_json::to_vec(&body).unwrap_or_default())
 }
 

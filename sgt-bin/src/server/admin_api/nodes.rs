@@ -3,40 +3,28 @@
 use std::sync::Arc;
 
 use http::StatusCode;
-use serde::Deserialize;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{answer, ctx, Ctx};
-use crate::server::services::admin::{page_limit, AdminService};
+use crate::admin_types::{non_empty, page_limit, NodeListParams};
+use crate::server::services::admin::AdminService;
 use sgt_core::error::Error;
 use sgt_core::store::ListNodes;
-use sgt_core::types::{EnvironmentName, NodeId, UnixSeconds};
+use sgt_core::types::{EnvironmentName, NodeId};
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NodeListParams {
-    environment: Option<String>,
-    platform: Option<String>,
-    search: Option<String>,
-    seen_since: Option<UnixSeconds>,
-    cursor: Option<String>,
-    limit: Option<usize>,
-}
-
-impl NodeListParams {
-    fn filter(self) -> sgt_core::error::Result<ListNodes> {
-        Ok(ListNodes {
-            environment: self.environment.map(EnvironmentName::parse).transpose()?,
-            platform: self.platform,
-            search: self.search,
-            seen_since: self.seen_since,
-            after: super::non_empty(self.cursor.as_deref())
-                .map(|c| NodeId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
-                .transpose()?,
-            limit: page_limit(self.limit),
-        })
-    }
+/// The store's reading of a node list request.
+fn filter(params: NodeListParams) -> sgt_core::error::Result<ListNodes> {
+    Ok(ListNodes {
+        environment: params.environment.map(EnvironmentName::parse).transpose()?,
+        platform: params.platform,
+        search: params.search,
+        seen_since: params.seen_since,
+        after: non_empty(params.cursor.as_deref())
+            .map(|c| NodeId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
+            .transpose()?,
+        limit: page_limit(params.limit),
+    })
 }
 
 pub(super) fn routes(
@@ -48,7 +36,7 @@ pub(super) fn routes(
         .and(warp::query::<NodeListParams>())
         .then(|c: Ctx, params: NodeListParams| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                a.list_nodes(&caller, params.filter()?).await
+                a.list_nodes(&caller, filter(params)?).await
             })
         });
     let show = warp::path!("nodes" / String)

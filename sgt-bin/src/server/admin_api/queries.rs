@@ -7,8 +7,9 @@ use http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{answer, body, ctx, parse, Ctx, PageParams};
-use crate::server::services::admin::{page_limit, AdminService, NewCampaign};
+use super::{answer, body, ctx, parse, Ctx};
+use crate::admin_types::{page_limit, NewCampaign, PageParams};
+use crate::server::services::admin::AdminService;
 
 pub(super) fn routes(
     admin: Arc<AdminService>,

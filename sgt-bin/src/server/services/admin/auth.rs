@@ -5,10 +5,10 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{AdminService, Caller};
+use super::AdminService;
+use crate::admin_types::{Caller, LoginOutcome, NewTokenOutcome, TokenView};
 use sgt_core::error::{Error, ErrorKind, Result};
 use sgt_core::store::{ApiToken, Role, TokenKind};
 use sgt_core::types::{now_unix, random_hex, UnixSeconds, Username};
@@ -66,46 +66,6 @@ fn decoy_hash() -> &'static str {
 
 fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// What a successful login returns.
-#[derive(Debug, Clone, Serialize)]
-pub struct LoginOutcome {
-    /// The bearer token (shown once).
-    pub token: String,
-    /// When it stops working.
-    pub expires_at: UnixSeconds,
-    /// The user.
-    pub username: Username,
-    /// Their role.
-    pub role: Role,
-}
-
-/// What creating an API token returns.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewTokenOutcome {
-    /// The bearer token itself: shown this once, stored only as a hash.
-    pub token: String,
-    /// The stored record.
-    #[serde(flatten)]
-    pub record: TokenView,
-}
-
-/// A token as listed: never the token or its hash.
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenView {
-    /// Handle for revoking.
-    pub id: String,
-    /// Owner.
-    pub username: Username,
-    /// `session` or `api`.
-    pub kind: TokenKind,
-    /// Label.
-    pub name: String,
-    /// Created.
-    pub created_at: UnixSeconds,
-    /// Expires.
-    pub expires_at: Option<UnixSeconds>,
 }
 
 impl From<ApiToken> for TokenView {

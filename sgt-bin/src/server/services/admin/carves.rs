@@ -1,56 +1,12 @@
 //! File carves: asking a node for files, following uploads, downloading archives.
 
-use serde::{Deserialize, Serialize};
-
-use super::queries::NewCampaign;
-use super::{AdminService, Caller, QueryView};
+use super::AdminService;
+use crate::admin_types::{Caller, CarveRequest, CarveView, NewCampaign, Page, QueryView};
 use crate::server::services::agent::{carve_archive_key, carve_public_id};
 use sgt_core::blobs::BlobKey;
 use sgt_core::error::{Error, Result};
 use sgt_core::store::{CarveSession, CarveStatus, QueryTargets, Role};
 use sgt_core::types::NodeId;
-
-/// A request to carve files off a node.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CarveRequest {
-    /// The node.
-    pub node_id: NodeId,
-    /// An absolute path; `%` makes it a SQL `LIKE` pattern (e.g. `/var/log/%.log`).
-    pub path: String,
-}
-
-/// A carve as the admin API shows it: everything but its session id, which is the upload
-/// capability and is never shown.
-#[derive(Debug, Clone, Serialize)]
-pub struct CarveView {
-    /// The carve's id in the admin API ([`carve_public_id`] of its session).
-    pub id: String,
-    /// The uploading node.
-    pub node_id: NodeId,
-    /// osquery's carve GUID.
-    pub carve_guid: String,
-    /// osquery's request id.
-    pub request_id: String,
-    /// Number of blocks to expect.
-    pub block_count: u64,
-    /// Size of every block but possibly the last.
-    pub block_size: u64,
-    /// Total size of the archive.
-    pub carve_size: u64,
-    /// When the upload started.
-    pub created_at: sgt_core::types::UnixSeconds,
-    /// Where it stands.
-    pub status: CarveStatus,
-    /// Distinct blocks received so far.
-    pub blocks_received: u64,
-    /// Percent of blocks received.
-    pub progress_percent: u64,
-    /// SHA-256 (hex) of the assembled archive, once complete.
-    pub sha256: Option<String>,
-    /// When it completed or failed.
-    pub finished_at: Option<sgt_core::types::UnixSeconds>,
-}
 
 impl From<CarveSession> for CarveView {
     fn from(session: CarveSession) -> Self {
@@ -141,7 +97,7 @@ impl AdminService {
         node: Option<&str>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<super::Page<CarveView>> {
+    ) -> Result<Page<CarveView>> {
         caller.require(Role::Viewer)?;
         let node = node
             .map(|n| NodeId::parse(n).map_err(|_| Error::invalid_input("bad node id")))
@@ -164,9 +120,9 @@ impl AdminService {
                     + 1
             }
         };
-        let size = super::page_limit((limit > 0).then_some(limit));
+        let size = crate::admin_types::page_limit((limit > 0).then_some(limit));
         let items: Vec<CarveView> = carves.into_iter().skip(start).take(size).collect();
-        Ok(super::Page::new(items, limit, |c: &CarveView| c.id.clone()))
+        Ok(Page::new(items, limit, |c: &CarveView| c.id.clone()))
     }
 
     /// One carve, by its admin API id.
@@ -212,6 +168,23 @@ impl AdminService {
             },
             file_name: format!("carve-{id}.{}", if zstd { "tar.zst" } else { "tar" }),
         })
+    }
+
+    /// Up to `len` bytes of an archive from `offset` (empty past its end), for streaming
+    /// a download a piece at a time.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn read_archive(
+        &self,
+        archive: &ArchiveInfo,
+        offset: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes> {
+        self.backends
+            .blobs
+            .read_range(&archive.key, offset, len)
+            .await
     }
 }
 

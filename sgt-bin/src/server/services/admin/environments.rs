@@ -1,26 +1,15 @@
 //! Environments, their osquery config and packs, and their enroll secrets.
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{AdminService, Caller};
+use super::AdminService;
+use crate::admin_types::{Caller, EnvironmentView, NewSecretOutcome, SecretView, VersionedConfig};
 use crate::server::services::config_doc::default_config;
 use crate::server::services::config_doc::{validate_config, validate_pack};
 use sgt_core::error::{Error, ErrorKind, Result};
 use sgt_core::secrets::EnrollSecret;
 use sgt_core::store::{Environment, Role};
-use sgt_core::types::{now_unix, random_hex, EnvironmentName, SecretValue, UnixSeconds};
-
-/// An environment as listed.
-#[derive(Debug, Clone, Serialize)]
-pub struct EnvironmentView {
-    /// Name.
-    pub name: EnvironmentName,
-    /// Created.
-    pub created_at: UnixSeconds,
-    /// Config last replaced.
-    pub config_updated_at: UnixSeconds,
-}
+use sgt_core::types::{now_unix, random_hex, EnvironmentName, SecretValue};
 
 impl From<Environment> for EnvironmentView {
     fn from(e: Environment) -> Self {
@@ -30,42 +19,6 @@ impl From<Environment> for EnvironmentView {
             config_updated_at: e.config_updated_at,
         }
     }
-}
-
-/// An enroll secret as listed: never its value.
-#[derive(Debug, Clone, Serialize)]
-pub struct SecretView {
-    /// Handle for revoking.
-    pub id: String,
-    /// Its environment.
-    pub environment: EnvironmentName,
-    /// Created.
-    pub created_at: UnixSeconds,
-    /// Stops enrolling at.
-    pub expires_at: Option<UnixSeconds>,
-    /// Last enroll made with it.
-    pub last_used_at: Option<UnixSeconds>,
-    /// Enrolls made with it.
-    pub use_count: u64,
-}
-
-/// A new enroll secret: its value is shown this once.
-#[derive(Debug, Clone, Serialize)]
-pub struct NewSecretOutcome {
-    /// The secret, for agents' `--enroll_secret_path` file.
-    pub secret: String,
-    /// The stored record.
-    #[serde(flatten)]
-    pub record: SecretView,
-}
-
-/// An environment's config with its version, the `ETag` of `GET …/config`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VersionedConfig {
-    /// The osquery config document.
-    pub config: Value,
-    /// Its version: one more at each replacement.
-    pub version: u64,
 }
 
 /// How many times a pack edit is retried when another edit of the same config wins the race.

@@ -11,36 +11,20 @@ mod users;
 #[cfg(test)]
 mod tests;
 
-use serde::Serialize;
-
 pub use crate::server::services::config_doc::validate_config;
-pub use auth::{hash_password, LoginOutcome, NewTokenOutcome, TokenView, SESSION_SECONDS};
-pub use carves::{ArchiveInfo, CarveRequest, CarveView};
-pub use environments::{EnvironmentView, NewSecretOutcome, SecretView, VersionedConfig};
-pub use nodes::NodeView;
-pub use queries::{NewCampaign, QueryView, ResultView};
-pub use users::UserView;
+pub use auth::{hash_password, SESSION_SECONDS};
+pub use carves::ArchiveInfo;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::admin_types::{Caller, Page};
 use crate::server::services::rate_limit::{KeyedRateLimit, RateLimit};
 use crate::server::services::serving_cache::ServingCache;
 use sgt_core::error::{Error, Result};
 use sgt_core::store::{AuditEntry, Role};
-use sgt_core::types::{now_unix, random_hex, Username};
+use sgt_core::types::{now_unix, random_hex};
 use sgt_core::Backends;
-
-/// Who is calling, as proven by their bearer token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Caller {
-    /// The user.
-    pub username: Username,
-    /// Their role.
-    pub role: Role,
-    /// The id of the token the call came with.
-    pub token_id: String,
-}
 
 impl Caller {
     /// `Forbidden` unless the caller's role is at least `role`.
@@ -57,34 +41,6 @@ impl Caller {
             )))
         }
     }
-}
-
-/// A page of items and the cursor of the next page (`None` on the last page).
-#[derive(Debug, Clone, Serialize)]
-pub struct Page<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Pass as `cursor` to get the next page.
-    pub next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    /// A page of `items` out of a request for `limit` (0: the default page size, as the
-    /// stores read it), whose cursor is `cursor_of(last)`.
-    pub fn new(items: Vec<T>, limit: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
-        let limit = page_limit((limit > 0).then_some(limit));
-        let next_cursor = if items.len() == limit {
-            items.last().map(cursor_of)
-        } else {
-            None
-        };
-        Page { items, next_cursor }
-    }
-}
-
-/// Page sizes: default 100, at most 1000.
-pub fn page_limit(requested: Option<usize>) -> usize {
-    requested.unwrap_or(100).clamp(1, 1000)
 }
 
 /// Handles admin API calls against the [`Backends`].
@@ -164,11 +120,6 @@ impl AdminService {
         if let Some(cache) = &self.serving_cache {
             cache.forget_environment(name);
         }
-    }
-
-    /// The backends this service runs on.
-    pub fn backends(&self) -> &Backends {
-        &self.backends
     }
 
     /// Records a change. A change that happened is not undone if recording fails; the

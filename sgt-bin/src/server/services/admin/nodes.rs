@@ -1,35 +1,10 @@
 //! Enrolled nodes.
 
-use serde::Serialize;
-
-use super::{AdminService, Caller, Page};
+use super::AdminService;
+use crate::admin_types::{Caller, NodeView, Page};
 use sgt_core::error::{Error, Result};
 use sgt_core::store::{ListNodes, Node, Role};
-use sgt_core::types::{EnvironmentName, HostIdentifier, NodeId, UnixSeconds};
-
-/// A node as shown to operators (never its key).
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    /// Id.
-    pub id: NodeId,
-    /// Environment.
-    pub environment: EnvironmentName,
-    /// osquery's host identifier.
-    pub host_identifier: HostIdentifier,
-    /// Hostname from its host details.
-    pub hostname: Option<String>,
-    /// Platform name.
-    pub platform: String,
-    /// osquery version.
-    pub osquery_version: Option<String>,
-    /// First enrolled.
-    pub enrolled_at: UnixSeconds,
-    /// Last seen (coarse).
-    pub last_seen: UnixSeconds,
-    /// Everything the agent reported at enroll (in `show` only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_details: Option<serde_json::Value>,
-}
+use sgt_core::types::NodeId;
 
 impl NodeView {
     fn new(node: Node, with_details: bool) -> NodeView {

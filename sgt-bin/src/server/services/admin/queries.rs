@@ -1,13 +1,12 @@
 //! Live queries (campaigns): create with targets, follow per node, read results, cancel.
 
-use serde::{Deserialize, Serialize};
-
-use super::{AdminService, Caller, Page};
+use super::AdminService;
+use crate::admin_types::{Caller, NewCampaign, Page, QueryView, ResultView};
 use sgt_core::error::{Error, ErrorKind, Result};
 use sgt_core::store::{
     DeliveryState, DistributedQuery, ListNodes, NewQuery, QueryTarget, QueryTargets, Role,
 };
-use sgt_core::types::{now_unix, EnvironmentName, HostIdentifier, NodeId, QueryId, UnixSeconds};
+use sgt_core::types::{now_unix, EnvironmentName, NodeId, QueryId};
 
 /// Default time a campaign stays deliverable.
 const DEFAULT_EXPIRY_SECONDS: u64 = 24 * 3600;
@@ -16,54 +15,6 @@ const MAX_EXPIRY_SECONDS: u64 = 30 * 24 * 3600;
 /// Longest SQL accepted.
 const MAX_SQL_BYTES: usize = 64 * 1024;
 const PLATFORMS: [&str; 4] = ["linux", "darwin", "windows", "freebsd"];
-
-/// What an operator asks for.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewCampaign {
-    /// The SQL.
-    pub sql: String,
-    /// Who should run it.
-    pub targets: QueryTargets,
-    /// Seconds it stays deliverable (default one day, at most 30 days).
-    #[serde(default)]
-    pub expires_in_seconds: Option<u64>,
-}
-
-/// A campaign with counts of where its nodes stand.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueryView {
-    /// The query.
-    #[serde(flatten)]
-    pub query: DistributedQuery,
-    /// Nodes known to be targeted so far (nodes enrolling later join).
-    pub targeted: usize,
-    /// Not yet delivered.
-    pub pending: usize,
-    /// Delivered, no answer yet.
-    pub delivered: usize,
-    /// Answered with status 0.
-    pub succeeded: usize,
-    /// Answered with an error.
-    pub failed: usize,
-}
-
-/// One node's answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResultView {
-    /// The node.
-    pub node_id: NodeId,
-    /// Its host identifier, if the node still exists.
-    pub host_identifier: Option<HostIdentifier>,
-    /// osquery's status (0 success).
-    pub status: i64,
-    /// The rows.
-    pub rows: Vec<serde_json::Value>,
-    /// The error text, if any.
-    pub message: Option<String>,
-    /// When it arrived.
-    pub received_at: UnixSeconds,
-}
 
 fn query_id(id: &str) -> Result<QueryId> {
     QueryId::parse(id).map_err(|_| Error::not_found("query"))

@@ -1,23 +1,11 @@
 //! Admin API users.
 
-use serde::Serialize;
-
 use super::auth::{hash_password, password_matches};
-use super::{AdminService, Caller};
+use super::AdminService;
+use crate::admin_types::{Caller, UserView};
 use sgt_core::error::{Error, Result};
 use sgt_core::store::{Role, User};
-use sgt_core::types::{now_unix, UnixSeconds, Username};
-
-/// A user as listed: never the password hash.
-#[derive(Debug, Clone, Serialize)]
-pub struct UserView {
-    /// Login name.
-    pub username: Username,
-    /// Role.
-    pub role: Role,
-    /// Created.
-    pub created_at: UnixSeconds,
-}
+use sgt_core::types::{now_unix, Username};
 
 impl From<User> for UserView {
     fn from(u: User) -> Self {
@@ -30,6 +18,14 @@ impl From<User> for UserView {
 }
 
 impl AdminService {
+    /// Whether any user exists.
+    ///
+    /// # Errors
+    /// Backend errors.
+    pub async fn has_users(&self) -> Result<bool> {
+        Ok(!self.backends.store.list_users().await?.is_empty())
+    }
+
     /// Creates the first user, `username` with the admin role, unless any user exists.
     /// Returns true if it did. For `sgt serve`'s first start.
     ///

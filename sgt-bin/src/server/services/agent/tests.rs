@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::{json, value::RawValue};
 
 use super::{CarveStart, ConfigReply, EnrollRequest};
-use crate::server::services::admin::{Caller, NewCampaign};
+use crate::admin_types::{Caller, NewCampaign};
 use crate::server::services::config_doc::default_config;
 use crate::server::services::rate_limit::RateLimit;
 use crate::server::{App, ServiceLimits};

@@ -1,0 +1,78 @@
+//! `sgt env …`: environments and their osquery config.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::{environment_arg, output, read_document, Connection};
+use crate::admin_types::NewEnvironment;
+use sgt_core::types::EnvironmentName;
+
+/// `sgt env …`
+#[derive(Subcommand, Debug)]
+pub enum EnvAction {
+    /// List environments.
+    List,
+    /// Create an environment (with the default config unless --config is given).
+    Create {
+        /// Name.
+        #[arg(value_parser = environment_arg)]
+        name: EnvironmentName,
+        /// A JSON or YAML osquery config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Show an environment.
+    Show {
+        /// Name.
+        name: String,
+    },
+    /// Delete an environment and revoke its secrets.
+    Delete {
+        /// Name.
+        name: String,
+    },
+    /// Print the osquery config document.
+    GetConfig {
+        /// Name.
+        name: String,
+    },
+    /// Replace the osquery config document with a JSON or YAML file.
+    SetConfig {
+        /// Name.
+        name: String,
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+const COLUMNS: [&str; 3] = ["name", "created_at", "config_updated_at"];
+
+pub(super) async fn run(conn: &Connection, action: EnvAction) -> anyhow::Result<()> {
+    let api = conn.client()?;
+    match action {
+        EnvAction::List => conn.show(&api.list_environments().await?, &COLUMNS),
+        EnvAction::Create { name, config } => {
+            let config = config.as_deref().map(read_document).transpose()?;
+            let created = api
+                .create_environment(&NewEnvironment {
+                    name: name.to_string(),
+                    config,
+                })
+                .await?;
+            conn.show(&created, &COLUMNS);
+        }
+        EnvAction::Show { name } => conn.show(&api.environment(&name).await?, &COLUMNS),
+        EnvAction::Delete { name } => {
+            api.delete_environment(&name).await?;
+            eprintln!("environment {name} deleted and its secrets revoked");
+        }
+        EnvAction::GetConfig { name } => output::json(&api.config(&name).await?.config),
+        EnvAction::SetConfig { name, file } => {
+            let config = read_document(&file)?;
+            api.put_config(&name, &config, None).await?;
+            eprintln!("config of {name} replaced; agents get it at their next config poll");
+        }
+    }
+    Ok(())
+}
