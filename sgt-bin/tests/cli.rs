@@ -847,6 +847,106 @@ async fn loadtest_sweep_reports_the_highest_stage_that_held() {
     terminate(&mut server);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_connect_again_when_the_server_closes_idle_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    // The server closes a connection idle for 1 s; the agents' loops come back every 2 s.
+    let config = dir.path().join("sgt.toml");
+    std::fs::write(&config, "idle_timeout_seconds = 1\n").unwrap();
+    let (mut server, _, url, _rest) =
+        start_with(&data, &[("SGT_CONFIG", config.to_str().unwrap())]);
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let secret = format!("@{}", data.join("enroll_secret").display());
+    let report = dir.path().join("report.json");
+    let (ok, stdout, stderr) = sgt(
+        &[
+            "loadtest",
+            "--url",
+            &format!("https://localhost:{port}"),
+            "--enroll-secret",
+            &secret,
+            "--ca-cert",
+            data.join("tls/ca.pem").to_str().unwrap(),
+            "--sink-dir",
+            data.join("logs").to_str().unwrap(),
+            "--agents",
+            "20",
+            "--duration",
+            "9s",
+            "--ramp",
+            "1s",
+            "--distributed-interval",
+            "2s",
+            "--logger-period",
+            "2s",
+            "--config-interval",
+            "2s",
+            "--assert-error-rate",
+            "0",
+            "--assert-no-lost-lines",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let connections = &report["connections"];
+    assert_eq!(connections["mode"], "agent", "{connections}");
+    assert_eq!(report["total_errors"], 0, "{stdout}");
+    // Each agent held a connection per loop, and opened them again as the server closed them.
+    assert!(
+        connections["open_peak"].as_u64().unwrap() >= 20,
+        "{connections}"
+    );
+    assert!(
+        connections["open_peak"].as_u64().unwrap() <= 60,
+        "{connections}"
+    );
+    assert!(
+        connections["reconnects"].as_u64().unwrap() >= 60,
+        "{connections}"
+    );
+    assert!(
+        connections["handshakes"].as_u64().unwrap()
+            >= 60 + connections["reconnects"].as_u64().unwrap(),
+        "{connections}"
+    );
+    assert!(
+        stdout.contains("reconnects after the server closed one"),
+        "{stdout}"
+    );
+    terminate(&mut server);
+}
+
+#[test]
+fn a_fleet_larger_than_the_open_files_limit_is_refused_before_it_starts() {
+    // Nothing listens on port 9: the run must stop before it connects anywhere.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec {SGT} loadtest --url https://127.0.0.1:9 --enroll-secret x --agents 1000 --duration 60s"
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("at most 78 agents fit"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing ran");
+    // Pooled mode holds only its --connections, so the same fleet fits.
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 300 && exec {SGT} loadtest --url https://127.0.0.1:9 --enroll-secret x --agents 1000 --duration 1s --connection-mode pooled --connections 8"
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("agents fit"), "{stderr}");
+}
+
 /// A memory figure of process `pid` from `/proc/PID/status` (`VmHWM`, `VmRSS`), in bytes.
 fn proc_memory(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -2,18 +2,21 @@
 //! a random phase, re-enrolling on `node_invalid`, until the run's deadline.
 
 use std::io::Write;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
+use super::connection::{agent_request, AgentLoop, LoopConnection};
 use super::shapes::{self, Os};
 use super::stats::{Endpoint, Stats};
-use super::Plan;
+use super::{Plan, Transport};
 
 /// What one request came back with.
 enum Answer {
@@ -43,6 +46,21 @@ pub(crate) struct Agent {
     /// (`carve_guid`, `request_id`) it announced in its answer.
     carve_at: Option<Instant>,
     carve_ids: Option<(String, String)>,
+    /// In agent mode: a connection per loop, the address it connects from, and the share of
+    /// a TLS session its first connections live (its phase in a running fleet).
+    connections: [LoopConnection; AgentLoop::COUNT],
+    source: Option<IpAddr>,
+    session_phase: f64,
+}
+
+/// The loop whose connection carries requests to `endpoint`.
+fn loop_of(endpoint: Endpoint) -> AgentLoop {
+    match endpoint {
+        Endpoint::Enroll | Endpoint::Config => AgentLoop::Config,
+        Endpoint::Log => AgentLoop::Log,
+        Endpoint::DistributedRead | Endpoint::DistributedWrite => AgentLoop::Distributed,
+        Endpoint::CarveStart | Endpoint::CarveBlock => AgentLoop::Carve,
+    }
 }
 
 impl Agent {
@@ -59,6 +77,9 @@ impl Agent {
             unsent_status: Vec::new(),
             carve_at: None,
             carve_ids: None,
+            connections: Default::default(),
+            source: plan.transport.source_for(index),
+            session_phase: rng.random_range(0.0..1.0),
             plan,
             stats,
             rng,
@@ -116,6 +137,7 @@ impl Agent {
     }
 
     async fn enroll(&mut self) -> bool {
+        let plan = Arc::clone(&self.plan);
         let body = json!({
             "enroll_secret": self.plan.enroll_secret,
             "host_identifier": self.host_identifier,
@@ -123,7 +145,7 @@ impl Agent {
             "host_details": shapes::host_details(self.os, &self.host_identifier, &self.uuid),
         });
         match self
-            .post(Endpoint::Enroll, &self.plan.paths.enroll, &body, false)
+            .post(Endpoint::Enroll, &plan.paths.enroll, &body, false)
             .await
         {
             Answer::Ok(answer) => match answer["node_key"].as_str() {
@@ -284,8 +306,13 @@ impl Agent {
     }
 
     /// Uploads the carve it was asked for as osquery's carver does: start, then the blocks
-    /// (no node key).
+    /// (no node key), on a connection of its own that ends with the upload.
     async fn carve(&mut self) {
+        self.upload_carve().await;
+        self.connections[AgentLoop::Carve as usize].close();
+    }
+
+    async fn upload_carve(&mut self) {
         let Some((guid, request_id)) = self.carve_ids.clone() else {
             return;
         };
@@ -325,42 +352,51 @@ impl Agent {
     }
 
     /// POSTs `body` (gzip-compressed when asked), records the outcome, and classifies it.
-    async fn post(&self, endpoint: Endpoint, path: &str, body: &Value, gzip: bool) -> Answer {
+    async fn post(&mut self, endpoint: Endpoint, path: &str, body: &Value, gzip: bool) -> Answer {
         let mut bytes = serde_json::to_vec(body).expect("JSON body");
-        let mut request = self
-            .plan
-            .client
-            .post(format!("{}{path}", self.plan.base_url))
-            .header("content-type", "application/json")
-            .header("user-agent", "osquery/5.23.1");
         if gzip {
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             encoder.write_all(&bytes).expect("gzip into memory");
             bytes = encoder.finish().expect("gzip into memory");
-            request = request.header("content-encoding", "gzip");
         }
         let sent = bytes.len() as u64;
         let started = Instant::now();
-        // Held until the answer is read, so the pool never needs more connections.
-        let connection = self
-            .plan
-            .connection_slots
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let outcome = match request.body(bytes).send().await {
-            Ok(response) => {
-                let status = response.status();
-                match response.bytes().await {
-                    Ok(received) => Ok((status, received)),
+        let outcome = match &self.plan.transport {
+            Transport::Pooled { client, slots } => {
+                let mut request = client
+                    .post(format!("{}{path}", self.plan.base_url))
+                    .header("content-type", "application/json")
+                    .header("user-agent", "osquery/5.23.1");
+                if gzip {
+                    request = request.header("content-encoding", "gzip");
+                }
+                // Held until the answer is read, so the pool never needs more connections.
+                let _slot = slots
+                    .acquire()
+                    .await
+                    .expect("the semaphore is never closed");
+                match request.body(bytes).send().await {
+                    Ok(response) => {
+                        let status = response.status();
+                        match response.bytes().await {
+                            Ok(received) => Ok((status, received)),
+                            Err(e) => Err(transport_kind(&e)),
+                        }
+                    }
                     Err(e) => Err(transport_kind(&e)),
                 }
             }
-            Err(e) => Err(transport_kind(&e)),
+            Transport::Agent(connector) => {
+                let body = Bytes::from(bytes);
+                self.connections[loop_of(endpoint) as usize]
+                    .send(connector, self.source, self.session_phase, || {
+                        agent_request(connector, path, &body, gzip)
+                    })
+                    .await
+            }
         };
         let latency = started.elapsed();
-        drop(connection);
         let (answer, error, received) = match outcome {
             Err(kind) => (Answer::Failed, Some(kind), 0),
             Ok((status, received)) => {

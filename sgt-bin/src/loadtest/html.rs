@@ -98,6 +98,9 @@ pub(super) fn render(report: &Report) -> String {
             .map(|l| format!(", lost {l}"))
             .unwrap_or_default()
     );
+    if let Some(line) = super::describe_connections(&report.connections) {
+        let _ = write!(page, "<p>{}</p>", escape(&line));
+    }
     page.push_str("<table><tr><th>endpoint</th><th>requests</th><th>errors</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th></tr>");
     for e in report.endpoints.iter().filter(|e| e.requests > 0) {
         let _ = write!(

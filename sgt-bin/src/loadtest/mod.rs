@@ -1,12 +1,14 @@
 //! `sgt loadtest`: simulated osquery agents against any osquery TLS server.
 //!
 //! Every agent enrolls with realistic host details, then runs osquery's three loops (config,
-//! logger, distributed) with a random phase until the run ends. Latency is measured per
+//! logger, distributed) with a random phase until the run ends, each loop on a kept-alive
+//! connection of its own as osquery holds them (`connection.rs`). Latency is measured per
 //! endpoint; the report gives counts, errors by kind, percentiles, bytes and log-line
 //! accounting, as a table, JSON (`--out`) and a self-contained HTML page (`--html`).
 //! `--assert-*` thresholds make the command fail, for CI gates.
 
 mod agent;
+mod connection;
 mod cpu;
 mod html;
 mod shapes;
@@ -21,6 +23,8 @@ use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
 
+pub use connection::ConnectionMode;
+use connection::{ConnectionCounters, ConnectionSummary, Connector, ConnectorOptions};
 use stats::{Endpoint, EndpointSummary, Stats};
 
 /// `sgt loadtest` options.
@@ -73,12 +77,21 @@ pub struct LoadtestArgs {
     /// Carve block size in bytes (osquery's --carver_block_size).
     #[arg(long, default_value_t = 300_000)]
     carve_block_bytes: usize,
-    /// Connections to the server, kept open and reused: at most this many requests are in
-    /// flight at once. A request waiting for a free connection counts that wait in its
-    /// latency. (Opening a connection per request instead would make the run measure TLS
-    /// handshakes and, past about 28,000 requests a minute, run out of loopback ports.)
+    /// How agents connect: `agent`, each agent holding a kept-alive connection per loop
+    /// (config, logger, distributed; one more while carving) as osquery does, about three per
+    /// agent; or `pooled`, every agent sharing `--connections`.
+    #[arg(long, value_enum, default_value = "agent")]
+    connection_mode: ConnectionMode,
+    /// Pooled mode: connections to the server, kept open and shared by every agent; at most
+    /// this many requests are in flight at once, and a request waiting for a free one counts
+    /// that wait in its latency.
     #[arg(long, default_value_t = 256)]
     connections: usize,
+    /// Agent mode: how long an agent keeps a connection before opening a new one (osquery's
+    /// --tls_session_timeout). Each agent's first connections live a random part of it, so
+    /// renewals spread over time as in a running fleet.
+    #[arg(long, default_value = "3600s", value_parser = humantime::parse_duration)]
+    tls_session_timeout: Duration,
     /// Request timeout.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -167,12 +180,40 @@ struct Paths {
     carve_block: String,
 }
 
+/// How the agents' requests reach the server.
+#[derive(Debug)]
+enum Transport {
+    /// One shared pool of kept-alive connections, one permit per connection.
+    Pooled {
+        client: reqwest::Client,
+        slots: tokio::sync::Semaphore,
+    },
+    /// Each agent its own connections.
+    Agent(Connector),
+}
+
+impl Transport {
+    /// The address agent `index` connects from, when it has its own.
+    fn source_for(&self, index: usize) -> Option<std::net::IpAddr> {
+        match self {
+            Transport::Agent(connector) => connector.source_for(index),
+            Transport::Pooled { .. } => None,
+        }
+    }
+
+    /// The agent-mode connection counters.
+    fn counters(&self) -> Option<&ConnectionCounters> {
+        match self {
+            Transport::Agent(connector) => Some(&connector.counters),
+            Transport::Pooled { .. } => None,
+        }
+    }
+}
+
 /// Everything the simulated agents share.
 #[derive(Debug)]
 struct Plan {
-    client: reqwest::Client,
-    /// One permit per connection (`--connections`).
-    connection_slots: tokio::sync::Semaphore,
+    transport: Transport,
     base_url: String,
     paths: Paths,
     enroll_secret: String,
@@ -213,6 +254,8 @@ struct Report {
     lines_lost: Option<u64>,
     queries_answered: u64,
     carves_completed: u64,
+    /// How the agents connected, and (agent mode) how many connections they held and opened.
+    connections: ConnectionSummary,
     /// CPU per 1,000 requests from the end of the ramp plus the longest loop interval (every
     /// agent running all its loops) to the end; absent when the run is too short for that.
     cpu: Option<cpu::CpuWindow>,
@@ -229,6 +272,37 @@ fn read_secret(value: &str) -> anyhow::Result<String> {
             .to_owned()),
         None => Ok(value.to_owned()),
     }
+}
+
+/// The agents' way to the server, as `--connection-mode` says.
+async fn transport(args: &LoadtestArgs) -> anyhow::Result<Transport> {
+    Ok(match args.connection_mode {
+        ConnectionMode::Pooled => Transport::Pooled {
+            client: client(args)?,
+            slots: tokio::sync::Semaphore::new(args.connections.max(1)),
+        },
+        ConnectionMode::Agent => Transport::Agent(
+            Connector::new(ConnectorOptions {
+                url: &args.url,
+                ca_cert: args.ca_cert.as_deref(),
+                insecure: args.insecure,
+                request_timeout: args.timeout,
+                session_timeout: args.tls_session_timeout,
+            })
+            .await?,
+        ),
+    })
+}
+
+/// Raises the open-files limit as far as it goes and, in agent mode, refuses before anything
+/// starts a fleet whose connections would not fit in it.
+fn check_open_files(args: &LoadtestArgs) -> anyhow::Result<()> {
+    let limit = connection::raise_open_files_limit()?;
+    if args.connection_mode == ConnectionMode::Agent {
+        let largest = args.sweep.iter().copied().max().unwrap_or(args.agents);
+        connection::check_sockets_fit(largest, args.carves > 0, limit)?;
+    }
+    Ok(())
 }
 
 fn client(args: &LoadtestArgs) -> anyhow::Result<reqwest::Client> {
@@ -254,6 +328,7 @@ fn client(args: &LoadtestArgs) -> anyhow::Result<reqwest::Client> {
 /// # Errors
 /// Bad options, an unreadable secret or CA file, or failed `--assert-*` thresholds.
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    check_open_files(&args)?;
     if args.sweep.is_empty() {
         let report = run_stage(&args, args.agents).await?;
         return finish(&args, &report);
@@ -349,8 +424,7 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
     let seed = args.seed.unwrap_or_else(rand::random);
     let start = Instant::now();
     let plan = Arc::new(Plan {
-        client: client(args)?,
-        connection_slots: tokio::sync::Semaphore::new(args.connections.max(1)),
+        transport: transport(args).await?,
         base_url: args.url.trim_end_matches('/').to_owned(),
         paths: Paths {
             enroll: args.enroll_path.clone(),
@@ -395,7 +469,8 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
         cpu::process_cpu_ms(pid)
             .with_context(|| format!("cannot read the CPU time of --server-pid {pid}"))?;
     }
-    let cpu_window = progress(&stats, &plan, agents, steady_from, server_pid.as_deref()).await;
+    let (cpu_window, open_peak) =
+        progress(&stats, &plan, agents, steady_from, server_pid.as_deref()).await;
     // Agents stop at the deadline; one still waiting on the server has `--timeout` left.
     let _ = tokio::time::timeout(args.timeout + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
@@ -407,6 +482,7 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
     let stats = stats.lock().expect("stats lock");
     let mut report = build_report(agents, &plan, &stats, elapsed);
     report.cpu = cpu_window;
+    report.connections = connection_summary(args.connection_mode, &plan, open_peak, elapsed);
     if let Some(dir) = &args.sink_dir {
         let found = count_sink_lines(dir, &format!("loadtest-{}-", plan.run_id))?;
         report.lines_in_sink = Some(found);
@@ -435,16 +511,37 @@ fn steady_window_start(args: &LoadtestArgs) -> Option<u64> {
     }
 }
 
+/// What the report says about the run's connections.
+fn connection_summary(
+    mode: ConnectionMode,
+    plan: &Plan,
+    open_peak: Option<u64>,
+    elapsed: f64,
+) -> ConnectionSummary {
+    use std::sync::atomic::Ordering::Relaxed;
+    let counters = plan.transport.counters();
+    let handshakes = counters.map(|c| c.opened.load(Relaxed));
+    ConnectionSummary {
+        mode,
+        open_peak,
+        handshakes,
+        handshakes_per_second: handshakes.map(|h| h as f64 / elapsed.max(f64::EPSILON)),
+        reconnects: counters.map(|c| c.reconnects.load(Relaxed)),
+        session_renewals: counters.map(|c| c.renewals.load(Relaxed)),
+    }
+}
+
 /// Closes a timeline second every second and prints a progress line (every second on a
 /// terminal, every 10 s otherwise), until the deadline. Returns the CPU used per 1,000
-/// requests from second `steady_from` to the end.
+/// requests from second `steady_from` to the end, and (agent mode) the most connections
+/// seen open at once.
 async fn progress(
     stats: &Mutex<Stats>,
     plan: &Plan,
     agents: usize,
     steady_from: Option<u64>,
     server_pid: Option<&str>,
-) -> Option<cpu::CpuWindow> {
+) -> (Option<cpu::CpuWindow>, Option<u64>) {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
     let mut tick =
@@ -455,9 +552,15 @@ async fn progress(
     if steady_from == Some(0) {
         steady_start = Some(cpu::CpuSample::take(server_pid, 0, 0));
     }
+    let counters = plan.transport.counters();
+    let mut open_peak = counters.map(|_| 0u64);
     while Instant::now() < plan.deadline {
         tick.tick().await;
         second += 1;
+        let open = counters.map(|c| c.open.load(std::sync::atomic::Ordering::Relaxed));
+        if let (Some(peak), Some(open)) = (&mut open_peak, open) {
+            *peak = (*peak).max(open);
+        }
         let mut stats = stats.lock().expect("stats lock");
         stats.close_second();
         let (requests, errors, p99) = stats.last_second();
@@ -466,8 +569,9 @@ async fn progress(
             steady_start = Some(cpu::CpuSample::take(server_pid, second, completed));
         }
         if terminal || second.is_multiple_of(10) {
+            let connections = open.map_or(String::new(), |open| format!("  {open} connections"));
             let line = format!(
-                "{second:>5}s  agents {}/{agents}  {requests} req/s  {errors} errors/s  p99 {p99:.1} ms",
+                "{second:>5}s  agents {}/{agents}{connections}  {requests} req/s  {errors} errors/s  p99 {p99:.1} ms",
                 stats.agents_enrolled
             );
             if terminal {
@@ -481,7 +585,8 @@ async fn progress(
         eprintln!();
     }
     let end = cpu::CpuSample::take(server_pid, second, completed);
-    cpu::CpuWindow::between(&steady_start?, &end)
+    let window = steady_start.and_then(|start| cpu::CpuWindow::between(&start, &end));
+    (window, open_peak)
 }
 
 fn build_report(agents: usize, plan: &Plan, stats: &Stats, elapsed: f64) -> Report {
@@ -510,6 +615,7 @@ fn build_report(agents: usize, plan: &Plan, stats: &Stats, elapsed: f64) -> Repo
         lines_lost: None,
         queries_answered: stats.queries_answered,
         carves_completed: stats.carves_completed,
+        connections: connection_summary(ConnectionMode::Pooled, plan, None, elapsed),
         cpu: None,
         timeline: stats.timeline.clone(),
         failed_assertions: Vec::new(),
@@ -572,6 +678,18 @@ fn failed_assertions(args: &LoadtestArgs, agents: usize, report: &Report) -> Vec
         }
     }
     failed
+}
+
+/// One line about an agent-mode run's connections.
+fn describe_connections(c: &ConnectionSummary) -> Option<String> {
+    Some(format!(
+        "connections (one per agent loop): at most {} open; {} opened ({:.1}/s); {} reconnects after the server closed one; {} TLS session renewals",
+        c.open_peak?,
+        c.handshakes?,
+        c.handshakes_per_second?,
+        c.reconnects?,
+        c.session_renewals?,
+    ))
 }
 
 /// One line: the steady window's request rate and CPU per 1,000 requests.
@@ -638,6 +756,9 @@ fn print_report(report: &Report) {
         report.queries_answered,
         report.carves_completed
     );
+    if let Some(line) = describe_connections(&report.connections) {
+        println!("{line}");
+    }
     if let Some(cpu) = &report.cpu {
         println!("{}", describe_cpu(cpu));
     }
