@@ -1,6 +1,7 @@
 //! The one AWS SDK configuration every client is built from.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 
 /// Where AWS is and which region to use; unset values come from the standard AWS environment
 /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, credentials chain).
@@ -12,9 +13,11 @@ pub struct AwsSettings {
     pub region: Option<String>,
 }
 
-/// Loads the SDK configuration once, for every client of this process.
-pub async fn aws_config_for(settings: &AwsSettings) -> SdkConfig {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+/// Loads the SDK configuration once, for every client of this process, sending through
+/// `http_client`: this crate has no HTTP stack of its own (the program chooses one; see
+/// `sgt_bin::backends::aws_https_client`).
+pub async fn aws_config_for(settings: &AwsSettings, http_client: SharedHttpClient) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client);
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }

@@ -21,6 +21,7 @@ pub mod provision;
 mod secrets;
 
 pub use aws_config::SdkConfig;
+pub use aws_smithy_runtime_api::client::http::SharedHttpClient;
 pub use blobs::S3BlobStore;
 pub use config::{aws_config_for, s3_client, AwsSettings};
 pub use dynamodb::DynamoStore;

@@ -41,10 +41,18 @@ async fn sdk() -> SdkConfig {
     // Fake credentials for the emulator, whatever the environment holds.
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    aws_config_for(&AwsSettings {
-        endpoint_url: endpoint(),
-        region: Some("us-east-1".into()),
-    })
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    aws_config_for(
+        &AwsSettings {
+            endpoint_url: endpoint(),
+            region: Some("us-east-1".into()),
+        },
+        http_client,
+    )
     .await
 }
 

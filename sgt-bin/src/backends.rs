@@ -78,6 +78,16 @@ pub async fn provision_aws(
         .await
 }
 
+/// The HTTPS client every AWS SDK client of this process sends through: hyper and rustls
+/// with ring, the TLS stack the server uses (the SDK's default would add aws-lc).
+#[cfg(feature = "aws")]
+pub fn aws_https_client() -> sgt_aws::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 #[cfg(feature = "aws")]
 mod aws {
     use std::sync::Arc;
@@ -103,10 +113,13 @@ mod aws {
             if !settings.uses_aws() {
                 return Ok(Aws(None));
             }
-            let config = aws_config_for(&AwsSettings {
-                endpoint_url: settings.aws.endpoint_url.clone(),
-                region: settings.aws.region.clone(),
-            })
+            let config = aws_config_for(
+                &AwsSettings {
+                    endpoint_url: settings.aws.endpoint_url.clone(),
+                    region: settings.aws.region.clone(),
+                },
+                super::aws_https_client(),
+            )
             .await;
             Ok(Aws(Some(config)))
         }

@@ -402,10 +402,13 @@ pub async fn deploy(
 /// Creates the environment's Terraform state bucket, versioned and private, unless it exists.
 #[cfg(feature = "aws")]
 async fn ensure_state_bucket(environment: &Environment) -> anyhow::Result<String> {
-    let config = sgt_aws::aws_config_for(&sgt_aws::AwsSettings {
-        endpoint_url: None,
-        region: Some(environment.region.clone()),
-    })
+    let config = sgt_aws::aws_config_for(
+        &sgt_aws::AwsSettings {
+            endpoint_url: None,
+            region: Some(environment.region.clone()),
+        },
+        crate::backends::aws_https_client(),
+    )
     .await;
     let bucket = &environment.state_bucket;
     Ok(

@@ -183,10 +183,13 @@ fn deploy_applies_the_plan_then_provisions_what_terraform_made() {
     // bucket the stand-in did not make, as it would after a partial apply).
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let config = sgt_aws::aws_config_for(&sgt_aws::AwsSettings {
-            endpoint_url: Some(endpoint.clone()),
-            region: Some("us-east-1".into()),
-        })
+        let config = sgt_aws::aws_config_for(
+            &sgt_aws::AwsSettings {
+                endpoint_url: Some(endpoint.clone()),
+                region: Some("us-east-1".into()),
+            },
+            sgt_bin::backends::aws_https_client(),
+        )
         .await;
         sgt_aws::provision::ensure_bucket(&config, &format!("{run}-logs-bucket"))
             .await

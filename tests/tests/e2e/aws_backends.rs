@@ -29,10 +29,13 @@ async fn an_agent_works_against_ssm_firehose_and_s3() {
     let Some(endpoint) = emulator() else { return };
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    let config = aws_config_for(&AwsSettings {
-        endpoint_url: Some(endpoint.clone()),
-        region: Some("us-east-1".into()),
-    })
+    let config = aws_config_for(
+        &AwsSettings {
+            endpoint_url: Some(endpoint.clone()),
+            region: Some("us-east-1".into()),
+        },
+        sgt_bin::backends::aws_https_client(),
+    )
     .await;
     let run = random_hex(4);
     let (logs_bucket, carves_bucket, stream) = (

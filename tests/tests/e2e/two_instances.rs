@@ -186,10 +186,13 @@ async fn two_instances_share_one_fleet() {
     assert_eq!(downloaded, archive);
     // S3 names a multi-part object's ETag by its part count.
     let s3 = sgt_aws::s3_client(
-        &sgt_aws::aws_config_for(&sgt_aws::AwsSettings {
-            endpoint_url: Some(endpoint.clone()),
-            region: Some("us-east-1".into()),
-        })
+        &sgt_aws::aws_config_for(
+            &sgt_aws::AwsSettings {
+                endpoint_url: Some(endpoint.clone()),
+                region: Some("us-east-1".into()),
+            },
+            sgt_bin::backends::aws_https_client(),
+        )
         .await,
     );
     let bucket = format!("sgt-2i-carves-{run}");
@@ -326,10 +329,13 @@ async fn an_instance_on_an_unprovisioned_shared_store_creates_nothing() {
     std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
     std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
     let run = random_hex(4);
-    let config = sgt_aws::aws_config_for(&sgt_aws::AwsSettings {
-        endpoint_url: Some(endpoint.clone()),
-        region: Some("us-east-1".into()),
-    })
+    let config = sgt_aws::aws_config_for(
+        &sgt_aws::AwsSettings {
+            endpoint_url: Some(endpoint.clone()),
+            region: Some("us-east-1".into()),
+        },
+        sgt_bin::backends::aws_https_client(),
+    )
     .await;
     sgt_aws::provision::ensure_tables(&config, &format!("sgt-np-{run}"))
         .await
