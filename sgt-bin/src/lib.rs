@@ -13,6 +13,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod deploy;
 pub mod loadtest;
+pub mod open_files;
 pub mod osquery_flags;
 pub mod provision;
 pub mod serve;

@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 use crate::backends::build_backends;
 use crate::bootstrap::{bootstrap, bootstrap_admin, create_private_dir};
 use crate::server::services::agent::AgentService;
-use crate::server::transport::listener::{tls_listener, ClientCertificates, Listener};
+use crate::server::transport::listener::{
+    tls_listener, ClientCertificates, ConnectionLimits, Listener,
+};
 use crate::server::App;
 use crate::settings::{ClientAuthSetting, Settings, StorageSetting, TlsSetting};
 use crate::tls_files::TlsFiles;
@@ -61,6 +63,34 @@ impl StartedServer {
             tracing::warn!(error = %e, "last-seen flush at shutdown failed");
         }
     }
+}
+
+/// The connection limits, with `max_connections` sized to the open-files limit (raised to
+/// the hard limit first) unless the settings chose it; says what it can hold, and warns when
+/// a chosen value is above what the limit allows.
+fn fit_connections_to_open_files(
+    settings: &Settings,
+    report: &mut Vec<String>,
+) -> anyhow::Result<ConnectionLimits> {
+    let mut limits = settings.limits;
+    let open_files = crate::open_files::raise_to_hard_limit()?;
+    let fit = crate::open_files::server_connections_within(open_files);
+    if !settings.max_connections_chosen {
+        limits.max_connections = fit;
+    }
+    report.push(format!(
+        "holds up to {} connections (open-files limit {open_files})",
+        limits.max_connections
+    ));
+    if limits.max_connections > fit {
+        let warning = format!(
+            "warning: max_connections {} is above the {fit} connections the open-files limit {open_files} allows; past that, accepting fails until one closes (raise `ulimit -n`, or the container's nofile ulimit)",
+            limits.max_connections
+        );
+        tracing::warn!("{warning}");
+        report.push(warning);
+    }
+    Ok(limits)
 }
 
 /// Starts the server described by `settings`, creating on first start the data directory,
@@ -177,7 +207,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let tls = matches!(listener_mode, Listener::Tls { .. });
-    let limits = settings.limits;
+    let limits = fit_connections_to_open_files(settings, &mut report)?;
     let server = tokio::spawn({
         let mut stopped = stopped.clone();
         async move {

@@ -178,6 +178,9 @@ pub struct Settings {
     /// `max_body_memory_mib`; defaults
     /// otherwise).
     pub limits: crate::server::transport::listener::ConnectionLimits,
+    /// Whether the file set `max_connections`; when not, `sgt serve` holds as many
+    /// connections as its open-files limit allows.
+    pub max_connections_chosen: bool,
     /// The services' limits: networks that may read `/metrics` (file key `metrics_allow`,
     /// `--metrics-allow`; empty: every caller); enrolls per source address (file keys
     /// `enroll_burst_per_address`, `enroll_per_minute_per_address`) and per host identity
@@ -362,6 +365,7 @@ impl Settings {
             blobs: backends.blobs,
             aws: file.aws.clone().unwrap_or_default(),
             limits: resolve_connection_limits(&file)?,
+            max_connections_chosen: file.max_connections.is_some(),
             service_limits,
         })
     }

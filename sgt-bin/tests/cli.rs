@@ -28,10 +28,17 @@ fn start_with(
     data_dir: &Path,
     env: &[(&str, &str)],
 ) -> (Server, Vec<String>, String, mpsc::Receiver<String>) {
-    let mut child = Command::new(SGT)
+    let mut command = Command::new(SGT);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    start_command(command)
+}
+
+/// Runs `command` (an `sgt serve`, perhaps through a shell) until it prints its address.
+fn start_command(mut command: Command) -> (Server, Vec<String>, String, mpsc::Receiver<String>) {
+    let mut child = command
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -919,6 +926,40 @@ async fn agents_connect_again_when_the_server_closes_idle_connections() {
         "{stdout}"
     );
     terminate(&mut server);
+}
+
+#[test]
+fn serve_holds_as_many_connections_as_its_open_files_limit_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve_under_limit = |config: &str| {
+        let file = dir.path().join("sgt.toml");
+        std::fs::write(&file, config).unwrap();
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(r#"ulimit -n 2000 && exec "$0" serve --listen 127.0.0.1:0 --data-dir "$1" --config "$2""#)
+            .arg(SGT)
+            .arg(dir.path().join("sgt-data"))
+            .arg(&file);
+        let (mut server, lines, _, _rest) = start_command(command);
+        terminate(&mut server);
+        lines
+    };
+    // Unset, max_connections is what the limit leaves after the server's own files.
+    let lines = serve_under_limit("");
+    assert!(
+        lines.contains(&"sgt: holds up to 1744 connections (open-files limit 2000)".to_owned()),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("warning")), "{lines:?}");
+    // Set above it, the server says so at start.
+    let lines = serve_under_limit("max_connections = 5000\n");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "sgt: warning: max_connections 5000 is above the 1744 connections the open-files limit 2000 allows"
+        )),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -459,14 +459,6 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// Raises this process's soft open-files limit to its hard limit; returns the limit now.
-///
-/// # Errors
-/// When the limits cannot be read.
-pub(crate) fn raise_open_files_limit() -> anyhow::Result<u64> {
-    rlimit::increase_nofile_limit(u64::MAX).context("cannot read the open-files limit")
-}
-
 /// Refuses a run whose agents need more sockets than `limit` open files allow, saying how
 /// many agents fit.
 ///

@@ -297,7 +297,7 @@ async fn transport(args: &LoadtestArgs) -> anyhow::Result<Transport> {
 /// Raises the open-files limit as far as it goes and, in agent mode, refuses before anything
 /// starts a fleet whose connections would not fit in it.
 fn check_open_files(args: &LoadtestArgs) -> anyhow::Result<()> {
-    let limit = connection::raise_open_files_limit()?;
+    let limit = crate::open_files::raise_to_hard_limit()?;
     if args.connection_mode == ConnectionMode::Agent {
         let largest = args.sweep.iter().copied().max().unwrap_or(args.agents);
         connection::check_sockets_fit(largest, args.carves > 0, limit)?;
