@@ -928,6 +928,86 @@ async fn agents_connect_again_when_the_server_closes_idle_connections() {
     terminate(&mut server);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn live_queries_during_a_run_are_answered_by_every_agent_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut server, _, url, _rest) = start(&data);
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let base = format!("https://localhost:{port}");
+    let secret = format!("@{}", data.join("enroll_secret").display());
+    let ca = data.join("tls/ca.pem");
+    let report = dir.path().join("report.json");
+    let (ok, stdout, stderr) = sgt(
+        &[
+            "loadtest",
+            "--url",
+            &base,
+            "--enroll-secret",
+            &secret,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+            "--agents",
+            "20",
+            "--duration",
+            "10s",
+            "--ramp",
+            "1s",
+            "--distributed-interval",
+            "1s",
+            "--live-query-every",
+            "3s",
+            "--live-query-rows",
+            "4",
+            "--admin-password-file",
+            data.join("admin_password").to_str().unwrap(),
+            "--assert-error-rate",
+            "0",
+            "--assert-campaigns-answered",
+            "--assert-campaign-p95-s",
+            "5",
+            "--out",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    // From second 2 every 3 s while 2 distributed intervals and 2 s remain: at 2 s and 5 s.
+    let campaigns = report["campaigns"].as_array().unwrap();
+    assert_eq!(campaigns.len(), 2, "{stdout}");
+    for campaign in campaigns {
+        assert_eq!(campaign["targeted"], 20, "{campaign}");
+        assert_eq!(campaign["answered"], 20, "{campaign}");
+        assert_eq!(campaign["succeeded"], 20, "{campaign}");
+        assert_eq!(campaign["rows_read_back"], 80, "{campaign}");
+        assert!(
+            campaign["seconds_to_100"].as_f64().unwrap() < 5.0,
+            "{campaign}"
+        );
+        assert!(campaign["result_bytes"].as_u64().unwrap() > 20 * 4 * 20);
+    }
+    assert!(stdout.contains("100 % in"), "{stdout}");
+    // The results are there for the CLI too.
+    let password = std::fs::read_to_string(data.join("admin_password")).unwrap();
+    let conn = [
+        ("SGT_URL", base.as_str()),
+        ("SGT_CA_CERT", ca.to_str().unwrap()),
+        ("SGT_PASSWORD", password.trim()),
+    ];
+    let (ok, token, err) = sgt(&["login"], &conn);
+    assert!(ok, "{err}");
+    let mut authed = conn.to_vec();
+    authed.push(("SGT_TOKEN", token.trim()));
+    let id = campaigns[0]["id"].as_str().unwrap();
+    let (ok, out, err) = sgt(&["query", "results", id, "--json"], &authed);
+    assert!(ok, "{err}");
+    let results: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(results.as_array().unwrap().len(), 20);
+    terminate(&mut server);
+}
+
 #[test]
 fn serve_holds_as_many_connections_as_its_open_files_limit_allows() {
     let dir = tempfile::tempdir().unwrap();

@@ -253,8 +253,18 @@ impl Agent {
         };
         let mut results = serde_json::Map::new();
         let mut statuses = serde_json::Map::new();
+        // This run's campaigns answered, with the bytes of their rows.
+        let mut campaigns_answered = Vec::new();
         for (id, sql) in queries {
-            let rows = if sql.as_str().is_some_and(asks_for_carve) {
+            let campaign_rows = match (&self.plan.campaigns, sql.as_str()) {
+                (Some(campaigns), Some(sql)) => campaigns.rows_for(sql),
+                _ => None,
+            };
+            let rows = if let Some(count) = campaign_rows {
+                let rows = json!(shapes::query_rows_exactly(&mut self.rng, count));
+                campaigns_answered.push((id.clone(), rows.to_string().len() as u64));
+                rows
+            } else if sql.as_str().is_some_and(asks_for_carve) {
                 self.schedule_carve()
             } else {
                 json!(shapes::query_rows(&mut self.rng))
@@ -270,6 +280,11 @@ impl Agent {
             .await
         {
             self.stats.lock().expect("stats lock").queries_answered += answered;
+            if let Some(campaigns) = &self.plan.campaigns {
+                for (id, bytes) in campaigns_answered {
+                    campaigns.answered(&id, bytes);
+                }
+            }
         }
     }
 

@@ -101,6 +101,13 @@ pub(super) fn render(report: &Report) -> String {
     if let Some(line) = super::describe_connections(&report.connections) {
         let _ = write!(page, "<p>{}</p>", escape(&line));
     }
+    for campaign in &report.campaigns {
+        let _ = write!(
+            page,
+            "<p>{}</p>",
+            escape(&super::campaigns::describe(campaign))
+        );
+    }
     page.push_str("<table><tr><th>endpoint</th><th>requests</th><th>errors</th><th>req/s</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>max ms</th></tr>");
     for e in report.endpoints.iter().filter(|e| e.requests > 0) {
         let _ = write!(

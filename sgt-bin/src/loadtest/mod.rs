@@ -8,6 +8,7 @@
 //! `--assert-*` thresholds make the command fail, for CI gates.
 
 mod agent;
+mod campaigns;
 mod connection;
 mod cpu;
 mod html;
@@ -23,6 +24,7 @@ use clap::Args;
 use serde::Serialize;
 use tokio::time::Instant;
 
+use campaigns::{CampaignSummary, Campaigns};
 pub use connection::ConnectionMode;
 use connection::{ConnectionCounters, ConnectionSummary, Connector, ConnectorOptions};
 use stats::{Endpoint, EndpointSummary, Stats};
@@ -95,6 +97,29 @@ pub struct LoadtestArgs {
     /// Request timeout.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Create a live query for every node this often, from the end of the ramp, through the
+    /// admin API (sgt's; needs --admin-token or --admin-password-file). Agents answer it with
+    /// --live-query-rows rows each; the report follows each campaign to 50, 95 and 100 % of
+    /// its nodes' answers and reads its results back through the API.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    live_query_every: Option<Duration>,
+    /// Rows each agent answers a live query of the run with.
+    #[arg(long, default_value_t = 10)]
+    live_query_rows: usize,
+    /// A bearer token for the admin API (operator or admin), for --live-query-every.
+    #[arg(long, hide_env_values = true, env = "SGT_LOADTEST_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Or a file holding user `admin`'s password (`sgt serve` writes one to its data
+    /// directory on first start), to log in with.
+    #[arg(long)]
+    admin_password_file: Option<PathBuf>,
+    /// Fail when a campaign was not answered by every node it targeted, or not all its rows
+    /// could be read back through the admin API.
+    #[arg(long, requires = "live_query_every")]
+    assert_campaigns_answered: bool,
+    /// Fail when a campaign took longer than this many seconds to reach 95 % of its nodes.
+    #[arg(long, requires = "live_query_every")]
+    assert_campaign_p95_s: Option<f64>,
     /// Endpoint paths, for servers other than sgt.
     #[arg(long, default_value = crate::server::paths::ENROLL)]
     enroll_path: String,
@@ -226,6 +251,8 @@ struct Plan {
     logger_period: Duration,
     lines_per_batch: usize,
     gzip_share: f64,
+    /// The run's live queries (`--live-query-every`).
+    campaigns: Option<Campaigns>,
     /// Carves the run may still upload (`--carves`), taken by the first agents asked.
     carves_left: std::sync::atomic::AtomicUsize,
     carve_bytes: usize,
@@ -256,6 +283,8 @@ struct Report {
     carves_completed: u64,
     /// How the agents connected, and (agent mode) how many connections they held and opened.
     connections: ConnectionSummary,
+    /// The live queries of the run (`--live-query-every`).
+    campaigns: Vec<CampaignSummary>,
     /// CPU per 1,000 requests from the end of the ramp plus the longest loop interval (every
     /// agent running all its loops) to the end; absent when the run is too short for that.
     cpu: Option<cpu::CpuWindow>,
@@ -292,6 +321,33 @@ async fn transport(args: &LoadtestArgs) -> anyhow::Result<Transport> {
             .await?,
         ),
     })
+}
+
+/// An admin API client for the run's live queries: with `--admin-token`, or logged in as
+/// `admin` with the password in `--admin-password-file`.
+async fn admin_client(args: &LoadtestArgs) -> anyhow::Result<crate::cli::client::AdminClient> {
+    use crate::cli::client::AdminClient;
+    let token = match (&args.admin_token, &args.admin_password_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(file)) => {
+            let password = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .trim()
+                .to_owned();
+            AdminClient::new(&args.url, None, args.ca_cert.as_deref())?
+                .login(&crate::admin_types::LoginRequest {
+                    username: "admin".into(),
+                    password,
+                })
+                .await
+                .context("cannot log in to the admin API for --live-query-every")?
+                .token
+        }
+        (None, None) => {
+            bail!("--live-query-every needs --admin-token or --admin-password-file")
+        }
+    };
+    AdminClient::new(&args.url, Some(token), args.ca_cert.as_deref())
 }
 
 /// Raises the open-files limit as far as it goes and, in agent mode, refuses before anything
@@ -421,6 +477,10 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
             bail!("{name} must be more than 0s");
         }
     }
+    let admin = match args.live_query_every {
+        Some(_) => Some(admin_client(args).await?),
+        None => None,
+    };
     let seed = args.seed.unwrap_or_else(rand::random);
     let start = Instant::now();
     let plan = Arc::new(Plan {
@@ -445,6 +505,9 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
         logger_period: args.logger_period,
         lines_per_batch: args.lines_per_batch.max(1),
         gzip_share: args.gzip_share,
+        campaigns: args
+            .live_query_every
+            .map(|_| Campaigns::new(args.live_query_rows.max(1), &format!("{:08x}", seed as u32))),
         carves_left: std::sync::atomic::AtomicUsize::new(args.carves),
         carve_bytes: args.carve_bytes,
         carve_block_bytes: args.carve_block_bytes,
@@ -463,6 +526,24 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
         let agent = agent::Agent::new(Arc::clone(&plan), Arc::clone(&stats), index);
         tasks.spawn(agent.run(delay));
     }
+    // Live queries from the end of the ramp, while the agents can still answer them.
+    let creator = match (args.live_query_every, &admin) {
+        (Some(every), Some(api)) => {
+            let (plan, api) = (Arc::clone(&plan), api.clone());
+            let first = plan.start + args.ramp + Duration::from_secs(1);
+            let last = plan
+                .deadline
+                .checked_sub(args.distributed_interval * 2 + Duration::from_secs(2))
+                .unwrap_or(plan.start);
+            Some(tokio::spawn(async move {
+                match &plan.campaigns {
+                    Some(campaigns) => campaigns.create_every(&api, first, every, last).await,
+                    None => Ok(Vec::new()),
+                }
+            }))
+        }
+        _ => None,
+    };
     let steady_from = steady_window_start(args);
     let server_pid = args.server_pid.map(|pid| pid.to_string());
     if let Some(pid) = &server_pid {
@@ -479,8 +560,24 @@ async fn run_stage(args: &LoadtestArgs, agents: usize) -> anyhow::Result<Report>
     tasks.abort_all();
     let elapsed = start.elapsed().as_secs_f64();
 
+    let campaign_ids = match creator {
+        Some(creator) => creator
+            .await
+            .context("the live query task failed")?
+            .context("cannot create a live query")?,
+        None => Vec::new(),
+    };
+    let campaigns =
+        match (&plan.campaigns, &admin) {
+            (Some(campaigns), Some(api)) => campaigns
+                .summarize(api, &campaign_ids, plan.start)
+                .await
+                .context("cannot read the live queries back through the admin API")?,
+            _ => Vec::new(),
+        };
     let stats = stats.lock().expect("stats lock");
     let mut report = build_report(agents, &plan, &stats, elapsed);
+    report.campaigns = campaigns;
     report.cpu = cpu_window;
     report.connections = connection_summary(args.connection_mode, &plan, open_peak, elapsed);
     if let Some(dir) = &args.sink_dir {
@@ -616,6 +713,7 @@ fn build_report(agents: usize, plan: &Plan, stats: &Stats, elapsed: f64) -> Repo
         queries_answered: stats.queries_answered,
         carves_completed: stats.carves_completed,
         connections: connection_summary(ConnectionMode::Pooled, plan, None, elapsed),
+        campaigns: Vec::new(),
         cpu: None,
         timeline: stats.timeline.clone(),
         failed_assertions: Vec::new(),
@@ -669,6 +767,37 @@ fn failed_assertions(args: &LoadtestArgs, agents: usize, report: &Report) -> Vec
                     "{} p99 {:.1} ms is above {limit} ms",
                     e.endpoint, e.p99_ms
                 ));
+            }
+        }
+    }
+    if args.assert_campaigns_answered {
+        if report.campaigns.is_empty() {
+            failed.push("no live query ran (the run is too short for --live-query-every)".into());
+        }
+        for c in &report.campaigns {
+            if c.seconds_to_100.is_none() || c.answered < c.targeted {
+                failed.push(format!(
+                    "campaign {} was answered by {} of {} nodes",
+                    c.id, c.answered, c.targeted
+                ));
+            }
+            if c.rows_read_back != c.rows_expected {
+                failed.push(format!(
+                    "campaign {}: {} of {} result rows read back",
+                    c.id, c.rows_read_back, c.rows_expected
+                ));
+            }
+        }
+    }
+    if let Some(limit) = args.assert_campaign_p95_s {
+        for c in &report.campaigns {
+            match c.seconds_to_95 {
+                Some(s) if s <= limit => {}
+                reached => failed.push(format!(
+                    "campaign {} reached 95 % of its nodes in {}, not within {limit} s",
+                    c.id,
+                    reached.map_or("never".to_owned(), |s| format!("{s:.1} s"))
+                )),
             }
         }
     }
@@ -758,6 +887,9 @@ fn print_report(report: &Report) {
     );
     if let Some(line) = describe_connections(&report.connections) {
         println!("{line}");
+    }
+    for campaign in &report.campaigns {
+        println!("{}", campaigns::describe(campaign));
     }
     if let Some(cpu) = &report.cpu {
         println!("{}", describe_cpu(cpu));

@@ -155,9 +155,13 @@ pub(crate) fn log_lines(
 
 /// Plausible rows for a live query: a few rows of strings.
 pub(crate) fn query_rows(rng: &mut impl Rng) -> Vec<Value> {
-    (0..rng.random_range(1..4))
-        .map(|_| process_row(rng))
-        .collect()
+    let count = rng.random_range(1..4);
+    query_rows_exactly(rng, count)
+}
+
+/// `count` rows of a `processes` query.
+pub(crate) fn query_rows_exactly(rng: &mut impl Rng, count: usize) -> Vec<Value> {
+    (0..count).map(|_| process_row(rng)).collect()
 }
 
 #[cfg(test)]
