@@ -66,7 +66,9 @@ impl StartedServer {
 }
 
 /// The connection limits, with `max_connections` sized to the open-files limit (raised to
-/// the hard limit first) unless the settings chose it; says what it can hold, and warns when
+/// the hard limit first, and at most
+/// [`DEFAULT_MAX_CONNECTIONS_CEILING`](crate::open_files::DEFAULT_MAX_CONNECTIONS_CEILING))
+/// unless the settings chose it; says what it can hold, and warns when
 /// a chosen value is above what the limit allows.
 fn fit_connections_to_open_files(
     settings: &Settings,
@@ -76,7 +78,7 @@ fn fit_connections_to_open_files(
     let open_files = crate::open_files::raise_to_hard_limit()?;
     let fit = crate::open_files::server_connections_within(open_files);
     if !settings.max_connections_chosen {
-        limits.max_connections = fit;
+        limits.max_connections = fit.min(crate::open_files::DEFAULT_MAX_CONNECTIONS_CEILING);
     }
     report.push(format!(
         "holds up to {} connections (open-files limit {open_files})",

@@ -24,16 +24,15 @@ pub use nodes::{NodeListParams, NodeView};
 pub use queries::{NewCampaign, QueryView, ResultView};
 pub use routes::{Route, ROUTES};
 
-/// Page sizes a list takes: [`DEFAULT_PAGE_LIMIT`] when none is asked for, at most
+/// Page sizes a list takes: the stores' default page size
+/// ([`sgt_core::store::DEFAULT_PAGE_SIZE`]) when none is asked for, at most
 /// [`MAX_PAGE_LIMIT`], at least 1.
 pub fn page_limit(requested: Option<usize>) -> usize {
     requested
-        .unwrap_or(DEFAULT_PAGE_LIMIT)
+        .unwrap_or(sgt_core::store::DEFAULT_PAGE_SIZE)
         .clamp(1, MAX_PAGE_LIMIT)
 }
 
-/// The page size of a list call that names none.
-pub const DEFAULT_PAGE_LIMIT: usize = 100;
 /// The largest page a list answers.
 pub const MAX_PAGE_LIMIT: usize = 1000;
 

@@ -110,7 +110,7 @@ impl AdminService {
             .into_iter()
             .map(CarveView::from)
             .collect();
-        let start = match cursor.filter(|c| !c.is_empty()) {
+        let start = match crate::admin_types::non_empty(cursor) {
             None => 0,
             Some(cursor) => {
                 carves
