@@ -95,6 +95,7 @@ const STORE_CALLS: [&str; 10] = [
 #[derive(Debug, Default)]
 struct EndpointCounters {
     by_class: [AtomicU64; 3],
+    /// Requests per bucket, each counted once (not cumulative).
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     sum_micros: AtomicU64,
@@ -108,6 +109,8 @@ pub struct Metrics {
     log_lines: AtomicU64,
     sink_batches: AtomicU64,
     enrolls: AtomicU64,
+    connections_open: AtomicU64,
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -120,11 +123,11 @@ impl Metrics {
             _ => 2,
         };
         e.by_class[class].fetch_add(1, Ordering::Relaxed);
+        // One counter per request, in the first bucket that holds it (past the last, none);
+        // `render` sums them into Prometheus' cumulative buckets.
         let seconds = elapsed.as_secs_f64();
-        for (bound, bucket) in BUCKETS.iter().zip(&e.buckets) {
-            if seconds <= *bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(bucket) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            e.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         }
         e.count.fetch_add(1, Ordering::Relaxed);
         e.sum_micros
@@ -145,6 +148,21 @@ impl Metrics {
     /// Counts one successful enroll.
     pub fn enroll(&self) {
         self.enrolls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection as open (it has a slot under `max_connections`).
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an open connection as closed.
+    pub fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts a connection closed unserved because the server held `max_connections`.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Store calls made so far, all operations together.
@@ -171,11 +189,12 @@ impl Metrics {
         }
         out.push_str("# HELP sgt_http_request_duration_seconds Time to answer a request.\n# TYPE sgt_http_request_duration_seconds histogram\n");
         for (name, e) in ENDPOINTS.iter().zip(&self.endpoints) {
+            let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&e.buckets) {
+                cumulative += load(bucket);
                 let _ = writeln!(
                     out,
-                    "sgt_http_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"{bound}\"}} {}",
-                    load(bucket)
+                    "sgt_http_request_duration_seconds_bucket{{endpoint=\"{name}\",le=\"{bound}\"}} {cumulative}"
                 );
             }
             let count = load(&e.count);
@@ -200,6 +219,12 @@ impl Metrics {
             load(&self.sink_batches),
             load(&self.enrolls)
         );
+        let _ = writeln!(
+            out,
+            "# HELP sgt_connections_open Connections open now.\n# TYPE sgt_connections_open gauge\nsgt_connections_open {}\n# HELP sgt_connections_refused_total Connections closed unserved at the connection limit.\n# TYPE sgt_connections_refused_total counter\nsgt_connections_refused_total {}",
+            load(&self.connections_open),
+            load(&self.connections_refused)
+        );
         out
     }
 }
@@ -216,6 +241,10 @@ mod tests {
         metrics.record_request(Endpoint::of("/api/v1/nodes"), 401, Duration::from_millis(1));
         metrics.store_call(StoreCall::NodeByKey);
         metrics.log_lines(10, 1);
+        metrics.connection_opened();
+        metrics.connection_opened();
+        metrics.connection_closed();
+        metrics.connection_refused();
         let text = metrics.render();
         assert!(text.contains("sgt_http_requests_total{endpoint=\"config\",status=\"2xx\"} 1"));
         assert!(text.contains("sgt_http_requests_total{endpoint=\"config\",status=\"5xx\"} 1"));
@@ -229,6 +258,8 @@ mod tests {
         assert!(text.contains("sgt_http_request_duration_seconds_count{endpoint=\"config\"} 2"));
         assert!(text.contains("sgt_store_calls_total{operation=\"node_by_key\"} 1"));
         assert!(text.contains("sgt_log_lines_accepted_total 10"));
+        assert!(text.contains("\nsgt_connections_open 1\n"));
+        assert!(text.contains("\nsgt_connections_refused_total 1\n"));
         assert_eq!(metrics.store_calls_total(), 1);
     }
 }

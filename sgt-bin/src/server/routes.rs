@@ -43,12 +43,17 @@ pub fn routes(
             }
         });
     let agent = agent_api::routes(service);
-    health
+    // warp tries a filter's alternative by copying it into every request's future: the
+    // agent routes, the busiest, come first, and everything else is one boxed filter behind
+    // them, so that an agent request copies a pointer rather than the admin API's routes.
+    let everything_else = health
         .or(metrics)
         .unify()
-        .or(agent)
-        .unify()
         .or(admin_api::routes(admin))
+        .unify()
+        .boxed();
+    agent
+        .or(everything_else)
         .unify()
         .recover(rejection_response)
         .unify()

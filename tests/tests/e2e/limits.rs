@@ -261,9 +261,10 @@ async fn a_request_slower_than_the_timeout_gets_an_error_body_not_success() {
 }
 
 #[tokio::test]
-async fn at_the_connection_cap_new_connections_wait_for_a_free_slot() {
+async fn at_the_connection_cap_a_new_connection_waits_briefly_then_is_refused() {
     let limits = ConnectionLimits {
         max_connections: 1,
+        at_capacity_wait: Duration::from_millis(500),
         ..ConnectionLimits::default()
     };
     let (server, _sink, _dir) = serve_with(Duration::ZERO, limits).await;
@@ -272,26 +273,47 @@ async fn at_the_connection_cap_new_connections_wait_for_a_free_slot() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let waiting = server
+    // The next is closed after the wait, long before the client's own timeout.
+    let started = Instant::now();
+    let refused = server
         .client()
         .get(server.url("/healthz"))
-        .timeout(Duration::from_millis(700))
+        .timeout(Duration::from_secs(10))
         .send()
         .await;
+    let took = started.elapsed();
     assert!(
-        waiting.as_ref().is_err_and(|e| e.is_timeout()),
-        "{waiting:?}"
+        refused.as_ref().is_err_and(|e| !e.is_timeout()),
+        "{refused:?}"
     );
-    // Once it closes, the slot is free and the next connection is served.
+    assert!((400..3000).contains(&took.as_millis()), "{took:?}");
+    // A slot freed while a connection waits is its: it is served.
+    let client = server.client().clone();
+    let url = server.url("/healthz");
+    let waiting = tokio::spawn(async move {
+        client
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(holder);
-    let served = server
+    let served = waiting.await.unwrap().unwrap();
+    assert_eq!(served.status(), StatusCode::OK);
+    let metrics = server
         .client()
-        .get(server.url("/healthz"))
-        .timeout(Duration::from_secs(5))
+        .get(server.url("/metrics"))
         .send()
         .await
+        .unwrap()
+        .text()
+        .await
         .unwrap();
-    assert_eq!(served.status(), StatusCode::OK);
+    assert!(
+        metrics.contains("\nsgt_connections_refused_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -544,6 +566,7 @@ async fn silent_and_idle_connections_are_closed_whatever_they_speak() {
         .unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), StatusCode::OK);
+    // Until then a new client is refused after the 1 s wait at the cap, and tries again.
     let started = Instant::now();
     let fresh = reqwest::Client::builder()
         .add_root_certificate(
@@ -552,7 +575,15 @@ async fn silent_and_idle_connections_are_closed_whatever_they_speak() {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let served = fresh.get(server.url("/healthz")).send().await.unwrap();
+    let served = loop {
+        match fresh.get(server.url("/healthz")).send().await {
+            Ok(served) => break served,
+            Err(e) => {
+                assert!(!e.is_timeout(), "{e:?}");
+                assert!(started.elapsed() < Duration::from_secs(6), "{e:?}");
+            }
+        }
+    };
     assert_eq!(served.status(), StatusCode::OK);
     let waited = started.elapsed();
     assert!(
@@ -952,4 +983,50 @@ async fn a_two_gib_carve_completes_and_downloads_byte_identical() {
     assert_eq!(length, BLOCK * BLOCKS);
     assert_eq!(hex::encode(received.finalize()), sent);
     server.stop().await;
+}
+
+/// Reads from `stream` until `want` has been answered that many times (`{"status":"ok"}`
+/// bodies); fails after 5 s.
+async fn read_answers(
+    stream: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    want: usize,
+) -> String {
+    let mut text = String::new();
+    let mut buffer = [0u8; 4096];
+    while text.matches(r#"{"status":"ok"}"#).count() < want {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer))
+            .await
+            .expect("answered within 5 s")
+            .unwrap();
+        assert!(n > 0, "the server closed the connection after: {text}");
+        text.push_str(&String::from_utf8_lossy(&buffer[..n]));
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_quiet_kept_alive_connection_serves_whatever_comes_next() {
+    use tokio::io::AsyncWriteExt;
+    let (server, _sink, _dir) = serve_with(Duration::ZERO, ConnectionLimits::default()).await;
+    let request = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut stream = tls_connect(&server, &[b"http/1.1"]).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_answers(&mut stream, 1).await;
+    // Quiet past the second after which the server sets the connection's HTTP state aside.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(request.as_bytes()).await.unwrap();
+    read_answers(&mut stream, 1).await;
+    // A request that arrives in pieces across a quiet spell, then two at once.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(&request.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream.write_all(&request.as_bytes()[10..]).await.unwrap();
+    read_answers(&mut stream, 1).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stream
+        .write_all(format!("{request}{request}").as_bytes())
+        .await
+        .unwrap();
+    let both = read_answers(&mut stream, 2).await;
+    assert_eq!(both.matches("HTTP/1.1 200 OK").count(), 2, "{both}");
 }

@@ -17,14 +17,15 @@ use crate::server::services::agent::AgentService;
 pub(super) fn routes(
     service: Arc<AgentService>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    enroll::route(Arc::clone(&service))
-        .or(config::route(Arc::clone(&service)))
-        .unify()
+    // The most frequent first: each request is matched against the routes in this order.
+    distributed::read_route(Arc::clone(&service))
         .or(log::route(Arc::clone(&service)))
         .unify()
-        .or(distributed::read_route(Arc::clone(&service)))
+        .or(config::route(Arc::clone(&service)))
         .unify()
         .or(distributed::write_route(Arc::clone(&service)))
+        .unify()
+        .or(enroll::route(Arc::clone(&service)))
         .unify()
         .or(carve::start_route(Arc::clone(&service)))
         .unify()

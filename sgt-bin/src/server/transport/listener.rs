@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -16,6 +14,9 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use super::body_budget::BodyBudget;
+use super::connection::{
+    serve_http1, serve_until_done, ConnectionActivity, IdleTimeouts, InFlightBody,
+};
 use crate::server::metrics::Metrics;
 use sgt_core::error::{Error, Result};
 
@@ -24,9 +25,12 @@ use sgt_core::error::{Error, Result};
 /// answers success for work it did not finish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
-    /// Connections open at once. At the limit the server stops accepting (new connections
-    /// wait in the kernel's backlog) until one closes.
+    /// Connections open at once. At the limit a new connection waits up to
+    /// `at_capacity_wait` for one to close, and is closed unserved if none does (or at once
+    /// when many already wait): agents retry at their next interval.
     pub max_connections: usize,
+    /// How long a new connection waits for a free slot at `max_connections`.
+    pub at_capacity_wait: Duration,
     /// Requests being handled at once. Past it a request is answered at once with 503 and an
     /// `error` body, which osquery treats as a failure: it keeps its data and retries later.
     pub max_requests_in_flight: usize,
@@ -52,12 +56,13 @@ pub struct ConnectionLimits {
 }
 
 impl Default for ConnectionLimits {
-    /// 20,000 connections, 4,096 requests in flight, 10 s handshakes, 65 s idle (so a
-    /// connection polled every 60 s stays open), 15 s per request, 20 s to drain, 256 MiB of
-    /// request bodies.
+    /// 20,000 connections (a new one waits up to 1 s for a slot), 4,096 requests in flight,
+    /// 10 s handshakes, 65 s idle (so a connection polled every 60 s stays open), 15 s per
+    /// request, 20 s to drain, 256 MiB of request bodies.
     fn default() -> Self {
         ConnectionLimits {
             max_connections: 20_000,
+            at_capacity_wait: Duration::from_secs(1),
             max_requests_in_flight: 4_096,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(65),
@@ -181,7 +186,8 @@ fn is_agent_path(path: &str) -> bool {
 
 /// Serves `routes` on `listener`, recording every answer in `metrics`, until `shutdown` completes; then stops accepting,
 /// lets requests in flight finish (up to [`ConnectionLimits::drain_timeout`]) and returns.
-/// Each connection runs on its own task, HTTP/1.1 with keep-alive or HTTP/2.
+/// Each connection runs on its own task: HTTP/1.1 with keep-alive, or HTTP/2 when the client
+/// chooses it by ALPN (plain HTTP: either, by the client's first bytes).
 ///
 /// # Errors
 /// None once started; per-connection failures are logged and do not stop the server.
@@ -198,9 +204,13 @@ where
         + Clone
         + Send
         + Sync
+        + Unpin
         + 'static,
 {
-    let app = warp::service(routes);
+    // One route tree for every connection, called in place for each request (hyper-util's
+    // tower adapter would copy it for every request; a copy per connection would be part of
+    // each connection's memory).
+    let app = Arc::new(std::sync::Mutex::new(warp::service(routes)));
     let (acceptor, agents_need_client_certificate) = match &mode {
         Listener::Tls {
             config,
@@ -211,20 +221,15 @@ where
         ),
         Listener::PlainHttp => (None, false),
     };
-    let connection_slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let request_slots = Arc::new(Semaphore::new(limits.max_requests_in_flight.max(1)));
+    let max_connections = limits.max_connections.clamp(1, MAX_CONNECTIONS);
+    let connection_slots = Arc::new(Semaphore::new(max_connections));
+    let waiting_for_slots = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let request_slots = Arc::new(RequestSlots::new(limits.max_requests_in_flight.max(1)));
     let body_budget = BodyBudget::new(limits.max_body_memory);
     let memory_giver = tokio::spawn(give_memory_back_when_idle(body_budget.clone()));
-    let graceful = GracefulShutdown::new();
+    let (stop_sender, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
-        // At the connection limit, wait for a slot before accepting more.
-        let slot = tokio::select! {
-            _ = &mut shutdown => break,
-            slot = Arc::clone(&connection_slots).acquire_owned() => {
-                slot.expect("the connection semaphore is never closed")
-            }
-        };
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
@@ -237,12 +242,26 @@ where
                 }
             },
         };
+        // At the connection limit a new connection waits up to `at_capacity_wait` for a
+        // slot, a few at a time; past that it is closed at once, so that agents retry at
+        // their next interval instead of hanging until their own timeout.
+        let free_slot = Arc::clone(&connection_slots).try_acquire_owned().ok();
+        if free_slot.is_none() {
+            let waiting = waiting_for_slots.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            if waiting >= CONNECTIONS_WAITING_FOR_A_SLOT {
+                waiting_for_slots.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                metrics.connection_refused();
+                tracing::debug!(%peer, "refused a connection at the connection limit");
+                continue;
+            }
+        }
         let _ = tcp.set_nodelay(true);
         // Sheds requests past the in-flight limit, answers 503 to those that take longer
         // than the request timeout, refuses agent requests without a required client
         // certificate, and records every answer's endpoint, status and time.
-        let app_service = TowerToHyperService::new(app.clone());
+        let app_service = Arc::clone(&app);
         let metrics = Arc::clone(&metrics);
+        let service_metrics = Arc::clone(&metrics);
         let request_slots = Arc::clone(&request_slots);
         let body_budget = body_budget.clone();
         let behind_proxy = matches!(mode, Listener::PlainHttp);
@@ -263,7 +282,7 @@ where
                 let endpoint = crate::server::metrics::Endpoint::of(request.uri().path());
                 let started = std::time::Instant::now();
                 let refused = refuse_agents && is_agent_path(request.uri().path());
-                let slot = Arc::clone(&request_slots).try_acquire_owned();
+                let slot = request_slots.try_take();
                 // The body's declared size is taken from the budget before it is read; one
                 // over every route's limit is refused unread by its route, so it costs nothing.
                 let declared = declared_length(request.headers());
@@ -272,10 +291,16 @@ where
                 let over_budget = matches!(body_share, Some(None));
                 // Decoders charge what they inflate to the same budget.
                 request.extensions_mut().insert(body_budget.clone());
-                let answer = (slot.is_ok() && !refused && !over_budget)
-                    .then(|| hyper::service::Service::call(&app_service, request));
-                let metrics = Arc::clone(&metrics);
-                async move {
+                let answer = (slot.is_some() && !refused && !over_budget).then(|| {
+                    let mut app = app_service
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    tower_service::Service::call(&mut *app, request)
+                });
+                let metrics = Arc::clone(&service_metrics);
+                // Boxed: a connection released while quiet is taken apart and put together
+                // again, which hyper allows only for services whose futures are `Unpin`.
+                Box::pin(async move {
                     let _slot = slot;
                     let _body_share = body_share;
                     let response = match answer {
@@ -305,36 +330,50 @@ where
                             _in_flight: in_flight,
                         })
                     })
-                }
+                })
             })
         };
         let acceptor = acceptor.clone();
-        let watcher = graceful.watcher();
+        let mut stop = stop.clone();
+        let connection_slots = Arc::clone(&connection_slots);
+        let waiting_for_slots = Arc::clone(&waiting_for_slots);
+        let idle = IdleTimeouts {
+            before_first_request: limits.handshake_timeout,
+            after_last_request: limits.idle_timeout,
+        };
         tokio::spawn(async move {
-            let _slot = slot;
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.idle_timeout);
+            let slot = match free_slot {
+                Some(slot) => slot,
+                None => {
+                    let slot = tokio::select! {
+                        slot = tokio::time::timeout(limits.at_capacity_wait, connection_slots.acquire_owned()) => slot,
+                        _ = stop.changed() => return,
+                    };
+                    waiting_for_slots.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    match slot {
+                        Ok(slot) => slot.expect("the connection semaphore is never closed"),
+                        Err(_) => {
+                            metrics.connection_refused();
+                            tracing::debug!(%peer, "refused a connection at the connection limit");
+                            return;
+                        }
+                    }
+                }
+            };
+            let _open = OpenConnection::new(slot, &metrics);
             let served = match acceptor {
                 Some(acceptor) => {
-                    match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await
-                    {
-                        Ok(Ok(tls)) => {
-                            // rustls has verified any certificate presented against the CA.
-                            let certified = tls.get_ref().1.peer_certificates().is_some();
-                            activity.ready();
-                            let connection =
-                                builder.serve_connection(TokioIo::new(tls), service_for(certified));
-                            tokio::select! {
-                                served = watcher.watch(connection) => served,
-                                () = activity.idle(limits) => {
-                                    tracing::debug!(%peer, "closing an idle connection");
-                                    Ok(())
-                                }
-                            }
-                        }
+                    // Boxed, as every part of a connection that is not its long idle
+                    // HTTP/1.1 life: the task's own size is what each connection costs.
+                    // The stream is boxed as the handshake ends: it then moves between the
+                    // connection's states without being copied into each.
+                    let handshake = Box::pin(async move {
+                        tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                            .await
+                            .map(|accepted| accepted.map(Box::new))
+                    });
+                    let tls = match handshake.await {
+                        Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "tls handshake failed");
                             return;
@@ -343,18 +382,39 @@ where
                             tracing::debug!(%peer, "tls handshake timed out");
                             return;
                         }
+                    };
+                    // rustls has verified any certificate presented against the CA.
+                    let (_, session) = tls.get_ref();
+                    let certified = session.peer_certificates().is_some();
+                    let http2 = session.alpn_protocol() == Some(b"h2");
+                    activity.ready();
+                    if http2 {
+                        let serving = Box::pin(async {
+                            let connection =
+                                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                    .timer(TokioTimer::new())
+                                    .serve_connection(TokioIo::new(tls), service_for(certified));
+                            serve_until_done(connection, &activity, idle, &mut stop).await
+                        });
+                        serving.await
+                    } else {
+                        serve_http1(tls, service_for(certified), &activity, idle, &mut stop).await
                     }
                 }
                 None => {
-                    let connection =
-                        builder.serve_connection(TokioIo::new(tcp), service_for(false));
-                    tokio::select! {
-                        served = watcher.watch(connection) => served,
-                        () = activity.idle(limits) => {
-                            tracing::debug!(%peer, "closing an idle connection");
-                            Ok(())
-                        }
-                    }
+                    // Behind a balancer, which holds few connections: either protocol, by
+                    // the client's first bytes.
+                    let serving = Box::pin(async {
+                        let mut builder = auto::Builder::new(TokioExecutor::new());
+                        builder
+                            .http1()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(limits.idle_timeout);
+                        let connection =
+                            builder.serve_connection(TokioIo::new(tcp), service_for(false));
+                        serve_until_done(connection, &activity, idle, &mut stop).await
+                    });
+                    serving.await
                 }
             };
             if let Err(e) = served {
@@ -363,14 +423,90 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
+    let _ = stop_sender.send(true);
+    // Every connection gives its slot back when it ends.
+    let all_slots = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(
+        limits.drain_timeout,
+        connection_slots.acquire_many(all_slots),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("requests still in flight after the drain timeout; cutting them off");
     }
     memory_giver.abort();
     Ok(())
+}
+
+/// The most connections one server holds, whatever is configured: a semaphore's bound, and
+/// far past what any open-files limit allows.
+const MAX_CONNECTIONS: usize = u32::MAX as usize;
+
+/// Connections that wait for a slot at the connection limit at once; more are closed at once.
+/// Kept within the open files [`crate::open_files::SERVER_RESERVED_FILES`] leaves.
+const CONNECTIONS_WAITING_FOR_A_SLOT: usize = 64;
+
+/// The requests in flight, counted without a lock: every request takes a slot and gives it
+/// back.
+#[derive(Debug)]
+struct RequestSlots {
+    taken: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+/// A request slot, given back when dropped.
+struct RequestSlot(Arc<RequestSlots>);
+
+impl RequestSlots {
+    fn new(max: usize) -> Self {
+        RequestSlots {
+            taken: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        }
+    }
+
+    /// A slot, or `None` when all `max` are taken.
+    fn try_take(self: &Arc<Self>) -> Option<RequestSlot> {
+        self.taken
+            .fetch_update(
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+                |taken| (taken < self.max).then_some(taken + 1),
+            )
+            .ok()
+            .map(|_| RequestSlot(Arc::clone(self)))
+    }
+}
+
+impl Drop for RequestSlot {
+    fn drop(&mut self) {
+        self.0
+            .taken
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A connection's slot, counted in the open connections until it closes.
+struct OpenConnection {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<Metrics>,
+}
+
+impl OpenConnection {
+    fn new(slot: tokio::sync::OwnedSemaphorePermit, metrics: &Arc<Metrics>) -> Self {
+        metrics.connection_opened();
+        OpenConnection {
+            _slot: slot,
+            metrics: Arc::clone(metrics),
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
 }
 
 /// How often the server checks whether a burst of large bodies is over.
@@ -386,124 +522,6 @@ async fn give_memory_back_when_idle(budget: BodyBudget) {
         if budget.idle_after_large_bodies() {
             let _ = tokio::task::spawn_blocking(super::body_budget::give_freed_memory_back).await;
         }
-    }
-}
-
-/// What one connection is doing, to close it once idle: how many of its requests are in
-/// flight, and when one last began or ended.
-#[derive(Debug)]
-struct ConnectionActivity {
-    /// When the connection became ready for requests (after the TLS handshake).
-    ready_at: std::sync::Mutex<std::time::Instant>,
-    in_flight: std::sync::atomic::AtomicUsize,
-    /// Milliseconds from `ready_at` to the last time a request began or ended; `u64::MAX`
-    /// before the first request.
-    last_change_ms: std::sync::atomic::AtomicU64,
-}
-
-/// A request counted in flight on its connection until dropped.
-#[derive(Debug)]
-struct InFlight(Arc<ConnectionActivity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-impl ConnectionActivity {
-    fn new() -> Self {
-        ConnectionActivity {
-            ready_at: std::sync::Mutex::new(std::time::Instant::now()),
-            in_flight: std::sync::atomic::AtomicUsize::new(0),
-            last_change_ms: std::sync::atomic::AtomicU64::new(u64::MAX),
-        }
-    }
-
-    fn ready_at(&self) -> std::time::Instant {
-        *self
-            .ready_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The connection is ready for requests from now (the TLS handshake is done).
-    fn ready(&self) {
-        *self
-            .ready_at
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
-    }
-
-    fn touch(&self) {
-        let ms = self.ready_at().elapsed().as_millis();
-        self.last_change_ms.store(
-            u64::try_from(ms).unwrap_or(u64::MAX - 1),
-            std::sync::atomic::Ordering::Release,
-        );
-    }
-
-    fn request_began(self: &Arc<Self>) -> InFlight {
-        self.in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.touch();
-        InFlight(Arc::clone(self))
-    }
-
-    /// Completes once the connection is idle: no request began within
-    /// [`ConnectionLimits::handshake_timeout`] of its being ready, or none has been in flight
-    /// for [`ConnectionLimits::idle_timeout`].
-    async fn idle(&self, limits: ConnectionLimits) {
-        loop {
-            let last_change = self
-                .last_change_ms
-                .load(std::sync::atomic::Ordering::Acquire);
-            let deadline = if last_change == u64::MAX {
-                self.ready_at() + limits.handshake_timeout
-            } else {
-                self.ready_at() + Duration::from_millis(last_change) + limits.idle_timeout
-            };
-            let busy = self.in_flight.load(std::sync::atomic::Ordering::Acquire) > 0;
-            if !busy && std::time::Instant::now() >= deadline {
-                return;
-            }
-            if busy {
-                // Look again once a request that ends now would have idled out.
-                tokio::time::sleep(limits.idle_timeout).await;
-            } else {
-                tokio::time::sleep_until(deadline.into()).await;
-            }
-        }
-    }
-}
-
-/// An answer's body that keeps its request counted in flight until it is sent or dropped.
-#[derive(Debug)]
-struct InFlightBody<B> {
-    body: B,
-    _in_flight: InFlight,
-}
-
-impl<B: http_body::Body + Unpin> http_body::Body for InFlightBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<B::Data>, B::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
     }
 }
 

@@ -2,6 +2,7 @@
 //! reply helpers every endpoint uses. Knows nothing of what the endpoints do.
 
 pub(crate) mod body_budget;
+mod connection;
 pub mod listener;
 pub(crate) mod reply;
 pub(crate) mod request;
