@@ -275,13 +275,9 @@ impl Server {
     }
 
     fn cpu_ms(&self) -> anyhow::Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
-        let after_name = &stat[stat.rfind(')').context("/proc/PID/stat")? + 1..];
-        let mut fields = after_name.split_whitespace();
-        let utime: u64 = fields.nth(11).context("utime")?.parse()?;
-        let stime: u64 = fields.next().context("stime")?.parse()?;
-        // USER_HZ is 100 on every architecture Linux supports.
-        Ok((utime + stime) as f64 * 10.0)
+        Ok(sgt_bin::loadtest::process_cpu_ms(
+            &self.child.id().to_string(),
+        )?)
     }
 }
 

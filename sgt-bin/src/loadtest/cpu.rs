@@ -11,7 +11,7 @@ const TICKS_PER_SECOND: f64 = 100.0;
 ///
 /// # Errors
 /// The process does not exist or `/proc` is not there (not Linux).
-pub(crate) fn process_cpu_ms(pid: &str) -> std::io::Result<f64> {
+pub fn process_cpu_ms(pid: &str) -> std::io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat_cpu_ms(&stat).ok_or_else(|| {
         std::io::Error::new(

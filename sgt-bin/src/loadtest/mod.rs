@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use campaigns::{CampaignSummary, Campaigns};
 pub use connection::ConnectionMode;
 use connection::{ConnectionCounters, ConnectionSummary, Connector, ConnectorOptions};
+pub use cpu::process_cpu_ms;
 use stats::{Endpoint, EndpointSummary, Stats};
 
 /// `sgt loadtest` options.

@@ -223,7 +223,7 @@ where
     };
     let max_connections = limits.max_connections.clamp(1, MAX_CONNECTIONS);
     let connection_slots = Arc::new(Semaphore::new(max_connections));
-    let waiting_for_slots = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let waiting_room = Arc::new(Semaphore::new(CONNECTIONS_WAITING_FOR_A_SLOT));
     let request_slots = Arc::new(RequestSlots::new(limits.max_requests_in_flight.max(1)));
     let body_budget = BodyBudget::new(limits.max_body_memory);
     let memory_giver = tokio::spawn(give_memory_back_when_idle(body_budget.clone()));
@@ -245,16 +245,16 @@ where
         // At the connection limit a new connection waits up to `at_capacity_wait` for a
         // slot, a few at a time; past that it is closed at once, so that agents retry at
         // their next interval instead of hanging until their own timeout.
-        let free_slot = Arc::clone(&connection_slots).try_acquire_owned().ok();
-        if free_slot.is_none() {
-            let waiting = waiting_for_slots.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-            if waiting >= CONNECTIONS_WAITING_FOR_A_SLOT {
-                waiting_for_slots.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-                metrics.connection_refused();
-                tracing::debug!(%peer, "refused a connection at the connection limit");
-                continue;
-            }
-        }
+        let slot = match Arc::clone(&connection_slots).try_acquire_owned() {
+            Ok(slot) => Slot::Free(slot),
+            Err(_) => match Arc::clone(&waiting_room).try_acquire_owned() {
+                Ok(place) => Slot::WaitFor(place),
+                Err(_) => {
+                    refuse(&metrics, peer);
+                    continue;
+                }
+            },
+        };
         let _ = tcp.set_nodelay(true);
         // Sheds requests past the in-flight limit, answers 503 to those that take longer
         // than the request timeout, refuses agent requests without a required client
@@ -336,27 +336,22 @@ where
         let acceptor = acceptor.clone();
         let mut stop = stop.clone();
         let connection_slots = Arc::clone(&connection_slots);
-        let waiting_for_slots = Arc::clone(&waiting_for_slots);
         let idle = IdleTimeouts {
             before_first_request: limits.handshake_timeout,
             after_last_request: limits.idle_timeout,
         };
         tokio::spawn(async move {
-            let slot = match free_slot {
-                Some(slot) => slot,
-                None => {
+            let slot = match slot {
+                Slot::Free(slot) => slot,
+                // The place in the waiting room is given back however the wait ends.
+                Slot::WaitFor(_place) => {
                     let slot = tokio::select! {
                         slot = tokio::time::timeout(limits.at_capacity_wait, connection_slots.acquire_owned()) => slot,
                         _ = stop.changed() => return,
                     };
-                    waiting_for_slots.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
                     match slot {
                         Ok(slot) => slot.expect("the connection semaphore is never closed"),
-                        Err(_) => {
-                            metrics.connection_refused();
-                            tracing::debug!(%peer, "refused a connection at the connection limit");
-                            return;
-                        }
+                        Err(_) => return refuse(&metrics, peer),
                     }
                 }
             };
@@ -405,11 +400,10 @@ where
                     // Behind a balancer, which holds few connections: either protocol, by
                     // the client's first bytes.
                     let serving = Box::pin(async {
+                        // No header timer, as for HTTP/1.1 over TLS: `activity` closes a
+                        // connection whose request headers do not complete.
                         let mut builder = auto::Builder::new(TokioExecutor::new());
-                        builder
-                            .http1()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(limits.idle_timeout);
+                        builder.http1().header_read_timeout(None);
                         let connection =
                             builder.serve_connection(TokioIo::new(tcp), service_for(false));
                         serve_until_done(connection, &activity, idle, &mut stop).await
@@ -485,6 +479,20 @@ impl Drop for RequestSlot {
             .taken
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
+}
+
+/// A new connection's way to a slot under `max_connections`.
+enum Slot {
+    /// One was free.
+    Free(tokio::sync::OwnedSemaphorePermit),
+    /// None was: a place among those that wait for one.
+    WaitFor(tokio::sync::OwnedSemaphorePermit),
+}
+
+/// Closes a connection unserved at the connection limit (by dropping it) and counts it.
+fn refuse(metrics: &Metrics, peer: std::net::SocketAddr) {
+    metrics.connection_refused();
+    tracing::debug!(%peer, "refused a connection at the connection limit");
 }
 
 /// A connection's slot, counted in the open connections until it closes.
