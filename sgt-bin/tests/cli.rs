@@ -293,32 +293,199 @@ fn sgt(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// The admin's CLI environment for a server started by [`start`]: its URL and CA, and a
+/// token from `sgt login` with the generated admin password.
+struct AdminSession {
+    base: String,
+    ca: String,
+    token: String,
+}
+
+impl AdminSession {
+    fn login(data: &Path, url: &str) -> AdminSession {
+        let port = url.rsplit(':').next().unwrap();
+        let mut session = AdminSession {
+            base: format!("https://localhost:{port}"),
+            ca: data.join("tls/ca.pem").to_str().unwrap().to_owned(),
+            token: String::new(),
+        };
+        let password_file = data.join("admin_password");
+        let (ok, token, err) = sgt(
+            &["login", "--password-file", password_file.to_str().unwrap()],
+            &session.conn(),
+        );
+        assert!(ok, "{err}");
+        session.token = token.trim().to_owned();
+        session
+    }
+
+    /// `SGT_URL` and `SGT_CA_CERT`.
+    fn conn(&self) -> Vec<(&str, &str)> {
+        vec![("SGT_URL", &self.base), ("SGT_CA_CERT", &self.ca)]
+    }
+
+    /// `conn` and `SGT_TOKEN`.
+    fn authed(&self) -> Vec<(&str, &str)> {
+        let mut env = self.conn();
+        env.push(("SGT_TOKEN", &self.token));
+        env
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saved_queries_are_saved_applied_and_run_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut child, _, url, _rest) = start(&data);
+    let session = AdminSession::login(&data, &url);
+    let authed = session.authed();
+
+    let (ok, out, err) = sgt(
+        &[
+            "query",
+            "save",
+            "uptime",
+            "SELECT total_seconds FROM uptime;",
+            "--description",
+            "seconds since boot",
+        ],
+        &authed,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("seconds since boot"), "{out}");
+    let (ok, out, err) = sgt(&["query", "list", "--saved"], &authed);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines().next().unwrap().contains("DESCRIPTION")
+            && out.contains("uptime")
+            && out.contains("seconds since boot"),
+        "{out}"
+    );
+    let (ok, out, err) = sgt(&["query", "show", "--saved", "uptime", "--json"], &authed);
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["sql"], "SELECT total_seconds FROM uptime;");
+
+    // Config as code: the file's saved queries are created, then updated, then unchanged;
+    // --dry-run changes nothing.
+    let file = dir.path().join("library.yaml");
+    let library = |uptime_sql: &str| {
+        format!(
+            "saved_queries:\n  uptime:\n    sql: \"{uptime_sql}\"\n    description: seconds since boot\n  users:\n    sql: SELECT username FROM users;\n"
+        )
+    };
+    std::fs::write(&file, library("SELECT total_seconds FROM uptime;")).unwrap();
+    let apply = |extra: &[&str]| {
+        let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        sgt(&args, &authed)
+    };
+    let (ok, out, err) = apply(&["--dry-run"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "saved query uptime: unchanged\nsaved query users: would be created\n"
+    );
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "saved query uptime: unchanged\nsaved query users: created\n"
+    );
+    std::fs::write(&file, library("SELECT days FROM uptime;")).unwrap();
+    let (ok, out, err) = apply(&[]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "saved query uptime: updated\nsaved query users: unchanged\n"
+    );
+    std::fs::write(&file, "saved_queries:\n  Bad Name: {sql: SELECT 1;}\n").unwrap();
+    let (ok, _, err) = apply(&[]);
+    assert!(!ok && err.contains("saved_queries.Bad Name"), "{err}");
+    std::fs::write(&file, "saved_query:\n  x: {sql: SELECT 1;}\n").unwrap();
+    let (ok, _, err) = apply(&[]);
+    assert!(!ok && err.contains("unknown key"), "{err}");
+
+    // `query run --saved` sends the saved SQL; an agent answers it.
+    let (ok, secret, err) = sgt(&["secret", "create", "default"], &authed);
+    assert!(ok, "{err}");
+    let client = client_trusting(&data.join("tls/ca.pem"));
+    let base = session.base.clone();
+    let enrolled: serde_json::Value = client
+        .post(format!("{base}/api/v1/osquery/enroll"))
+        .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": "lab-1", "host_details": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let node_key = enrolled["node_key"].as_str().unwrap().to_owned();
+    let agent = tokio::spawn(async move {
+        for _ in 0..200 {
+            let read: serde_json::Value = client
+                .post(format!("{base}/api/v1/osquery/distributed/read"))
+                .json(&serde_json::json!({"node_key": node_key}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some((id, sql)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
+                assert_eq!(sql, "SELECT days FROM uptime;");
+                let answer = serde_json::json!({"node_key": node_key, "queries": {id: [{"days": "3"}]}, "statuses": {id: 0}});
+                client
+                    .post(format!("{base}/api/v1/osquery/distributed/write"))
+                    .json(&answer)
+                    .send()
+                    .await
+                    .unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the agent never got the query");
+    });
+    let run = tokio::task::spawn_blocking({
+        let owned: Vec<(String, String)> = authed
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move || {
+            let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (&**k, &**v)).collect();
+            let args = [
+                "query", "run", "--saved", "uptime", "--all", "--wait", "20s",
+            ];
+            sgt(&args, &env)
+        }
+    });
+    let (ok, out, err) = run.await.unwrap();
+    agent.await.unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("lab-1") && out.contains("DAYS"), "{out}");
+    let (ok, _, err) = sgt(&["query", "run", "--saved", "nope", "--all"], &authed);
+    assert!(!ok && err.contains("unknown saved query nope"), "{err}");
+    let (ok, _, err) = sgt(&["query", "run", "SELECT 1;", "--saved", "uptime"], &authed);
+    assert!(!ok && err.contains("cannot be used with"), "{err}");
+
+    let (ok, _, err) = sgt(&["query", "delete", "uptime"], &authed);
+    assert!(ok && err.contains("saved query uptime deleted"), "{err}");
+    let (ok, _, err) = sgt(&["query", "show", "--saved", "uptime"], &authed);
+    assert!(!ok && err.contains("HTTP 404"), "{err}");
+    terminate(&mut child);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_drives_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
     let (mut child, _, url, _rest) = start(&data);
     let ca = data.join("tls/ca.pem");
-    let port = url.rsplit(':').next().unwrap().to_owned();
-    let base = format!("https://localhost:{port}");
-    let ca_text = ca.to_str().unwrap().to_owned();
-    let conn = [
-        ("SGT_URL", base.as_str()),
-        ("SGT_CA_CERT", ca_text.as_str()),
-    ];
-
-    let password_file = data.join("admin_password");
-    let (ok, token, err) = sgt(
-        &["login", "--password-file", password_file.to_str().unwrap()],
-        &conn,
-    );
-    assert!(ok, "{err}");
-    let token = token.trim().to_owned();
-    let authed: Vec<(&str, &str)> = conn
-        .iter()
-        .copied()
-        .chain([("SGT_TOKEN", token.as_str())])
-        .collect();
+    let session = AdminSession::login(&data, &url);
+    let base = session.base.clone();
+    let conn = session.conn();
+    let authed = session.authed();
 
     let (ok, _, err) = sgt(&["env", "create", "prod"], &authed);
     assert!(ok, "{err}");

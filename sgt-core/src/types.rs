@@ -245,6 +245,29 @@ impl Username {
     }
 }
 
+string_newtype!(
+    /// The name of a saved query: what `sgt query run --saved NAME` and the admin API call it.
+    ///
+    /// 1 to 128 bytes of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+    SavedQueryName
+);
+
+impl SavedQueryName {
+    /// Validates a saved query's name.
+    pub fn parse(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        check(&value, "saved query name", 128, |c| {
+            is_token_char(c) || c == '.'
+        })?;
+        if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(Error::invalid_input(
+                "saved query name must start with a letter or digit",
+            ));
+        }
+        Ok(SavedQueryName(value))
+    }
+}
+
 /// The platform name of osquery's platform bitmask (`platform_type` at enroll): `darwin`,
 /// `linux`, `windows`, `freebsd`, or `""` when no known bit is set.
 pub fn platform_name(platform_type: &str) -> &'static str {
@@ -282,7 +305,8 @@ display_plain!(
     EnvironmentName,
     QueryId,
     CarveSessionId,
-    Username
+    Username,
+    SavedQueryName
 );
 
 /// A secret string (enroll secret, token): `Debug` and `Display` never show it.

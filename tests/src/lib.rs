@@ -527,11 +527,24 @@ impl<'a> Agent<'a> {
     /// Uploads `archive` as osquery's carver does once asked: start, then one request per
     /// block, with no node key on the blocks. Returns the session id once it is assembled.
     pub async fn carve(&self, archive: &[u8], block_size: usize) -> String {
+        use sgt_bin::server::paths::{CARVE_CONTINUE, CARVE_START};
+        self.carve_at((CARVE_START, CARVE_CONTINUE), archive, block_size)
+            .await
+    }
+
+    /// [`Agent::carve`] through other endpoint paths (start, continue), as a flag file may
+    /// name them.
+    pub async fn carve_at(
+        &self,
+        (start_path, continue_path): (&str, &str),
+        archive: &[u8],
+        block_size: usize,
+    ) -> String {
         self.solicit_carve(CARVE_GUID, CARVE_REQUEST_ID).await;
         let block_count = archive.len().div_ceil(block_size);
         let (status, body) = self
             .call(
-                sgt_bin::server::paths::CARVE_START,
+                start_path,
                 json!({
                     "block_count": block_count,
                     "block_size": block_size,
@@ -547,7 +560,9 @@ impl<'a> Agent<'a> {
             .expect("string session_id")
             .to_owned();
         for (i, block) in archive.chunks(block_size).enumerate() {
-            let (status, body) = self.carve_block(&session_id, i, block).await;
+            let (status, body) = self
+                .carve_block_at(continue_path, &session_id, i, block)
+                .await;
             assert_eq!(status, StatusCode::OK, "block {i}: {body}");
             assert_eq!(body, json!({}));
         }
@@ -562,9 +577,25 @@ impl<'a> Agent<'a> {
         block_id: usize,
         data: &[u8],
     ) -> (StatusCode, Value) {
+        self.carve_block_at(
+            sgt_bin::server::paths::CARVE_CONTINUE,
+            session_id,
+            block_id,
+            data,
+        )
+        .await
+    }
+
+    async fn carve_block_at(
+        &self,
+        path: &str,
+        session_id: &str,
+        block_id: usize,
+        data: &[u8],
+    ) -> (StatusCode, Value) {
         self.server
             .post(
-                sgt_bin::server::paths::CARVE_CONTINUE,
+                path,
                 &json!({
                     "block_id": block_id,
                     "session_id": session_id,

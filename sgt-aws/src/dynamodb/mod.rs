@@ -12,6 +12,7 @@ mod environments;
 mod item;
 mod nodes;
 mod queries;
+mod saved_queries;
 pub mod tables;
 mod users;
 mod writes;
@@ -51,6 +52,7 @@ struct TableNames {
     environments: String,
     queries: String,
     deliveries: String,
+    saved_queries: String,
     carves: String,
     carve_blocks: String,
     users: String,
@@ -66,6 +68,7 @@ impl TableNames {
             environments: tables::ENVIRONMENTS.table_name(prefix),
             queries: tables::QUERIES.table_name(prefix),
             deliveries: tables::DELIVERIES.table_name(prefix),
+            saved_queries: tables::SAVED_QUERIES.table_name(prefix),
             carves: tables::CARVES.table_name(prefix),
             carve_blocks: tables::CARVE_BLOCKS.table_name(prefix),
             users: tables::USERS.table_name(prefix),

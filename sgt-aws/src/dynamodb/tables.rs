@@ -159,6 +159,19 @@ pub(crate) const DELIVERIES: TableSpec = TableSpec {
     ttl_attribute: Some(TTL_ATTRIBUTE),
 };
 
+pub(crate) const SAVED_QUERIES: TableSpec = TableSpec {
+    suffix: "saved-queries",
+    hash: string("name"),
+    range: None,
+    indexes: &[IndexSpec {
+        name: "all-by-name",
+        hash: string(LIST_ATTRIBUTE),
+        range: Some(string("name")),
+        projection: Projection::All,
+    }],
+    ttl_attribute: None,
+};
+
 pub(crate) const CARVES: TableSpec = TableSpec {
     suffix: "carves",
     hash: string("session_id"),
@@ -238,6 +251,7 @@ pub const TABLES: &[TableSpec] = &[
     ENVIRONMENTS,
     QUERIES,
     DELIVERIES,
+    SAVED_QUERIES,
     CARVES,
     CARVE_BLOCKS,
     USERS,

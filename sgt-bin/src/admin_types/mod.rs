@@ -21,7 +21,7 @@ pub use environments::{
     EnvironmentView, NewEnvironment, NewSecret, NewSecretOutcome, SecretView, VersionedConfig,
 };
 pub use nodes::{NodeListParams, NodeView};
-pub use queries::{NewCampaign, QueryView, ResultView};
+pub use queries::{NewCampaign, QueryView, ResultView, SavedQueryBody};
 pub use routes::{Route, ROUTES};
 
 /// Page sizes a list takes: the stores' default page size

@@ -3,14 +3,18 @@
 use serde::{Deserialize, Serialize};
 
 use sgt_core::store::{DistributedQuery, QueryTargets};
-use sgt_core::types::{HostIdentifier, NodeId, UnixSeconds};
+use sgt_core::types::{HostIdentifier, NodeId, SavedQueryName, UnixSeconds};
 
 /// `POST /queries`: what an operator asks for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
-    /// The SQL.
+    /// The SQL; empty when `saved_query` names it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sql: String,
+    /// Run the SQL of this saved query instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_query: Option<SavedQueryName>,
     /// Who should run it.
     pub targets: QueryTargets,
     /// Seconds it stays deliverable (default one day, at most 30 days).
@@ -58,4 +62,15 @@ pub struct ResultView {
     pub message: Option<String>,
     /// When it arrived.
     pub received_at: UnixSeconds,
+}
+
+/// `PUT /saved-queries/{name}`: the query to keep under that name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedQueryBody {
+    /// The SQL.
+    pub sql: String,
+    /// What it answers, for people.
+    #[serde(default)]
+    pub description: String,
 }

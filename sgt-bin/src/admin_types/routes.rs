@@ -413,6 +413,42 @@ pub const OPENAPI: Route = Route {
 };
 
 /// Every admin route, in the order the OpenAPI document lists them.
+/// `GET /api/v1/saved-queries`
+pub const LIST_SAVED_QUERIES: Route = Route {
+    operation: "list_saved_queries",
+    method: "get",
+    path: "/api/v1/saved-queries",
+    role: "viewer",
+    summary: "List saved queries by name",
+};
+
+/// `GET /api/v1/saved-queries/{name}`
+pub const SAVED_QUERY: Route = Route {
+    operation: "saved_query",
+    method: "get",
+    path: "/api/v1/saved-queries/{name}",
+    role: "viewer",
+    summary: "Show a saved query",
+};
+
+/// `PUT /api/v1/saved-queries/{name}`
+pub const PUT_SAVED_QUERY: Route = Route {
+    operation: "put_saved_query",
+    method: "put",
+    path: "/api/v1/saved-queries/{name}",
+    role: "operator",
+    summary: "Save a query by name, replacing one of that name",
+};
+
+/// `DELETE /api/v1/saved-queries/{name}`
+pub const DELETE_SAVED_QUERY: Route = Route {
+    operation: "delete_saved_query",
+    method: "delete",
+    path: "/api/v1/saved-queries/{name}",
+    role: "operator",
+    summary: "Delete a saved query",
+};
+
 pub const ROUTES: &[Route] = &[
     LOGIN,
     ME,
@@ -446,6 +482,10 @@ pub const ROUTES: &[Route] = &[
     QUERY_TARGETS,
     QUERY_RESULTS,
     CANCEL_QUERY,
+    LIST_SAVED_QUERIES,
+    SAVED_QUERY,
+    PUT_SAVED_QUERY,
+    DELETE_SAVED_QUERY,
     LIST_CARVES,
     REQUEST_CARVE,
     CARVE,

@@ -1,6 +1,7 @@
 //! `sgt apply -f FILE`: config as code. For every environment in the file: create it if
 //! missing, then make its config (with the file's packs merged in as `packs`) match the file.
-//! Environments not in the file are left alone.
+//! For every saved query in the file: create it or make it match. What the file does not
+//! name is left alone.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +9,8 @@ use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use super::client::{AdminClient, ApiError};
-use crate::admin_types::NewEnvironment;
+use crate::admin_types::{NewEnvironment, SavedQueryBody};
+use sgt_core::types::SavedQueryName;
 
 /// The desired config of one environment as the file describes it.
 fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
@@ -36,6 +38,32 @@ fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
         Some(_) => bail!("environments.{name}.packs must be a mapping"),
     }
     Ok(Value::Object(config))
+}
+
+/// The saved query `name` as the file describes it.
+fn desired_saved_query(name: &str, spec: &Value) -> anyhow::Result<SavedQueryBody> {
+    SavedQueryName::parse(name).with_context(|| format!("saved_queries.{name}"))?;
+    let spec = spec
+        .as_object()
+        .with_context(|| format!("saved_queries.{name} must be a mapping"))?;
+    for key in spec.keys() {
+        if key != "sql" && key != "description" {
+            bail!("saved_queries.{name}.{key}: unknown key (known: sql, description)");
+        }
+    }
+    let text = |key: &str| match spec.get(key) {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(Value::String(text)) => Ok(text.trim().to_owned()),
+        Some(_) => bail!("saved_queries.{name}.{key} must be a string"),
+    };
+    let sql = text("sql")?;
+    if sql.is_empty() {
+        bail!("saved_queries.{name}.sql is missing");
+    }
+    Ok(SavedQueryBody {
+        sql,
+        description: text("description")?,
+    })
 }
 
 /// What differs from `current` to `desired`, for a person: top-level keys added, removed or
@@ -76,7 +104,7 @@ fn differences(
         .collect()
 }
 
-/// Applies `document`; prints one line per environment saying what changed.
+/// Applies `document`; prints one line per environment and saved query saying what changed.
 ///
 /// # Errors
 /// A malformed document (nothing is changed then), or the server's refusal.
@@ -85,14 +113,33 @@ pub(super) async fn apply(
     document: &Value,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let environments = document
-        .get("environments")
-        .and_then(Value::as_object)
-        .context("the file must have an `environments` mapping")?;
+    let document = document
+        .as_object()
+        .context("the file must be a mapping of environments and saved_queries")?;
+    if let Some(key) = document
+        .keys()
+        .find(|k| *k != "environments" && *k != "saved_queries")
+    {
+        bail!("{key}: unknown key (known: environments, saved_queries)");
+    }
+    let section = |key: &str| match document.get(key) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(section)) => Ok(section.clone()),
+        Some(_) => bail!("{key} must be a mapping"),
+    };
+    let environments = section("environments")?;
+    let saved_queries = section("saved_queries")?;
+    if environments.is_empty() && saved_queries.is_empty() {
+        bail!("the file names no environments and no saved_queries");
+    }
     // Check the whole file before changing anything.
     let mut plan = Vec::new();
-    for (name, spec) in environments {
+    for (name, spec) in &environments {
         plan.push((name.clone(), desired_config(name, spec)?));
+    }
+    let mut saved_plan = Vec::new();
+    for (name, spec) in &saved_queries {
+        saved_plan.push((name.clone(), desired_saved_query(name, spec)?));
     }
     let existing: Vec<String> = api
         .list_environments()
@@ -136,6 +183,35 @@ pub(super) async fn apply(
             "{name}: config {would}updated ({})",
             changes(&current, &config).join(", ")
         );
+    }
+    apply_saved_queries(api, saved_plan, dry_run).await
+}
+
+/// Creates or updates each saved query of `plan`; prints one line for each.
+async fn apply_saved_queries(
+    api: &AdminClient,
+    plan: Vec<(String, SavedQueryBody)>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let existing = api.list_saved_queries().await?;
+    let would = if dry_run { "would be " } else { "" };
+    for (name, desired) in plan {
+        let current = existing.iter().find(|q| q.name.as_str() == name);
+        let outcome = match current {
+            None => "created",
+            Some(q) if q.sql == desired.sql && q.description == desired.description => {
+                println!("saved query {name}: unchanged");
+                continue;
+            }
+            Some(_) => "updated",
+        };
+        if !dry_run {
+            api.put_saved_query(&name, &desired).await?;
+        }
+        println!("saved query {name}: {would}{outcome}");
     }
     Ok(())
 }

@@ -15,10 +15,10 @@ use crate::admin_types::{
     Caller, CarveListParams, CarveRequest, CarveView, EnvironmentView, ErrorBody, LoginOutcome,
     LoginRequest, NewCampaign, NewEnvironment, NewSecret, NewSecretOutcome, NewToken,
     NewTokenOutcome, NewUser, NodeListParams, NodeView, Page, PageParams, PageRequest, QueryView,
-    ResultView, SecretView, TokenListParams, TokenView, UserUpdate, UserView, VersionedConfig,
-    MAX_PAGE_LIMIT,
+    ResultView, SavedQueryBody, SecretView, TokenListParams, TokenView, UserUpdate, UserView,
+    VersionedConfig, MAX_PAGE_LIMIT,
 };
-use sgt_core::store::{AuditEntry, DistributedQuery, QueryTarget};
+use sgt_core::store::{AuditEntry, DistributedQuery, QueryTarget, SavedQuery};
 
 /// Talks to one sgt server's admin API with one bearer token.
 #[derive(Debug, Clone)]
@@ -514,6 +514,45 @@ impl AdminClient {
             params: &[id],
         }))
         .await
+    }
+
+    // Saved queries.
+
+    /// `GET /saved-queries`: every saved query, by name.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn list_saved_queries(&self) -> anyhow::Result<Vec<SavedQuery>> {
+        self.get(&routes::LIST_SAVED_QUERIES, &[]).await
+    }
+
+    /// `GET /saved-queries/{name}`.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn saved_query(&self, name: &str) -> anyhow::Result<SavedQuery> {
+        self.get(&routes::SAVED_QUERY, &[name]).await
+    }
+
+    /// `PUT /saved-queries/{name}`: saves or replaces it; returns it as stored.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn put_saved_query(
+        &self,
+        name: &str,
+        body: &SavedQueryBody,
+    ) -> anyhow::Result<SavedQuery> {
+        self.send_json(&routes::PUT_SAVED_QUERY, &[name], body)
+            .await
+    }
+
+    /// `DELETE /saved-queries/{name}`.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn delete_saved_query(&self, name: &str) -> anyhow::Result<()> {
+        self.no_content(&routes::DELETE_SAVED_QUERY, &[name]).await
     }
 
     // Carves.

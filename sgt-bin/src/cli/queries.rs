@@ -1,4 +1,5 @@
-//! `sgt query …`: run a live query and wait for answers; follow and read campaigns.
+//! `sgt query …`: run a live query and wait for answers; follow and read campaigns; keep
+//! saved queries.
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -7,9 +8,9 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::{environment_arg, node_id_arg, output, Connection};
-use crate::admin_types::NewCampaign;
+use crate::admin_types::{NewCampaign, SavedQueryBody};
 use sgt_core::store::QueryTargets;
-use sgt_core::types::{EnvironmentName, NodeId};
+use sgt_core::types::{EnvironmentName, NodeId, SavedQueryName};
 
 /// `sgt query …`
 #[derive(Subcommand, Debug)]
@@ -17,7 +18,11 @@ pub enum QueryAction {
     /// Run a live query and wait for answers.
     Run {
         /// The SQL.
-        sql: String,
+        #[arg(required_unless_present = "saved")]
+        sql: Option<String>,
+        /// Run this saved query's SQL instead.
+        #[arg(long, conflicts_with = "sql")]
+        saved: Option<String>,
         /// Target every node.
         #[arg(long)]
         all: bool,
@@ -34,12 +39,34 @@ pub enum QueryAction {
         #[arg(long, default_value = "30s")]
         wait: humantime::Duration,
     },
-    /// List live queries.
-    List,
-    /// Show a live query's progress.
+    /// List live queries, or with --saved the saved ones.
+    List {
+        /// List saved queries instead.
+        #[arg(long)]
+        saved: bool,
+    },
+    /// Show a live query's progress, or with --saved a saved query.
     Show {
-        /// Query id.
+        /// Query id, or with --saved the saved query's name.
         id: String,
+        /// Show a saved query.
+        #[arg(long)]
+        saved: bool,
+    },
+    /// Save a query by name (replacing one of that name).
+    Save {
+        /// Its name: letters, digits, `_`, `-`, `.`.
+        name: String,
+        /// The SQL.
+        sql: String,
+        /// What it answers.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete a saved query.
+    Delete {
+        /// Its name.
+        name: String,
     },
     /// Show each targeted node's state for a live query.
     Targets {
@@ -63,6 +90,7 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
     match action {
         QueryAction::Run {
             sql,
+            saved,
             all,
             envs,
             platforms,
@@ -70,7 +98,8 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
             wait,
         } => {
             let campaign = NewCampaign {
-                sql,
+                sql: sql.unwrap_or_default(),
+                saved_query: saved.map(SavedQueryName::parse).transpose()?,
                 targets: QueryTargets {
                     all,
                     environments: envs,
@@ -111,11 +140,29 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
                 );
             }
         }
-        QueryAction::List => conn.show(
+        QueryAction::List { saved: false } => conn.show(
             &api.all_queries().await?,
             &["id", "created_by", "created_at", "cancelled_at", "sql"],
         ),
-        QueryAction::Show { id } => conn.show(&api.query(&id).await?, &[]),
+        QueryAction::List { saved: true } => conn.show(
+            &api.list_saved_queries().await?,
+            &["name", "description", "updated_by", "updated_at", "sql"],
+        ),
+        QueryAction::Show { id, saved: false } => conn.show(&api.query(&id).await?, &[]),
+        QueryAction::Show { id, saved: true } => conn.show(&api.saved_query(&id).await?, &[]),
+        QueryAction::Save {
+            name,
+            sql,
+            description,
+        } => conn.show(
+            &api.put_saved_query(&name, &SavedQueryBody { sql, description })
+                .await?,
+            &[],
+        ),
+        QueryAction::Delete { name } => {
+            api.delete_saved_query(&name).await?;
+            eprintln!("saved query {name} deleted");
+        }
         QueryAction::Targets { id } => conn.show(
             &api.query_targets(&id).await?,
             &["node_id", "state", "updated_at", "message"],

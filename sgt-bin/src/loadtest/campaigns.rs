@@ -105,6 +105,7 @@ impl Campaigns {
                     all: true,
                     ..QueryTargets::default()
                 },
+                saved_query: None,
                 expires_in_seconds: None,
             };
             let created_at = Instant::now();

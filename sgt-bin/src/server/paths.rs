@@ -14,7 +14,11 @@ pub const DISTRIBUTED_WRITE: &str = "/api/v1/osquery/distributed/write";
 pub const CARVE_START: &str = "/api/v1/osquery/carve/start";
 /// Carve continue.
 pub const CARVE_CONTINUE: &str = "/api/v1/osquery/carve/continue";
-/// Every agent endpoint.
+/// Carve start as Fleet names it: an alias of [`CARVE_START`], so a Fleet flag file works.
+pub const FLEET_CARVE_START: &str = "/api/v1/osquery/carve/begin";
+/// Carve continue as Fleet names it: an alias of [`CARVE_CONTINUE`].
+pub const FLEET_CARVE_CONTINUE: &str = "/api/v1/osquery/carve/block";
+/// Every agent endpoint (aliases not included).
 pub const ALL: [&str; 7] = [
     ENROLL,
     CONFIG,

@@ -1,8 +1,8 @@
 //! The store: nodes, environments and their config, distributed queries, carve sessions,
-//! admin users and tokens, the audit log.
+//! saved queries, admin users and tokens, the audit log.
 //!
 //! Split into one trait per concern; [`Store`] is all of them together, which is what the
-//! service layer holds (`Arc<dyn Store>`). A backend implements the four traits and gets
+//! service layer holds (`Arc<dyn Store>`). A backend implements every trait and gets
 //! [`Store`] by the blanket impl.
 
 mod audit;
@@ -10,6 +10,7 @@ mod carves;
 mod environments;
 mod nodes;
 mod queries;
+mod saved_queries;
 mod users;
 
 pub use audit::{AuditEntry, AuditStore, SecretUsage};
@@ -20,6 +21,7 @@ pub use queries::{
     DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery, QueryResult,
     QueryStore, QueryTarget, QueryTargets,
 };
+pub use saved_queries::{SavedQuery, SavedQueryStore};
 pub use users::{ApiToken, Role, TokenKind, User, UserStore};
 
 /// The page size of a list asked for with `limit` 0.
@@ -36,11 +38,17 @@ pub fn page_size(limit: usize) -> usize {
 
 /// Every store concern together; implemented for any type that implements all of them.
 pub trait Store:
-    NodeStore + EnvironmentStore + QueryStore + CarveStore + UserStore + AuditStore
+    NodeStore + EnvironmentStore + QueryStore + SavedQueryStore + CarveStore + UserStore + AuditStore
 {
 }
 
 impl<T> Store for T where
-    T: NodeStore + EnvironmentStore + QueryStore + CarveStore + UserStore + AuditStore
+    T: NodeStore
+        + EnvironmentStore
+        + QueryStore
+        + SavedQueryStore
+        + CarveStore
+        + UserStore
+        + AuditStore
 {
 }

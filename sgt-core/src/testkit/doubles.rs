@@ -448,6 +448,26 @@ mod faulty_store_impls {
     }
 
     #[async_trait]
+    impl SavedQueryStore for FaultyStore {
+        async fn put_saved_query(&self, query: &SavedQuery) -> Result<SavedQuery> {
+            self.fault().await?;
+            self.inner.put_saved_query(query).await
+        }
+        async fn saved_query(&self, name: &SavedQueryName) -> Result<SavedQuery> {
+            self.fault().await?;
+            self.inner.saved_query(name).await
+        }
+        async fn list_saved_queries(&self) -> Result<Vec<SavedQuery>> {
+            self.fault().await?;
+            self.inner.list_saved_queries().await
+        }
+        async fn delete_saved_query(&self, name: &SavedQueryName) -> Result<()> {
+            self.fault().await?;
+            self.inner.delete_saved_query(name).await
+        }
+    }
+
+    #[async_trait]
     impl QueryStore for FaultyStore {
         async fn create_query(&self, query: &NewQuery) -> Result<()> {
             self.fault().await?;

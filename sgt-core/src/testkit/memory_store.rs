@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::store::*;
 use crate::types::{
-    CarveSessionId, EnvironmentName, HostIdentifier, NodeId, NodeKey, QueryId, UnixSeconds,
-    Username,
+    CarveSessionId, EnvironmentName, HostIdentifier, NodeId, NodeKey, QueryId, SavedQueryName,
+    UnixSeconds, Username,
 };
 
 /// How long a revoked key is listed by `revoked_keys_since`, in milliseconds.
@@ -36,6 +36,7 @@ struct State {
     queries: BTreeMap<QueryId, DistributedQuery>,
     /// Per query, per node.
     deliveries: BTreeMap<QueryId, BTreeMap<NodeId, Delivery>>,
+    saved_queries: BTreeMap<SavedQueryName, SavedQuery>,
     carves: BTreeMap<CarveSessionId, (CarveSession, std::collections::BTreeSet<u64>)>,
     users: BTreeMap<Username, User>,
     tokens: BTreeMap<String, ApiToken>,
@@ -265,6 +266,41 @@ impl EnvironmentStore for MemoryStore {
             .remove(name)
             .map(|_| ())
             .ok_or_else(|| Error::not_found("environment"))
+    }
+}
+
+#[async_trait]
+impl SavedQueryStore for MemoryStore {
+    async fn put_saved_query(&self, query: &SavedQuery) -> Result<SavedQuery> {
+        let mut state = self.state();
+        let mut stored = query.clone();
+        if let Some(existing) = state.saved_queries.get(&query.name) {
+            stored.created_at = existing.created_at;
+        }
+        state
+            .saved_queries
+            .insert(query.name.clone(), stored.clone());
+        Ok(stored)
+    }
+
+    async fn saved_query(&self, name: &SavedQueryName) -> Result<SavedQuery> {
+        self.state()
+            .saved_queries
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("saved query"))
+    }
+
+    async fn list_saved_queries(&self) -> Result<Vec<SavedQuery>> {
+        Ok(self.state().saved_queries.values().cloned().collect())
+    }
+
+    async fn delete_saved_query(&self, name: &SavedQueryName) -> Result<()> {
+        self.state()
+            .saved_queries
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| Error::not_found("saved query"))
     }
 }
 

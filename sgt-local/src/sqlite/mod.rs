@@ -13,6 +13,7 @@ mod carves;
 mod environments;
 mod nodes;
 mod queries;
+mod saved_queries;
 mod users;
 
 const BACKEND: &str = "sqlite";

@@ -229,6 +229,12 @@ async fn roles_are_enforced_on_every_route() {
         ),
         (POST, "/api/v1/queries/any/cancel".into(), None),
         (
+            PUT,
+            "/api/v1/saved-queries/uptime".into(),
+            Some(json!({"sql": "SELECT * FROM uptime;"})),
+        ),
+        (DELETE, "/api/v1/saved-queries/uptime".into(), None),
+        (
             POST,
             "/api/v1/carves".into(),
             Some(json!({"node_id": node_id, "path": "/etc/hosts"})),
@@ -304,6 +310,7 @@ async fn roles_are_enforced_on_every_route() {
         "/api/v1/environments",
         "/api/v1/nodes",
         "/api/v1/queries",
+        "/api/v1/saved-queries",
         "/api/v1/carves",
         "/api/v1/users",
         "/api/v1/audit",
@@ -699,6 +706,110 @@ async fn every_change_is_audited() {
         .iter()
         .all(|e| e["actor"] == "admin"));
     assert!(!log.to_string().contains(&server.enroll_secret()));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn saved_queries_are_kept_replaced_run_by_name_and_deleted() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let operator = create_user(&server, &admin, "otto", "operator").await;
+    let viewer = create_user(&server, &admin, "vic", "viewer").await;
+    let mut agent = Agent::new(&server, "saved-1");
+    agent.enroll().await;
+
+    let (status, saved) = server
+        .admin(
+            PUT,
+            "/api/v1/saved-queries/uptime",
+            Some(&admin),
+            Some(json!({"sql": " SELECT * FROM uptime; ", "description": "how long up"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    assert_eq!(saved["sql"], "SELECT * FROM uptime;");
+    assert_eq!(saved["updated_by"], "admin");
+    let created_at = saved["created_at"].clone();
+    // An operator replaces it; its creation time stays.
+    let (status, replaced) = server
+        .admin(
+            PUT,
+            "/api/v1/saved-queries/uptime",
+            Some(&operator),
+            Some(json!({"sql": "SELECT total_seconds FROM uptime;"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{replaced}");
+    assert_eq!(replaced["updated_by"], "otto");
+    assert_eq!(replaced["description"], "");
+    assert_eq!(replaced["created_at"], created_at);
+    let (status, shown) = server
+        .admin(GET, "/api/v1/saved-queries/uptime", Some(&viewer), None)
+        .await;
+    assert_eq!((status, &shown), (StatusCode::OK, &replaced));
+    let (_, listed) = server
+        .admin(GET, "/api/v1/saved-queries", Some(&viewer), None)
+        .await;
+    assert_eq!(listed, json!([replaced]));
+
+    // A campaign runs it by name, with the SQL saved at that moment.
+    let (status, campaign) = server
+        .admin(
+            POST,
+            "/api/v1/queries",
+            Some(&operator),
+            Some(json!({"saved_query": "uptime", "targets": {"all": true}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{campaign}");
+    assert_eq!(campaign["sql"], "SELECT total_seconds FROM uptime;");
+    let id = campaign["id"].as_str().unwrap();
+    let (_, read) = agent.distributed_read().await;
+    assert_eq!(read["queries"][id], "SELECT total_seconds FROM uptime;");
+
+    // Deleted: gone, and the campaign it started stays.
+    let (status, _) = server
+        .admin(
+            DELETE,
+            "/api/v1/saved-queries/uptime",
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = server
+        .admin(GET, "/api/v1/saved-queries/uptime", Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = server
+        .admin(GET, &format!("/api/v1/queries/{id}"), Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, log) = server.admin(GET, "/api/v1/audit", Some(&admin), None).await;
+    let entries: Vec<(&str, &str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(4)
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("otto", "saved_query.delete", "uptime"),
+            ("otto", "query.create", id),
+            ("otto", "saved_query.put", "uptime"),
+            ("admin", "saved_query.put", "uptime"),
+        ]
+    );
+    assert_eq!(log["items"][1]["detail"]["saved_query"], "uptime");
     server.stop().await;
 }
 

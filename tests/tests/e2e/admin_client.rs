@@ -5,7 +5,7 @@ use serde_json::json;
 
 use sgt_bin::admin_types::{
     CarveListParams, CarveRequest, LoginRequest, NewCampaign, NewEnvironment, NewSecret, NewToken,
-    NewUser, NodeListParams, PageParams, TokenListParams, UserUpdate, ROUTES,
+    NewUser, NodeListParams, PageParams, SavedQueryBody, TokenListParams, UserUpdate, ROUTES,
 };
 use sgt_bin::cli::client::{AdminClient, ApiError};
 use sgt_core::store::{CarveStatus, DeliveryState, QueryTargets, Role, TokenKind};
@@ -197,6 +197,7 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
     let created = api
         .create_query(&NewCampaign {
             sql: "SELECT 1 AS one;".into(),
+            saved_query: None,
             targets: QueryTargets {
                 environments: vec![prod.name.clone()],
                 ..QueryTargets::default()
@@ -227,6 +228,31 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
     assert_eq!(api.all_queries().await.unwrap().len(), 1);
     let cancelled = api.cancel_query(&id).await.unwrap();
     assert!(cancelled.query.cancelled_at.is_some());
+
+    // Saved queries.
+    used.extend([
+        "put_saved_query",
+        "saved_query",
+        "list_saved_queries",
+        "delete_saved_query",
+    ]);
+    let saved = api
+        .put_saved_query(
+            "one",
+            &SavedQueryBody {
+                sql: "SELECT 1 AS one;".into(),
+                description: "one".into(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(api.saved_query("one").await.unwrap(), saved);
+    assert_eq!(api.list_saved_queries().await.unwrap(), [saved]);
+    api.delete_saved_query("one").await.unwrap();
+    assert_eq!(
+        refusal(api.saved_query("one").await),
+        (404, "not_found".into())
+    );
 
     // Carves.
     used.extend(["request_carve", "list_carves", "carve", "carve_archive"]);

@@ -322,3 +322,51 @@ async fn a_secret_whose_environment_is_gone_enrolls_no_one() {
         .is_empty());
     server.stop().await;
 }
+
+/// A Fleet flag file names the carve endpoints `/carve/begin` and `/carve/block`: an agent
+/// using them carves exactly as through sgt's own names.
+#[tokio::test]
+async fn fleet_carve_paths_carve_like_sgts_own() {
+    let server = TestServer::start().await;
+    let mut agent = Agent::new(&server, "from-fleet");
+    agent.enroll().await;
+    let archive = distinct_bytes(10_000);
+    let session = agent
+        .carve_at(
+            (paths::FLEET_CARVE_START, paths::FLEET_CARVE_CONTINUE),
+            &archive,
+            4096,
+        )
+        .await;
+    let session_id = CarveSessionId::parse(session).unwrap();
+    let carve = server.backends().store.carve(&session_id).await.unwrap();
+    assert_eq!(carve.status, CarveStatus::Complete);
+    assert_eq!(carve.sha256.as_deref(), Some(sha256_hex(&archive).as_str()));
+    let stored = server
+        .backends()
+        .blobs
+        .get(&carve_archive_key(&session_id))
+        .await
+        .unwrap();
+    assert_eq!(stored, archive);
+    // Counted under the carve endpoints, not as unknown paths.
+    let metrics = server
+        .client()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for counted in [
+        "sgt_http_requests_total{endpoint=\"carve_start\",status=\"2xx\"} 1",
+        "sgt_http_requests_total{endpoint=\"carve_continue\",status=\"2xx\"} 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == counted),
+            "{counted}: {metrics}"
+        );
+    }
+    server.stop().await;
+}

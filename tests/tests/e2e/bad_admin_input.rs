@@ -17,6 +17,7 @@ async fn snapshot(server: &TestServer, token: &str) -> Vec<Value> {
         "/api/v1/tokens",
         "/api/v1/nodes",
         "/api/v1/queries",
+        "/api/v1/saved-queries",
         "/api/v1/carves",
         "/api/v1/audit?limit=1000",
     ] {
@@ -361,6 +362,104 @@ async fn hostile_admin_requests_get_json_errors_and_change_nothing() {
             missing,
         ),
         case(
+            "query: SQL and a saved query both",
+            post.clone(),
+            "/api/v1/queries",
+            Some(json!({"sql": "SELECT 1;", "saved_query": "known", "targets": {"all": true}})),
+            bad,
+        ),
+        case(
+            "query: unknown saved query",
+            post.clone(),
+            "/api/v1/queries",
+            Some(json!({"saved_query": "nope", "targets": {"all": true}})),
+            bad,
+        ),
+        case(
+            "query: saved query name with a slash",
+            post.clone(),
+            "/api/v1/queries",
+            Some(json!({"saved_query": "../known", "targets": {"all": true}})),
+            bad,
+        ),
+        case(
+            "saved query: empty SQL",
+            put.clone(),
+            "/api/v1/saved-queries/new",
+            Some(json!({"sql": "  "})),
+            bad,
+        ),
+        case(
+            "saved query: SQL over 64 KiB",
+            put.clone(),
+            "/api/v1/saved-queries/new",
+            Some(json!({"sql": "S".repeat(70 * 1024)})),
+            bad,
+        ),
+        case(
+            "saved query: no SQL",
+            put.clone(),
+            "/api/v1/saved-queries/new",
+            Some(json!({"description": "x"})),
+            bad,
+        ),
+        case(
+            "saved query: unknown field",
+            put.clone(),
+            "/api/v1/saved-queries/new",
+            Some(json!({"sql": "SELECT 1;", "platform": "linux"})),
+            bad,
+        ),
+        case(
+            "saved query: description with a newline",
+            put.clone(),
+            "/api/v1/saved-queries/new",
+            Some(json!({"sql": "SELECT 1;", "description": "a\nb"})),
+            bad,
+        ),
+        case(
+            "saved query: description over 4 KiB",
+            put.clone(),
+            "/api/v1/saved-queries/new",
+            Some(json!({"sql": "SELECT 1;", "description": "d".repeat(5000)})),
+            bad,
+        ),
+        case(
+            "saved query: name with a space",
+            put.clone(),
+            "/api/v1/saved-queries/two%20words",
+            Some(json!({"sql": "SELECT 1;"})),
+            bad,
+        ),
+        case(
+            "saved query: name starting with a dot",
+            put.clone(),
+            "/api/v1/saved-queries/.hidden",
+            Some(json!({"sql": "SELECT 1;"})),
+            bad,
+        ),
+        case(
+            "saved query: name over 128 bytes",
+            put.clone(),
+            format!("/api/v1/saved-queries/{}", "q".repeat(129)),
+            Some(json!({"sql": "SELECT 1;"})),
+            bad,
+        ),
+        case(
+            "saved query: show unknown",
+            get.clone(),
+            "/api/v1/saved-queries/nope",
+            None,
+            missing,
+        ),
+        case(
+            "saved query: delete unknown",
+            delete.clone(),
+            "/api/v1/saved-queries/nope",
+            None,
+            missing,
+        ),
+        case(
             "carve: no path",
             post.clone(),
             "/api/v1/carves",
@@ -398,6 +497,15 @@ async fn hostile_admin_requests_get_json_errors_and_change_nothing() {
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());
 
+    let (status, _) = server
+        .admin(
+            put.clone(),
+            "/api/v1/saved-queries/known",
+            Some(&token),
+            Some(json!({"sql": "SELECT * FROM uptime;"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let before = snapshot(&server, &token).await;
     for case in cases {
         let mut request = server

@@ -73,6 +73,16 @@ locals {
       indexes       = []
       ttl_attribute = "expires_ttl"
     }
+    # Saved queries, by name.
+    "saved-queries" = {
+      hash_key   = "name"
+      range_key  = null
+      attributes = { name = "S", kind = "S" }
+      indexes = [
+        { name = "all-by-name", hash_key = "kind", range_key = "name", projection = "ALL" },
+      ]
+      ttl_attribute = null
+    }
     # Admin API users.
     users = {
       hash_key   = "username"

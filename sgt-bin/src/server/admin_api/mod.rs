@@ -9,6 +9,7 @@ mod environments;
 mod nodes;
 pub(crate) mod openapi;
 mod queries;
+mod saved_queries;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -54,6 +55,8 @@ pub(super) fn routes(
         .or(nodes::routes(Arc::clone(&admin)))
         .unify()
         .or(queries::routes(Arc::clone(&admin)))
+        .unify()
+        .or(saved_queries::routes(Arc::clone(&admin)))
         .unify()
         .or(carves::routes(Arc::clone(&admin)))
         .unify()

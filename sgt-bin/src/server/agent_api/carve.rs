@@ -1,4 +1,5 @@
-//! `POST /api/v1/osquery/carve/start` and `/carve/continue`
+//! `POST /api/v1/osquery/carve/start` and `/carve/continue`, also under Fleet's names
+//! `/carve/begin` and `/carve/block`.
 
 use std::sync::Arc;
 
@@ -43,10 +44,20 @@ struct ContinueBody {
     data: String,
 }
 
+/// `/api/v1/osquery/carve/<name>` or `/api/v1/osquery/carve/<fleet_name>`.
+fn carve_path(
+    name: &'static str,
+    fleet_name: &'static str,
+) -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::path!("api" / "v1" / "osquery" / "carve" / ..)
+        .and(warp::path(name).or(warp::path(fleet_name)).unify())
+        .and(warp::path::end())
+}
+
 pub(crate) fn start_route(
     service: Arc<AgentService>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "osquery" / "carve" / "start")
+    carve_path("start", "begin")
         .and(agent_request(START_BODY_LIMIT))
         .then(move |request: AgentRequest| {
             let service = Arc::clone(&service);
@@ -57,7 +68,7 @@ pub(crate) fn start_route(
 pub(crate) fn continue_route(
     service: Arc<AgentService>,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    warp::path!("api" / "v1" / "osquery" / "carve" / "continue")
+    carve_path("continue", "block")
         .and(agent_request(CONTINUE_BODY_LIMIT))
         .then(move |request: AgentRequest| {
             let service = Arc::clone(&service);

@@ -80,6 +80,7 @@ impl AdminService {
                     node_ids: vec![request.node_id],
                     ..Default::default()
                 },
+                saved_query: None,
                 expires_in_seconds: None,
             },
         )

@@ -6,6 +6,7 @@ mod carves;
 mod environments;
 mod nodes;
 mod queries;
+mod saved_queries;
 mod users;
 
 #[cfg(test)]

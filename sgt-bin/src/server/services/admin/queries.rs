@@ -1,5 +1,6 @@
 //! Live queries (campaigns): create with targets, follow per node, read results, cancel.
 
+use super::saved_queries::checked_sql;
 use super::AdminService;
 use crate::admin_types::{Caller, NewCampaign, Page, QueryView, ResultView};
 use sgt_core::error::{Error, ErrorKind, Result};
@@ -12,8 +13,6 @@ use sgt_core::types::{now_unix, EnvironmentName, NodeId, QueryId};
 const DEFAULT_EXPIRY_SECONDS: u64 = 24 * 3600;
 /// Longest time a campaign stays deliverable.
 const MAX_EXPIRY_SECONDS: u64 = 30 * 24 * 3600;
-/// Longest SQL accepted.
-const MAX_SQL_BYTES: usize = 64 * 1024;
 const PLATFORMS: [&str; 4] = ["linux", "darwin", "windows", "freebsd"];
 
 fn query_id(id: &str) -> Result<QueryId> {
@@ -26,7 +25,8 @@ impl AdminService {
     /// counts.
     ///
     /// # Errors
-    /// `Forbidden`; `InvalidInput` for empty SQL or targets, an unknown platform or
+    /// `Forbidden`; `InvalidInput` for empty SQL or targets, SQL and a saved query both or an
+    /// unknown saved query, an unknown platform or
     /// environment, a listed node that does not exist, or a bad expiry.
     pub async fn create_campaign(
         &self,
@@ -34,12 +34,21 @@ impl AdminService {
         campaign: NewCampaign,
     ) -> Result<QueryView> {
         caller.require(Role::Operator)?;
-        let sql = campaign.sql.trim().to_owned();
-        if sql.is_empty() || sql.len() > MAX_SQL_BYTES {
-            return Err(Error::invalid_input(format!(
-                "sql must be 1 to {MAX_SQL_BYTES} bytes"
-            )));
-        }
+        let sql = match &campaign.saved_query {
+            None => checked_sql(&campaign.sql)?,
+            Some(_) if !campaign.sql.trim().is_empty() => {
+                return Err(Error::invalid_input(
+                    "give either sql or saved_query, not both",
+                ))
+            }
+            Some(name) => match self.backends.store.saved_query(name).await {
+                Ok(saved) => saved.sql,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(Error::invalid_input(format!("unknown saved query {name}")))
+                }
+                Err(e) => return Err(e),
+            },
+        };
         let targets = campaign.targets;
         if targets.is_empty() {
             return Err(Error::invalid_input(
@@ -107,7 +116,12 @@ impl AdminService {
             caller,
             "query.create",
             query.id.as_str(),
-            serde_json::json!({"sql": query.sql, "targets": query.targets, "targeted": query.node_ids.len()}),
+            serde_json::json!({
+                "sql": query.sql,
+                "saved_query": campaign.saved_query,
+                "targets": query.targets,
+                "targeted": query.node_ids.len(),
+            }),
         )
         .await;
         self.campaign(caller, query.id.as_str()).await

@@ -309,6 +309,7 @@ async fn a_live_query_is_handed_out_once_and_only_its_targets_answer() {
             &operator(),
             NewCampaign {
                 sql: "SELECT 1;".into(),
+                saved_query: None,
                 targets: QueryTargets {
                     node_ids: vec![one.id.clone()],
                     ..QueryTargets::default()
