@@ -476,6 +476,102 @@ async fn saved_queries_are_saved_applied_and_run_by_name() {
     terminate(&mut child);
 }
 
+/// [`sgt`] with `input` on its standard input.
+fn sgt_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(SGT)
+        .args(args)
+        .env_remove("SGT_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut child, _, url, _rest) = start(&data);
+    let session = AdminSession::login(&data, &url);
+    let authed = session.authed();
+    let populated = "environments:\n  prod:\n    config:\n      options: {distributed_interval: 30}\n      schedule:\n        uptime: {query: \"SELECT * FROM uptime;\", interval: 300}\n    packs:\n      mac:\n        platform: darwin\n        queries:\n          apps: {query: \"SELECT name FROM apps;\", interval: 3600}\n  lab: {}\nsaved_queries:\n  ports: {sql: \"SELECT port FROM listening_ports;\", description: open ports}\n  users: {sql: \"SELECT username FROM users;\"}\n";
+    let (ok, _, err) = sgt_with_input(&["apply", "-f", "-"], &authed, populated);
+    assert!(ok, "{err}");
+
+    let unchanged =
+        "default: unchanged\nlab: unchanged\nprod: unchanged\nsaved query ports: unchanged\nsaved query users: unchanged\n";
+    for format in [&[][..], &["--json"][..]] {
+        let mut args = vec!["export"];
+        args.extend_from_slice(format);
+        let (ok, exported, err) = sgt(&args, &authed);
+        assert!(ok, "{err}");
+        assert!(exported.contains("SELECT name FROM apps;"), "{exported}");
+        let (ok, out, err) = sgt_with_input(
+            &["apply", "-f", "-", "--dry-run", "--prune"],
+            &authed,
+            &exported,
+        );
+        assert!(ok, "{err}");
+        assert_eq!(out, unchanged, "{exported}");
+    }
+
+    // Prune: what the file's sections leave out goes; a section the file lacks is kept.
+    let trimmed = "environments:\n  default: {}\n  prod: {}\nsaved_queries:\n  users: {sql: \"SELECT username FROM users;\"}\n";
+    let file = dir.path().join("trimmed.yaml");
+    std::fs::write(&file, trimmed).unwrap();
+    let path = file.to_str().unwrap();
+    let (ok, dry, err) = sgt(&["apply", "-f", path, "--prune", "--dry-run"], &authed);
+    assert!(ok, "{err}");
+    assert!(
+        dry.contains("lab: would be deleted\n")
+            && dry.contains("saved query ports: would be deleted\n"),
+        "{dry}"
+    );
+    let (ok, out, _) = sgt(&["export"], &authed);
+    assert!(ok && out.contains("lab") && out.contains("ports"), "{out}");
+    let (ok, out, err) = sgt(&["apply", "-f", path, "--prune"], &authed);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("lab: deleted\n") && out.contains("saved query ports: deleted\n"),
+        "{out}"
+    );
+    let (ok, out, _) = sgt(&["export", "--json"], &authed);
+    assert!(ok);
+    let exported: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names = |section: &str| {
+        exported[section]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names("environments"), ["default", "prod"]);
+    assert_eq!(names("saved_queries"), ["users"]);
+    std::fs::write(&file, "saved_queries: {}\n").unwrap();
+    let (ok, out, err) = sgt(&["apply", "-f", path, "--prune"], &authed);
+    assert!(ok, "{err}");
+    assert_eq!(out, "saved query users: deleted\n");
+    let (ok, out, _) = sgt(&["env", "list"], &authed);
+    assert!(ok && out.contains("prod"), "environments kept: {out}");
+    terminate(&mut child);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_drives_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,8 @@
 //! `sgt apply -f FILE`: config as code. For every environment in the file: create it if
 //! missing, then make its config (with the file's packs merged in as `packs`) match the file.
 //! For every saved query in the file: create it or make it match. What the file does not
-//! name is left alone.
+//! name is left alone, unless `--prune`: then, in each section the file has (`environments`,
+//! `saved_queries`), what the section does not name is deleted.
 
 use std::collections::BTreeSet;
 
@@ -112,6 +113,7 @@ pub(super) async fn apply(
     api: &AdminClient,
     document: &Value,
     dry_run: bool,
+    prune: bool,
 ) -> anyhow::Result<()> {
     let document = document
         .as_object()
@@ -129,9 +131,10 @@ pub(super) async fn apply(
     };
     let environments = section("environments")?;
     let saved_queries = section("saved_queries")?;
-    if environments.is_empty() && saved_queries.is_empty() {
+    if environments.is_empty() && saved_queries.is_empty() && !prune {
         bail!("the file names no environments and no saved_queries");
     }
+    let would = if dry_run { "would be " } else { "" };
     // Check the whole file before changing anything.
     let mut plan = Vec::new();
     for (name, spec) in &environments {
@@ -148,7 +151,6 @@ pub(super) async fn apply(
         .map(|e| e.name.to_string())
         .collect();
     for (name, config) in plan {
-        let would = if dry_run { "would be " } else { "" };
         if !existing.contains(&name) {
             if !dry_run {
                 api.create_environment(&NewEnvironment {
@@ -184,7 +186,28 @@ pub(super) async fn apply(
             changes(&current, &config).join(", ")
         );
     }
-    apply_saved_queries(api, saved_plan, dry_run).await
+    if prune && document.contains_key("environments") {
+        for name in existing.iter().filter(|e| !environments.contains_key(*e)) {
+            if !dry_run {
+                api.delete_environment(name).await?;
+            }
+            println!("{name}: {would}deleted");
+        }
+    }
+    apply_saved_queries(api, saved_plan, dry_run).await?;
+    if prune && document.contains_key("saved_queries") {
+        for saved in api.list_saved_queries().await? {
+            let name = saved.name.as_str();
+            if saved_queries.contains_key(name) {
+                continue;
+            }
+            if !dry_run {
+                api.delete_saved_query(name).await?;
+            }
+            println!("saved query {name}: {would}deleted");
+        }
+    }
+    Ok(())
 }
 
 /// Creates or updates each saved query of `plan`; prints one line for each.

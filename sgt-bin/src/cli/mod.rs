@@ -8,6 +8,7 @@ mod audit;
 mod carves;
 pub mod client;
 mod environments;
+mod export;
 mod login;
 mod nodes;
 mod output;
@@ -167,16 +168,25 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
-    /// Make environments, configs and packs match a YAML or JSON file.
+    /// Make environments, configs, packs and saved queries match a YAML or JSON file.
     Apply {
         #[command(flatten)]
         conn: Connection,
-        /// The file (`environments: {NAME: {config: {...}, packs: {...}}}`).
+        /// The file (`environments: {NAME: {config: {...}, packs: {...}}}`,
+        /// `saved_queries: {NAME: {sql: ..., description: ...}}`), or - for standard input.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         /// Show what would change without changing it.
         #[arg(long)]
         dry_run: bool,
+        /// Also delete, in each section the file has, what it does not name.
+        #[arg(long)]
+        prune: bool,
+    },
+    /// Print the environments (config and packs) and saved queries as `sgt apply` reads them.
+    Export {
+        #[command(flatten)]
+        conn: Connection,
     },
 }
 
@@ -205,14 +215,23 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             conn,
             file,
             dry_run,
-        } => apply::apply(&conn.client()?, &read_document(&file)?, dry_run).await,
+            prune,
+        } => apply::apply(&conn.client()?, &read_document(&file)?, dry_run, prune).await,
+        AdminCommand::Export { conn } => {
+            let document = export::document(&conn.client()?).await?;
+            print!("{}", export::render(&document, conn.json)?);
+            Ok(())
+        }
     }
 }
 
-/// Reads a JSON or YAML file into a value.
+/// Reads a JSON or YAML file (`-`: standard input) into a value.
 fn read_document(path: &Path) -> anyhow::Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
     let is_json =
         path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     if is_json {
