@@ -278,11 +278,33 @@ async fn a_certificate_given_in_the_environment_is_served() {
 }
 
 /// Runs `sgt ARGS` with the connection settings in `env`; returns (success, stdout, stderr).
+/// Runs the `sgt` CLI with `env` and nothing of the caller's `SGT_*` settings; contexts go to
+/// a folder of this test process unless `env` names one.
 fn sgt(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let output = Command::new(SGT)
+    sgt_in(Path::new("."), args, env)
+}
+
+/// A command for the `sgt` CLI as [`sgt`] runs it.
+fn sgt_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(SGT);
+    command
         .args(args)
         .env_remove("SGT_TOKEN")
-        .envs(env.iter().copied())
+        .env_remove("SGT_URL")
+        .env_remove("SGT_CA_CERT")
+        .env_remove("SGT_CONTEXT")
+        .env(
+            "SGT_CONFIG_DIR",
+            std::env::temp_dir().join(format!("sgt-cli-tests-{}", std::process::id())),
+        )
+        .envs(env.iter().copied());
+    command
+}
+
+/// [`sgt`] run in the folder `cwd`.
+fn sgt_in(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = sgt_command(args, env)
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -479,10 +501,7 @@ async fn saved_queries_are_saved_applied_and_run_by_name() {
 /// [`sgt`] with `input` on its standard input.
 fn sgt_with_input(args: &[&str], env: &[(&str, &str)], input: &str) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = Command::new(SGT)
-        .args(args)
-        .env_remove("SGT_TOKEN")
-        .envs(env.iter().copied())
+    let mut child = sgt_command(args, env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -570,6 +589,94 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     let (ok, out, _) = sgt(&["env", "list"], &authed);
     assert!(ok && out.contains("prod"), "environments kept: {out}");
     terminate(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_saves_a_context_that_later_commands_use_and_never_send_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (mut server_a, _, url_a, _rest_a) = start(&data_a);
+    let (mut server_b, _, url_b, _rest_b) = start(&data_b);
+    let config = dir.path().join("config");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let config_env = ("SGT_CONFIG_DIR", config.to_str().unwrap());
+    let login = |data: &Path, url: &str, extra: &[&str]| {
+        let session = AdminSession::login(data, url);
+        let password = data.join("admin_password");
+        let mut args = vec!["login", "--password-file", password.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let mut env = session.conn();
+        env.push(config_env);
+        let (ok, token, err) = sgt(&args, &env);
+        assert!(ok, "{err}");
+        assert!(token.starts_with("sgt_"), "a pipe gets the token: {token}");
+        (session, err)
+    };
+    let (a, said) = login(&data_a, &url_a, &[]);
+    let name_a = a.base.trim_start_matches("https://").to_owned();
+    assert!(said.contains(&format!("context {name_a} saved")), "{said}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&config.join("contexts.json")), 0o600);
+        assert_eq!(mode(&config), 0o700);
+    }
+
+    // From a folder without sgt-data and with no SGT_URL, SGT_TOKEN or CA: the context's.
+    let (ok, out, err) = sgt_in(&elsewhere, &["env", "create", "only-a"], &[config_env]);
+    assert!(ok, "{err}: {out}");
+
+    // A second server under a name of one's own becomes current; `--context` picks one per
+    // command; `context use` switches back.
+    let (_b, _) = login(&data_b, &url_b, &["--context", "lab"]);
+    let (ok, out, err) = sgt_in(&elsewhere, &["context"], &[config_env]);
+    assert!(ok, "{err}");
+    let current: Vec<&str> = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with('*'))
+        .collect();
+    assert!(current.len() == 1 && current[0].contains("lab"), "{out}");
+    assert!(out.contains(&name_a), "{out}");
+    let env_list = |extra: &[&str]| {
+        let mut args = vec!["env", "list"];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = sgt_in(&elsewhere, &args, &[config_env]);
+        assert!(ok, "{err}");
+        out.contains("only-a")
+    };
+    assert!(!env_list(&[]), "lab is current");
+    assert!(env_list(&["--context", &name_a]));
+    let (ok, _, err) = sgt_in(&elsewhere, &["context", "use", &name_a], &[config_env]);
+    assert!(ok, "{err}");
+    assert!(env_list(&[]));
+
+    // The current context's token is never sent to another URL, and SGT_TOKEN wins.
+    let ca_b = data_b.join("tls/ca.pem");
+    let (ok, _, err) = sgt_in(
+        &elsewhere,
+        &["whoami", "--url", &url_b.replace("127.0.0.1", "localhost")],
+        &[config_env, ("SGT_CA_CERT", ca_b.to_str().unwrap())],
+    );
+    assert!(!ok && err.contains("HTTP 401"), "{err}");
+    let (ok, _, err) = sgt_in(
+        &elsewhere,
+        &["whoami"],
+        &[config_env, ("SGT_TOKEN", "not-a-token")],
+    );
+    assert!(!ok && err.contains("HTTP 401"), "{err}");
+
+    let (ok, _, err) = sgt_in(&elsewhere, &["context", "delete", "lab"], &[config_env]);
+    assert!(ok, "{err}");
+    let (_, out, _) = sgt_in(&elsewhere, &["context", "list", "--json"], &[config_env]);
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert!(!out.contains(&a.token), "the list never shows tokens");
+    let (ok, _, err) = sgt_in(&elsewhere, &["context", "use", "lab"], &[config_env]);
+    assert!(!ok && err.contains("no context called"), "{err}");
+    terminate(&mut server_a);
+    terminate(&mut server_b);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -60,14 +60,30 @@ impl AdminClient {
     /// # Errors
     /// When the CA file cannot be read or parsed.
     pub fn new(url: &str, token: Option<String>, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
+        let pem = ca_cert
+            .map(|ca| {
+                std::fs::read(ca)
+                    .with_context(|| format!("cannot read CA certificate {}", ca.display()))
+            })
+            .transpose()?;
+        Self::with_ca_pem(url, token, pem.as_deref())
+    }
+
+    /// [`AdminClient::new`] with the CA certificate's PEM text itself.
+    ///
+    /// # Errors
+    /// When the PEM cannot be parsed.
+    pub fn with_ca_pem(
+        url: &str,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
         let mut builder =
             reqwest::Client::builder().user_agent(concat!("sgt-cli/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = ca_cert {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("cannot read CA certificate {}", ca.display()))?;
+        if let Some(pem) = ca_pem {
             builder = builder
                 .add_root_certificate(
-                    reqwest::Certificate::from_pem(&pem).context("invalid CA certificate PEM")?,
+                    reqwest::Certificate::from_pem(pem).context("invalid CA certificate PEM")?,
                 )
                 .tls_built_in_root_certs(false);
         }

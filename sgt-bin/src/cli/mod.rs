@@ -7,6 +7,7 @@ mod apply;
 mod audit;
 mod carves;
 pub mod client;
+mod context;
 mod environments;
 mod export;
 mod login;
@@ -29,6 +30,7 @@ use sgt_core::store::Role;
 use sgt_core::types::{EnvironmentName, NodeId};
 
 pub use carves::CarveAction;
+pub use context::ContextAction;
 pub use environments::EnvAction;
 pub use nodes::NodeAction;
 pub use packs::PackAction;
@@ -39,36 +41,77 @@ pub use users::UserAction;
 
 use client::AdminClient;
 
+/// The server commands talk to when neither `--url`, `SGT_URL` nor a saved context names one.
+const DEFAULT_URL: &str = "https://localhost:8443";
+
 /// Where the server is and who is calling; shared by every admin command.
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
-    /// The server's base URL.
-    #[arg(
-        long,
-        env = "SGT_URL",
-        default_value = "https://localhost:8443",
-        global = true
-    )]
-    url: String,
-    /// A bearer token (from `sgt login` or `sgt token create`).
+    /// The server's base URL [default: the current context's, else https://localhost:8443].
+    #[arg(long, env = "SGT_URL", global = true)]
+    url: Option<String>,
+    /// A bearer token [default: the context's, when the URL is the context's].
     #[arg(long, env = "SGT_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
-    /// CA certificate to trust [default: ./sgt-data/tls/ca.pem when it exists].
+    /// CA certificate to trust [default: the context's, else ./sgt-data/tls/ca.pem when it
+    /// exists].
     #[arg(long, env = "SGT_CA_CERT", global = true)]
     ca_cert: Option<PathBuf>,
+    /// A saved context to use instead of the current one (`sgt login` saves them).
+    #[arg(long = "context", env = "SGT_CONTEXT", global = true)]
+    context_name: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
 }
 
+/// Where a command goes and with what: the URL, the token, the CA's PEM text.
+struct Target {
+    url: String,
+    token: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+}
+
 impl Connection {
-    fn client(&self) -> anyhow::Result<AdminClient> {
-        let local_ca = PathBuf::from("sgt-data/tls/ca.pem");
-        let ca = self
-            .ca_cert
+    /// The URL, token and CA a command uses: flags and environment first, then the chosen
+    /// saved context (its token and CA only for its own URL), then the defaults.
+    fn target(&self) -> anyhow::Result<Target> {
+        let contexts = context::Contexts::load()?;
+        let chosen = contexts
+            .chosen(self.context_name.as_deref())?
+            .map(|(_, c)| c);
+        let url = self
+            .url
             .clone()
-            .or_else(|| local_ca.exists().then_some(local_ca));
-        AdminClient::new(&self.url, self.token.clone(), ca.as_deref())
+            .or_else(|| chosen.map(|c| c.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let same_server =
+            chosen.filter(|c| c.url.trim_end_matches('/') == url.trim_end_matches('/'));
+        let token = self
+            .token
+            .clone()
+            .or_else(|| same_server.map(|c| c.token.clone()));
+        let local_ca = PathBuf::from("sgt-data/tls/ca.pem");
+        let ca_pem = match &self.ca_cert {
+            Some(file) => Some(
+                std::fs::read(file)
+                    .with_context(|| format!("cannot read CA certificate {}", file.display()))?,
+            ),
+            None => match same_server.and_then(|c| c.ca_pem.clone()) {
+                Some(pem) => Some(pem.into_bytes()),
+                None if local_ca.exists() => Some(
+                    std::fs::read(&local_ca)
+                        .with_context(|| format!("cannot read {}", local_ca.display()))?,
+                ),
+                None => None,
+            },
+        };
+        Ok(Target { url, token, ca_pem })
+    }
+
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let target = self.target()?;
+        AdminClient::with_ca_pem(&target.url, target.token, target.ca_pem.as_deref())
     }
 
     /// Prints an answer: JSON with `--json`; else a list as a table of `columns`, or one
@@ -88,7 +131,8 @@ impl Connection {
 /// An admin command.
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {
-    /// Log in; prints a session token (use it as SGT_TOKEN).
+    /// Log in and save the server, its CA and the session as a context, made current;
+    /// prints the token when standard output is not a terminal (`SGT_TOKEN=$(sgt login)`).
     Login {
         #[command(flatten)]
         conn: Connection,
@@ -98,6 +142,14 @@ pub enum AdminCommand {
         /// File holding the password [default: SGT_PASSWORD, else standard input].
         #[arg(long)]
         password_file: Option<PathBuf>,
+    },
+    /// Saved contexts (from `sgt login`): list, switch, forget. Lists when given no action.
+    Context {
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        action: Option<ContextAction>,
     },
     /// Show who the token belongs to and their role.
     Whoami {
@@ -201,6 +253,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             username,
             password_file,
         } => login::login(&conn, username, password_file.as_deref()).await,
+        AdminCommand::Context { json, action } => context::run(action, json),
         AdminCommand::Whoami { conn } => login::whoami(&conn).await,
         AdminCommand::Env { conn, action } => environments::run(&conn, action).await,
         AdminCommand::Pack { conn, action } => packs::run(&conn, action).await,
