@@ -493,6 +493,46 @@ async fn saved_queries_are_saved_applied_and_run_by_name() {
 
     let (ok, _, err) = sgt(&["query", "delete", "uptime"], &authed);
     assert!(ok && err.contains("saved query uptime deleted"), "{err}");
+    // The audit log, filtered: saved-query changes of the last hour, by the admin.
+    let (ok, out, err) = sgt(
+        &[
+            "audit",
+            "--action",
+            "saved_query.",
+            "--actor",
+            "admin",
+            "--since",
+            "1h",
+            "--json",
+        ],
+        &authed,
+    );
+    assert!(ok, "{err}");
+    let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    // save, apply (create users, update uptime), delete.
+    assert_eq!(
+        actions,
+        [
+            "saved_query.delete",
+            "saved_query.put",
+            "saved_query.put",
+            "saved_query.put"
+        ],
+        "{out}"
+    );
+    let (ok, out, _) = sgt(&["audit", "--target", "users", "--limit", "1"], &authed);
+    assert!(
+        ok && out.lines().count() == 2 && out.contains("saved_query.put"),
+        "{out}"
+    );
+    let (ok, _, err) = sgt(&["audit", "--since", "last tuesday"], &authed);
+    assert!(!ok && err.contains("neither a duration"), "{err}");
     let (ok, _, err) = sgt(&["query", "show", "--saved", "uptime"], &authed);
     assert!(!ok && err.contains("HTTP 404"), "{err}");
     terminate(&mut child);

@@ -1,7 +1,7 @@
 //! The audit log and enroll-secret usage: two streams of the `audit` table.
 
 use async_trait::async_trait;
-use sgt_core::store::{page_size, AuditEntry, AuditStore, SecretUsage};
+use sgt_core::store::{page_size, AuditEntry, AuditFilter, AuditStore, SecretUsage};
 use sgt_core::types::UnixSeconds;
 use sgt_core::{Error, Result};
 
@@ -52,30 +52,79 @@ impl AuditStore for DynamoStore {
             .ok_or_else(|| Error::already_exists("audit entry"))
     }
 
-    async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
         let limit = page_size(limit);
         let mut query = self
             .client
             .query()
             .table_name(&self.tables.audit)
             .scan_index_forward(false)
-            .limit(limit as i32)
             .expression_attribute_values(":stream", s(AUDIT_STREAM));
-        let condition = match before {
-            Some(before) => {
-                query = query.expression_attribute_values(":before", s(before));
-                "#stream = :stream AND #id < :before"
+        // Ids begin with the entry's time in milliseconds, so `since` bounds the key range
+        // and the Query reads no older entries; the filter below keeps it exact.
+        let since_key = filter
+            .since
+            .map(|since| format!("{:015}", since.max(0) * 1000));
+        if let (Some(since_key), Some(before)) = (&since_key, before) {
+            if since_key.as_str() > before {
+                return Ok(Vec::new());
             }
-            None => "#stream = :stream",
+        }
+        if let Some(since_key) = &since_key {
+            query = query.expression_attribute_values(":since", s(since_key));
+        }
+        if let Some(before) = before {
+            query = query.expression_attribute_values(":before", s(before));
+        }
+        // BETWEEN includes `before` itself: asked for one more, it is dropped below.
+        let condition = match (before, &since_key) {
+            (Some(_), Some(_)) => "#stream = :stream AND #id BETWEEN :since AND :before",
+            (Some(_), None) => "#stream = :stream AND #id < :before",
+            (None, Some(_)) => "#stream = :stream AND #id >= :since",
+            (None, None) => "#stream = :stream",
         };
+        let mut filters = Vec::new();
+        if let Some(actor) = &filter.actor {
+            filters.push("#actor = :actor");
+            query = query.expression_attribute_values(":actor", s(actor));
+        }
+        if let Some(prefix) = &filter.action_prefix {
+            filters.push("begins_with(#action, :action)");
+            query = query.expression_attribute_values(":action", s(prefix));
+        }
+        if let Some(target) = &filter.target {
+            filters.push("#target = :target");
+            query = query.expression_attribute_values(":target", s(target));
+        }
+        if let Some(since) = filter.since {
+            filters.push("#at >= :at");
+            query = query.expression_attribute_values(":at", n(since));
+        }
+        let filter_expression = filters.join(" AND ");
+        if !filters.is_empty() {
+            query = query.filter_expression(&filter_expression);
+        }
+        // Without a filter, each page read is one page of the answer.
+        if filters.is_empty() {
+            query = query.limit(limit as i32 + 1);
+        }
         let query = query
             .key_condition_expression(condition)
-            .set_expression_attribute_names(names(&[condition]));
-        self.query_up_to(query, "audit entry", limit)
-            .await?
-            .iter()
-            .map(entry_from_item)
-            .collect()
+            .set_expression_attribute_names(names(&[condition, &filter_expression]));
+        let mut entries = Vec::with_capacity(limit + 1);
+        for stored in self.query_up_to(query, "audit entry", limit + 1).await? {
+            let entry = entry_from_item(&stored)?;
+            if Some(entry.id.as_str()) != before {
+                entries.push(entry);
+            }
+        }
+        entries.truncate(limit);
+        Ok(entries)
     }
 
     async fn record_secret_use(&self, secret_id: &str, now: UnixSeconds) -> Result<()> {

@@ -3,6 +3,7 @@
 //! [`AdminClient`](crate::cli::client::AdminClient) sends and reads them, so the two cannot
 //! drift apart; the OpenAPI document is built from [`ROUTES`].
 
+mod audit;
 mod auth;
 mod carves;
 mod environments;
@@ -12,6 +13,7 @@ pub mod routes;
 
 use serde::{Deserialize, Serialize};
 
+pub use audit::AuditListParams;
 pub use auth::{
     Caller, LoginOutcome, LoginRequest, NewToken, NewTokenOutcome, NewUser, TokenListParams,
     TokenView, UserUpdate, UserView,
@@ -84,26 +86,18 @@ pub trait PageRequest {
     fn ask_for(&mut self, cursor: Option<String>, limit: usize);
 }
 
-impl PageRequest for PageParams {
-    fn ask_for(&mut self, cursor: Option<String>, limit: usize) {
-        self.cursor = cursor;
-        self.limit = Some(limit);
-    }
+/// `PageRequest` for list parameters with `cursor` and `limit` fields.
+macro_rules! page_request {
+    ($($params:ty),*) => {$(
+        impl PageRequest for $params {
+            fn ask_for(&mut self, cursor: Option<String>, limit: usize) {
+                self.cursor = cursor;
+                self.limit = Some(limit);
+            }
+        }
+    )*};
 }
-
-impl PageRequest for NodeListParams {
-    fn ask_for(&mut self, cursor: Option<String>, limit: usize) {
-        self.cursor = cursor;
-        self.limit = Some(limit);
-    }
-}
-
-impl PageRequest for CarveListParams {
-    fn ask_for(&mut self, cursor: Option<String>, limit: usize) {
-        self.cursor = cursor;
-        self.limit = Some(limit);
-    }
-}
+page_request!(PageParams, NodeListParams, CarveListParams, AuditListParams);
 
 /// `cursor` unless it is empty: every list takes `?cursor=` as its first page.
 pub fn non_empty(cursor: Option<&str>) -> Option<&str> {

@@ -12,8 +12,8 @@ use serde_json::{Map, Value};
 
 use crate::admin_types::routes::{self, Route};
 use crate::admin_types::{
-    Caller, CarveListParams, CarveRequest, CarveView, EnvironmentView, ErrorBody, LoginOutcome,
-    LoginRequest, NewCampaign, NewEnvironment, NewSecret, NewSecretOutcome, NewToken,
+    AuditListParams, Caller, CarveListParams, CarveRequest, CarveView, EnvironmentView, ErrorBody,
+    LoginOutcome, LoginRequest, NewCampaign, NewEnvironment, NewSecret, NewSecretOutcome, NewToken,
     NewTokenOutcome, NewUser, NodeListParams, NodeView, Page, PageParams, PageRequest, QueryView,
     ResultView, SavedQueryBody, SecretView, TokenListParams, TokenView, UserUpdate, UserView,
     VersionedConfig, MAX_PAGE_LIMIT,
@@ -637,8 +637,8 @@ impl AdminClient {
     ///
     /// # Errors
     /// The server's refusal or the transport's.
-    pub async fn audit_log(&self, page: &PageParams) -> anyhow::Result<Page<AuditEntry>> {
-        self.get_with(&routes::AUDIT_LOG, &[], page).await
+    pub async fn audit_log(&self, params: &AuditListParams) -> anyhow::Result<Page<AuditEntry>> {
+        self.get_with(&routes::AUDIT_LOG, &[], params).await
     }
 
     /// `GET /openapi.json`: the API's OpenAPI document.

@@ -39,6 +39,7 @@ pub use secrets::SecretAction;
 pub use tokens::TokenAction;
 pub use users::UserAction;
 
+use crate::admin_types::AuditListParams;
 use client::AdminClient;
 
 /// The server commands talk to when neither `--url`, `SGT_URL` nor a saved context names one.
@@ -216,9 +217,21 @@ pub enum AdminCommand {
     Audit {
         #[command(flatten)]
         conn: Connection,
-        /// How many entries.
+        /// How many entries at most.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// Only changes by this user.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only actions starting with this, e.g. `query.` or `environment.create`.
+        #[arg(long)]
+        action: Option<String>,
+        /// Only changes to this target (environment name, query id, user name, ...).
+        #[arg(long)]
+        target: Option<String>,
+        /// Only changes since this: a duration back from now (`2h`, `7days`) or a time.
+        #[arg(long, value_parser = audit::since_arg)]
+        since: Option<i64>,
     },
     /// Make environments, configs, packs and saved queries match a YAML or JSON file.
     Apply {
@@ -263,7 +276,23 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Carve { conn, action } => carves::run(&conn, action).await,
         AdminCommand::User { conn, action } => users::run(&conn, action).await,
         AdminCommand::Token { conn, action } => tokens::run(&conn, action).await,
-        AdminCommand::Audit { conn, limit } => audit::run(&conn, limit).await,
+        AdminCommand::Audit {
+            conn,
+            limit,
+            actor,
+            action,
+            target,
+            since,
+        } => {
+            let params = AuditListParams {
+                actor,
+                action,
+                target,
+                since,
+                ..AuditListParams::default()
+            };
+            audit::run(&conn, params, limit).await
+        }
         AdminCommand::Apply {
             conn,
             file,

@@ -21,6 +21,32 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
+/// Which audit entries a listing returns; every field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Made by this user.
+    pub actor: Option<String>,
+    /// Whose action starts with this, e.g. `query.` or `environment.create`.
+    pub action_prefix: Option<String>,
+    /// On this target.
+    pub target: Option<String>,
+    /// At or after this time.
+    pub since: Option<UnixSeconds>,
+}
+
+impl AuditFilter {
+    /// Whether `entry` passes.
+    pub fn matches(&self, entry: &AuditEntry) -> bool {
+        self.actor.as_ref().is_none_or(|a| *a == entry.actor)
+            && self
+                .action_prefix
+                .as_ref()
+                .is_none_or(|p| entry.action.starts_with(p.as_str()))
+            && self.target.as_ref().is_none_or(|t| *t == entry.target)
+            && self.since.is_none_or(|since| entry.at >= since)
+    }
+}
+
 /// How often and when an enroll secret last enrolled a host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretUsage {
@@ -45,9 +71,14 @@ pub trait AuditStore: Send + Sync + std::fmt::Debug + 'static {
     /// Appends an entry.
     async fn append_audit(&self, entry: &AuditEntry) -> Result<()>;
 
-    /// Entries newest first: those with ids before `before` (the previous page's cursor), at
-    /// most `limit` (0: 100).
-    async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Entries newest first that pass `filter`: those with ids before `before` (the previous
+    /// page's cursor), at most `limit` (0: 100).
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>>;
 
     /// Counts one enroll made with secret `secret_id` at `now`.
     async fn record_secret_use(&self, secret_id: &str, now: UnixSeconds) -> Result<()>;

@@ -13,7 +13,7 @@ mod queries;
 mod saved_queries;
 mod users;
 
-pub use audit::{AuditEntry, AuditStore, SecretUsage};
+pub use audit::{AuditEntry, AuditFilter, AuditStore, SecretUsage};
 pub use carves::{BlockRecorded, CarveSession, CarveStatus, CarveStore, NewCarve};
 pub use environments::{Environment, EnvironmentStore};
 pub use nodes::{host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey};

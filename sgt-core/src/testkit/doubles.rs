@@ -600,9 +600,14 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.append_audit(entry).await
         }
-        async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+        async fn list_audit(
+            &self,
+            filter: &AuditFilter,
+            before: Option<&str>,
+            limit: usize,
+        ) -> Result<Vec<AuditEntry>> {
             self.fault().await?;
-            self.inner.list_audit(before, limit).await
+            self.inner.list_audit(filter, before, limit).await
         }
         async fn record_secret_use(&self, secret_id: &str, now: UnixSeconds) -> Result<()> {
             self.fault().await?;

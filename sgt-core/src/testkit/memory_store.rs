@@ -700,13 +700,18 @@ impl AuditStore for MemoryStore {
         Ok(())
     }
 
-    async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
         Ok(self
             .state()
             .audit
             .values()
             .rev()
-            .filter(|e| before.is_none_or(|b| e.id.as_str() < b))
+            .filter(|e| before.is_none_or(|b| e.id.as_str() < b) && filter.matches(e))
             .take(page_size(limit))
             .cloned()
             .collect())

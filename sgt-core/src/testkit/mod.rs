@@ -85,6 +85,7 @@ macro_rules! store_conformance_tests {
                 concurrent_demotions_leave_an_admin,
                 tokens_round_trip,
                 audit_log_pages_newest_first,
+                audit_log_filters,
                 secret_usage_is_counted,
             ]
         );

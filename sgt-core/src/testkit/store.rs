@@ -1276,7 +1276,10 @@ pub async fn audit_log_pages_newest_first(store: &dyn Store) {
     let mut got = Vec::new();
     let mut before: Option<String> = None;
     loop {
-        let page = store.list_audit(before.as_deref(), 2).await.unwrap();
+        let page = store
+            .list_audit(&AuditFilter::default(), before.as_deref(), 2)
+            .await
+            .unwrap();
         if page.is_empty() {
             break;
         }
@@ -1286,6 +1289,70 @@ pub async fn audit_log_pages_newest_first(store: &dyn Store) {
     let mut expected = entries;
     expected.reverse();
     assert_eq!(got, expected);
+}
+
+/// Audit listings filter by actor, action prefix, target and time, and page within the
+/// filter.
+pub async fn audit_log_filters(store: &dyn Store) {
+    let entry = |i: i64, actor: &str, action: &str, target: &str| AuditEntry {
+        id: format!("{:015}-{i:08x}", (1_000 + i) * 1000 + 7),
+        at: 1_000 + i,
+        actor: actor.into(),
+        action: action.into(),
+        target: target.into(),
+        detail: serde_json::Value::Null,
+    };
+    let entries = [
+        entry(0, "alice", "environment.create", "prod"),
+        entry(1, "bob", "query.create", "q1"),
+        entry(2, "alice", "query.cancel", "q1"),
+        entry(3, "alice", "saved_query.put", "uptime"),
+        entry(4, "bob", "query.create", "q2"),
+        entry(5, "alice", "query.create", "q3"),
+    ];
+    for e in &entries {
+        store.append_audit(e).await.unwrap();
+    }
+    let ids = |found: Vec<AuditEntry>| found.into_iter().map(|e| e.at - 1_000).collect::<Vec<_>>();
+    let list = |filter: AuditFilter, before: Option<String>, limit: usize| async move {
+        store
+            .list_audit(&filter, before.as_deref(), limit)
+            .await
+            .unwrap()
+    };
+    let by = |actor: &str| AuditFilter {
+        actor: Some(actor.into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ids(list(by("bob"), None, 0).await), [4, 1]);
+    let queries = AuditFilter {
+        action_prefix: Some("query.".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ids(list(queries.clone(), None, 0).await), [5, 4, 2, 1]);
+    // Pages within the filter: the cursor is the last entry returned.
+    let first = list(queries.clone(), None, 2).await;
+    let cursor = first.last().map(|e| e.id.clone());
+    assert_eq!(ids(first), [5, 4]);
+    assert_eq!(ids(list(queries.clone(), cursor, 2).await), [2, 1]);
+    let on_q1_by_alice = AuditFilter {
+        actor: Some("alice".into()),
+        target: Some("q1".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ids(list(on_q1_by_alice, None, 0).await), [2]);
+    let recent = AuditFilter {
+        since: Some(1_003),
+        ..AuditFilter::default()
+    };
+    assert_eq!(ids(list(recent.clone(), None, 0).await), [5, 4, 3]);
+    let second_page = list(recent.clone(), Some(entries[4].id.clone()), 10).await;
+    assert_eq!(ids(second_page), [3]);
+    assert!(list(recent, Some(entries[1].id.clone()), 10)
+        .await
+        .is_empty());
+    let nobody = by("carol");
+    assert!(list(nobody, None, 0).await.is_empty());
 }
 
 /// Secret usage counts every enroll and keeps the latest time.

@@ -26,13 +26,27 @@ impl AuditStore for SqliteStore {
         Ok(())
     }
 
-    async fn list_audit(&self, before: Option<&str>, limit: usize) -> Result<Vec<AuditEntry>> {
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>> {
         let limit = page_size(limit);
         let rows = sqlx::query(
-            "SELECT * FROM audit_log WHERE ?1 IS NULL OR id < ?1 ORDER BY id DESC LIMIT ?2",
+            "SELECT * FROM audit_log WHERE (?1 IS NULL OR id < ?1) \
+             AND (?3 IS NULL OR actor = ?3) \
+             AND (?4 IS NULL OR substr(action, 1, length(?4)) = ?4) \
+             AND (?5 IS NULL OR target = ?5) \
+             AND (?6 IS NULL OR at >= ?6) \
+             ORDER BY id DESC LIMIT ?2",
         )
         .bind(before)
         .bind(limit as i64)
+        .bind(filter.actor.as_deref())
+        .bind(filter.action_prefix.as_deref())
+        .bind(filter.target.as_deref())
+        .bind(filter.since)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error("audit entry"))?;

@@ -3,6 +3,7 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use sgt_core::types::now_unix;
 use sgt_tests::{distinct_bytes, Agent, TestServer};
 
 const GET: Method = Method::GET;
@@ -810,6 +811,55 @@ async fn saved_queries_are_kept_replaced_run_by_name_and_deleted() {
         ]
     );
     assert_eq!(log["items"][1]["detail"]["saved_query"], "uptime");
+
+    // The log filtered: by actor, action prefix, target and time, paged within the filter.
+    let listed = |query: &str| {
+        let path = format!("/api/v1/audit?{query}");
+        let server = &server;
+        let viewer = viewer.clone();
+        async move {
+            let (status, page) = server.admin(GET, &path, Some(&viewer), None).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            let actions: Vec<String> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["actor"].as_str().unwrap(),
+                        e["action"].as_str().unwrap()
+                    )
+                })
+                .collect();
+            (actions, page["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    let (by_otto, _) = listed("actor=otto").await;
+    assert_eq!(
+        by_otto,
+        [
+            "otto saved_query.delete",
+            "otto query.create",
+            "otto saved_query.put"
+        ]
+    );
+    let (puts, _) = listed("action=saved_query.put").await;
+    assert_eq!(puts, ["otto saved_query.put", "admin saved_query.put"]);
+    let (first, cursor) = listed("action=saved_query.&limit=1").await;
+    assert_eq!(first, ["otto saved_query.delete"]);
+    let (second, _) = listed(&format!(
+        "action=saved_query.&limit=1&cursor={}",
+        cursor.unwrap()
+    ))
+    .await;
+    assert_eq!(second, ["otto saved_query.put"]);
+    let (on_uptime, _) = listed("target=uptime&actor=admin").await;
+    assert_eq!(on_uptime, ["admin saved_query.put"]);
+    let (future, _) = listed(&format!("since={}", now_unix() + 3600)).await;
+    assert!(future.is_empty());
+    let (recent, _) = listed(&format!("since={}&actor=otto", now_unix() - 3600)).await;
+    assert_eq!(recent.len(), 3);
     server.stop().await;
 }
 

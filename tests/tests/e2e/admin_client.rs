@@ -4,8 +4,9 @@
 use serde_json::json;
 
 use sgt_bin::admin_types::{
-    CarveListParams, CarveRequest, LoginRequest, NewCampaign, NewEnvironment, NewSecret, NewToken,
-    NewUser, NodeListParams, PageParams, SavedQueryBody, TokenListParams, UserUpdate, ROUTES,
+    AuditListParams, CarveListParams, CarveRequest, LoginRequest, NewCampaign, NewEnvironment,
+    NewSecret, NewToken, NewUser, NodeListParams, PageParams, SavedQueryBody, TokenListParams,
+    UserUpdate, ROUTES,
 };
 use sgt_bin::cli::client::{AdminClient, ApiError};
 use sgt_core::store::{CarveStatus, DeliveryState, QueryTargets, Role, TokenKind};
@@ -285,9 +286,9 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
     // The audit log and the API's own description.
     used.extend(["audit_log", "openapi"]);
     let audit = api
-        .audit_log(&PageParams {
+        .audit_log(&AuditListParams {
             limit: Some(2),
-            ..PageParams::default()
+            ..AuditListParams::default()
         })
         .await
         .unwrap();

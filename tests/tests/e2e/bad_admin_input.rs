@@ -481,6 +481,27 @@ async fn hostile_admin_requests_get_json_errors_and_change_nothing() {
             missing,
         ),
         case(
+            "audit: since not a number",
+            get.clone(),
+            "/api/v1/audit?since=yesterday",
+            None,
+            bad,
+        ),
+        case(
+            "audit: unknown filter",
+            get.clone(),
+            "/api/v1/audit?user=admin",
+            None,
+            bad,
+        ),
+        case(
+            "audit: oversize filter",
+            get.clone(),
+            format!("/api/v1/audit?actor={}", "a".repeat(2000)),
+            None,
+            bad,
+        ),
+        case(
             "unknown route",
             get.clone(),
             "/api/v1/nothing-here",

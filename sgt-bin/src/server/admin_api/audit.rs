@@ -7,7 +7,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::{answer, ctx, Ctx};
-use crate::admin_types::{page_limit, PageParams};
+use crate::admin_types::{non_empty, page_limit, AuditListParams};
 use crate::server::services::admin::AdminService;
 
 pub(super) fn routes(
@@ -16,10 +16,11 @@ pub(super) fn routes(
     warp::path!("audit")
         .and(warp::get())
         .and(ctx(admin))
-        .and(warp::query::<PageParams>())
-        .then(|c: Ctx, page: PageParams| {
+        .and(warp::query::<AuditListParams>())
+        .then(|c: Ctx, params: AuditListParams| {
             answer(c, StatusCode::OK, move |a, caller| async move {
-                a.audit_log(&caller, page.cursor(), page_limit(page.limit))
+                let cursor = non_empty(params.cursor.as_deref());
+                a.audit_log(&caller, &params.filter(), cursor, page_limit(params.limit))
                     .await
             })
         })

@@ -23,7 +23,7 @@ use crate::admin_types::{Caller, Page};
 use crate::server::services::rate_limit::{KeyedRateLimit, RateLimit};
 use crate::server::services::serving_cache::ServingCache;
 use sgt_core::error::{Error, Result};
-use sgt_core::store::{AuditEntry, Role};
+use sgt_core::store::{AuditEntry, AuditFilter, Role};
 use sgt_core::types::{now_unix, random_hex};
 use sgt_core::Backends;
 
@@ -144,13 +144,16 @@ impl AdminService {
         }
     }
 
-    /// The audit log, newest first, a page at a time (cursor: the last entry's id).
+    /// The audit log entries passing `filter`, newest first, a page at a time (cursor: the
+    /// last entry's id).
     ///
     /// # Errors
-    /// `InvalidInput` for a cursor that is not an entry id; backend errors.
+    /// `InvalidInput` for a cursor that is not an entry id or an oversize filter; backend
+    /// errors.
     pub async fn audit_log(
         &self,
         caller: &Caller,
+        filter: &AuditFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<AuditEntry>> {
@@ -165,7 +168,18 @@ impl AdminService {
         if cursor.is_some_and(|c| !is_entry_id(c)) {
             return Err(Error::invalid_input("bad cursor"));
         }
-        let items = self.backends.store.list_audit(cursor, limit).await?;
+        let texts = [&filter.actor, &filter.action_prefix, &filter.target];
+        if texts
+            .iter()
+            .any(|t| t.as_ref().is_some_and(|t| t.len() > 1024))
+        {
+            return Err(Error::invalid_input("audit filters are at most 1024 bytes"));
+        }
+        let items = self
+            .backends
+            .store
+            .list_audit(filter, cursor, limit)
+            .await?;
         Ok(Page::new(items, limit, |e| e.id.clone()))
     }
 }
