@@ -21,7 +21,7 @@ use crate::settings::{ClientAuthSetting, Settings, StorageSetting, TlsSetting};
 use crate::tls_files::TlsFiles;
 
 /// How often coalesced last-seen times are written to the store.
-const LAST_SEEN_FLUSH_INTERVAL: Duration = Duration::from_secs(10);
+use crate::server::services::agent::LAST_SEEN_FLUSH_INTERVAL;
 /// How often carves whose blocks have all arrived but whose assembly was cut short (a
 /// restart, a failing blob store) are assembled, and abandoned ones expired; also at start.
 const CARVE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);

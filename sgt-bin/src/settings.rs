@@ -187,7 +187,9 @@ pub struct Settings {
     /// (`enroll_burst_per_host`, `enroll_per_minute_per_host`; 0 a minute turns a limit
     /// off); how often at most each node's `last_seen` is written
     /// (`last_seen_resolution_seconds`): by default 30 s on SQLite, where a write costs
-    /// nothing, and 300 s on DynamoDB, where each is a paid write of the node's item.
+    /// nothing, and 300 s on DynamoDB, where each is a paid write of the node's item; how
+    /// long after it was last seen a node counts as online (`online_window_seconds`;
+    /// default: from each environment's `distributed_interval`).
     pub service_limits: crate::server::ServiceLimits,
 }
 
@@ -258,6 +260,7 @@ struct FileSettings {
     enroll_burst_per_host: Option<u32>,
     enroll_per_minute_per_host: Option<u32>,
     last_seen_resolution_seconds: Option<u64>,
+    online_window_seconds: Option<u64>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -603,6 +606,12 @@ fn resolve_service_limits(
         None if matches!(storage, StorageSetting::Dynamodb { .. }) => DYNAMODB_LAST_SEEN_RESOLUTION,
         None => crate::server::services::agent::DEFAULT_LAST_SEEN_RESOLUTION,
     };
+    let online_window = match file.online_window_seconds {
+        Some(seconds) if !(1..=30 * 86_400).contains(&seconds) => {
+            bail!("online_window_seconds must be 1 to 2592000")
+        }
+        seconds => seconds.map(std::time::Duration::from_secs),
+    };
     let metrics_allow = if overrides.metrics_allow.is_empty() {
         file.metrics_allow.clone().unwrap_or_default()
     } else {
@@ -616,6 +625,7 @@ fn resolve_service_limits(
         enroll_limit,
         host_enroll_limit,
         last_seen_resolution,
+        online_window,
         metrics_allow,
     })
 }

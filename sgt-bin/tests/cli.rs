@@ -719,6 +719,186 @@ async fn login_saves_a_context_that_later_commands_use_and_never_send_elsewhere(
     terminate(&mut server_b);
 }
 
+/// An agent for the CLI tests: enrolls with the data dir's secret as `host`, and can answer
+/// the live queries it is handed.
+struct TestAgent {
+    client: reqwest::Client,
+    base: String,
+    node_key: String,
+}
+
+impl TestAgent {
+    async fn enroll(data: &Path, base: &str, host: &str) -> TestAgent {
+        let client = client_trusting(&data.join("tls/ca.pem"));
+        let secret = std::fs::read_to_string(data.join("enroll_secret")).unwrap();
+        let enrolled: serde_json::Value = client
+            .post(format!("{base}/api/v1/osquery/enroll"))
+            .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": host, "host_details": {}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        TestAgent {
+            client,
+            base: base.to_owned(),
+            node_key: enrolled["node_key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Polls for a live query for up to 20 s and answers the first with `row`.
+    async fn answer_next_query(&self, row: serde_json::Value) {
+        for _ in 0..200 {
+            let read: serde_json::Value = self
+                .client
+                .post(format!("{}/api/v1/osquery/distributed/read", self.base))
+                .json(&serde_json::json!({"node_key": self.node_key}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some((id, _)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
+                let answer = serde_json::json!({"node_key": self.node_key, "queries": {id: [row]}, "statuses": {id: 0}});
+                self.client
+                    .post(format!("{}/api/v1/osquery/distributed/write", self.base))
+                    .json(&answer)
+                    .send()
+                    .await
+                    .unwrap();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the agent never got a query");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_run_exit_returns_once_every_online_target_answered_and_streams_json_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    // Online means seen within 10 s here, so that a host goes offline within the test.
+    let config = dir.path().join("sgt.toml");
+    std::fs::write(&config, "online_window_seconds = 10\n").unwrap();
+    let (mut server, _, url, _rest) =
+        start_with(&data, &[("SGT_CONFIG", config.to_str().unwrap())]);
+    let session = AdminSession::login(&data, &url);
+    let authed = session.authed();
+    let _silent = TestAgent::enroll(&data, &session.base, "gone-quiet").await;
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let present = TestAgent::enroll(&data, &session.base, "present").await;
+    let (ok, out, err) = sgt(&["node", "list", "--json"], &authed);
+    assert!(ok, "{err}");
+    let nodes: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let online: std::collections::BTreeMap<&str, bool> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["host_identifier"].as_str().unwrap(),
+                n["online"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(online, [("gone-quiet", false), ("present", true)].into());
+
+    // --exit: the answer of the one online host ends the wait, long before --wait.
+    let answering = tokio::spawn(async move {
+        present
+            .answer_next_query(serde_json::json!({"one": "1"}))
+            .await;
+        present
+    });
+    let started = std::time::Instant::now();
+    let env: Vec<(String, String)> = authed
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let run = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let args = [
+            "query",
+            "run",
+            "SELECT 1 AS one;",
+            "--all",
+            "--exit",
+            "--wait",
+            "60s",
+            "--json",
+        ];
+        sgt(&args, &env)
+    });
+    let (ok, out, err) = run.await.unwrap();
+    let present = answering.await.unwrap();
+    assert!(ok, "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["host_identifier"], "present");
+    assert_eq!(lines[0]["rows"][0]["one"], "1");
+    let query = &lines[1]["query"];
+    assert_eq!(
+        (query["targeted"].as_u64(), query["online"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(query["succeeded"], 1);
+
+    // Without --exit the run waits for the offline host too, and each answer is printed as
+    // it arrives: the first line comes while the run still waits.
+    let mut child = sgt_command(
+        &[
+            "query",
+            "run",
+            "SELECT 2 AS two;",
+            "--all",
+            "--wait",
+            "8s",
+            "--json",
+        ],
+        &authed,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, printed) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    present
+        .answer_next_query(serde_json::json!({"two": "2"}))
+        .await;
+    let line = tokio::task::spawn_blocking(move || {
+        let line = printed.recv_timeout(Duration::from_secs(6)).unwrap();
+        (line, printed)
+    });
+    let (line, printed) = line.await.unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still waiting for gone-quiet"
+    );
+    let first: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(first["rows"][0]["two"], "2");
+    assert!(child.wait().unwrap().success());
+    let last: serde_json::Value = serde_json::from_str(&printed.recv().unwrap()).unwrap();
+    assert_eq!(last["query"]["succeeded"], 1);
+    terminate(&mut server);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_cli_drives_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
@@ -806,9 +986,15 @@ async fn the_cli_drives_the_admin_api() {
     let (ok, out, err) = run.await.unwrap();
     agent.await.unwrap();
     assert!(ok, "{err}");
-    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(answer["results"][0]["host_identifier"], "prod-web-1");
-    assert_eq!(answer["results"][0]["rows"][0]["version"], "5.23.1");
+    // One JSON object per line: each host's answer, then the campaign's counts.
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["host_identifier"], "prod-web-1");
+    assert_eq!(lines[0]["rows"][0]["version"], "5.23.1");
+    let answer = &lines[1];
     assert_eq!(answer["query"]["succeeded"], 1);
 
     // The table output names the host and the column.

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures_util::future;
 use sgt_core::store::{
     host_details_summary, page_size, ListNodes, NewNode, Node, NodeStore, RevokedKey,
-    DEFAULT_PAGE_SIZE,
+    DEFAULT_PAGE_SIZE, MAX_NODES_BY_IDS,
 };
 use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
 use sgt_core::{Error, Result};
@@ -144,6 +144,32 @@ impl DynamoStore {
             node.last_seen = node.last_seen.max(item::number(seen, "last_seen")?);
         }
         Ok(node)
+    }
+
+    /// The nodes with these ids that exist, ordered by id, with the summary of their host
+    /// details: node items and last-seen items read together, in batches.
+    async fn listed_nodes_with_ids(&self, ids: &[&str]) -> Result<Vec<Node>> {
+        let node_keys = ids.iter().map(|id| attrs([("id", s(*id))])).collect();
+        let seen_keys = ids.iter().map(|id| lookup_key(seen_lookup(id))).collect();
+        let (mut found, seen) = future::try_join(
+            self.batch_get(&self.tables.nodes, node_keys),
+            self.batch_get(&self.tables.lookups, seen_keys),
+        )
+        .await?;
+        let seen: HashMap<&str, &Item> = seen
+            .iter()
+            .filter_map(|i| Some((item::optional_string(i, "node_id")?, i)))
+            .collect();
+        found.sort_by(|a, b| item::optional_string(a, "id").cmp(&item::optional_string(b, "id")));
+        let mut nodes = Vec::with_capacity(found.len());
+        for stored in &found {
+            let id = item::string(stored, "id")?;
+            nodes.push(
+                self.node_seen_at(stored, seen.get(id).copied(), false)
+                    .await?,
+            );
+        }
+        Ok(nodes)
     }
 
     /// The node with id `id`, its node item and last-seen item read together.
@@ -371,25 +397,7 @@ impl NodeStore for DynamoStore {
                 .iter()
                 .filter_map(|k| item::optional_string(k, "id"))
                 .collect();
-            let node_keys = ids.iter().map(|id| attrs([("id", s(*id))])).collect();
-            let seen_keys = ids.iter().map(|id| lookup_key(seen_lookup(id))).collect();
-            let (mut found, seen) = future::try_join(
-                self.batch_get(&self.tables.nodes, node_keys),
-                self.batch_get(&self.tables.lookups, seen_keys),
-            )
-            .await?;
-            let seen: HashMap<&str, &Item> = seen
-                .iter()
-                .filter_map(|i| Some((item::optional_string(i, "node_id")?, i)))
-                .collect();
-            found.sort_by(|a, b| {
-                item::optional_string(a, "id").cmp(&item::optional_string(b, "id"))
-            });
-            for stored in &found {
-                let id = item::string(stored, "id")?;
-                let node = self
-                    .node_seen_at(stored, seen.get(id).copied(), false)
-                    .await?;
+            for node in self.listed_nodes_with_ids(&ids).await? {
                 if request.matches(&node) {
                     nodes.push(node);
                     if nodes.len() == limit {
@@ -402,6 +410,16 @@ impl NodeStore for DynamoStore {
                 return Ok(nodes);
             }
         }
+    }
+
+    async fn nodes_by_ids(&self, ids: &[NodeId]) -> Result<Vec<Node>> {
+        if ids.len() > MAX_NODES_BY_IDS {
+            return Err(Error::invalid_input("too many node ids in one call"));
+        }
+        let mut unique: Vec<&str> = ids.iter().map(NodeId::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        self.listed_nodes_with_ids(&unique).await
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {

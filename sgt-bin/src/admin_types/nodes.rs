@@ -47,6 +47,9 @@ pub struct NodeView {
     pub enrolled_at: UnixSeconds,
     /// Last seen (coarse).
     pub last_seen: UnixSeconds,
+    /// Seen within its environment's online window: twice the config's
+    /// `distributed_interval` plus a minute, plus how coarse `last_seen` is.
+    pub online: bool,
     /// Everything the agent reported at enroll (in `GET /nodes/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_details: Option<serde_json::Value>,

@@ -30,6 +30,9 @@ pub struct QueryView {
     pub query: DistributedQuery,
     /// Nodes known to be targeted so far (nodes enrolling later join).
     pub targeted: usize,
+    /// Targets that answered or are online now: the answers to expect. Every online target
+    /// answered when `answered() >= online`.
+    pub online: usize,
     /// Not yet delivered.
     pub pending: usize,
     /// Delivered, no answer yet.

@@ -1,21 +1,24 @@
 //! `sgt query …`: run a live query and wait for answers; follow and read campaigns; keep
 //! saved queries.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use clap::Subcommand;
 use serde_json::json;
 
+use super::client::AdminClient;
 use super::{environment_arg, node_id_arg, output, Connection};
-use crate::admin_types::{NewCampaign, SavedQueryBody};
+use crate::admin_types::{NewCampaign, QueryView, ResultView, SavedQueryBody};
 use sgt_core::store::QueryTargets;
 use sgt_core::types::{EnvironmentName, NodeId, SavedQueryName};
 
 /// `sgt query …`
 #[derive(Subcommand, Debug)]
 pub enum QueryAction {
-    /// Run a live query and wait for answers.
+    /// Run a live query; print each host's rows as they arrive (`--json`: one JSON object
+    /// per host and line, then one with the campaign's counts).
     Run {
         /// The SQL.
         #[arg(required_unless_present = "saved")]
@@ -35,9 +38,12 @@ pub enum QueryAction {
         /// Target a node by id (repeatable).
         #[arg(long = "node", value_parser = node_id_arg)]
         nodes: Vec<NodeId>,
-        /// How long to wait for answers.
+        /// How long to wait for answers at most.
         #[arg(long, default_value = "30s")]
         wait: humantime::Duration,
+        /// Stop as soon as every online target answered, instead of every target.
+        #[arg(long)]
+        exit: bool,
     },
     /// List live queries, or with --saved the saved ones.
     List {
@@ -96,6 +102,7 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
             platforms,
             nodes,
             wait,
+            exit,
         } => {
             let campaign = NewCampaign {
                 sql: sql.unwrap_or_default(),
@@ -108,37 +115,8 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
                 },
                 expires_in_seconds: None,
             };
-            let mut progress = api.create_query(&campaign).await?;
-            let id = progress.query.id.to_string();
-            let deadline = Instant::now() + Duration::from(wait);
-            // The running count is for a person watching; a pipe or log gets the summary only.
-            let show_progress = !conn.json && std::io::stderr().is_terminal();
-            loop {
-                let (answered, targeted) = (progress.answered(), progress.targeted);
-                if show_progress {
-                    eprint!("\ranswered {answered}/{targeted} hosts ");
-                    let _ = std::io::stderr().flush();
-                }
-                if (targeted > 0 && answered >= targeted) || Instant::now() >= deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                progress = api.query(&id).await?;
-            }
-            if show_progress {
-                eprintln!();
-            }
-            let results = api.all_query_results(&id).await?;
-            if conn.json {
-                output::json(&json!({"query": progress, "results": results}));
-            } else {
-                output::results(&results);
-                eprintln!(
-                    "query {id}: {} of {} hosts answered",
-                    results.len(),
-                    progress.targeted
-                );
-            }
+            let progress = api.create_query(&campaign).await?;
+            follow(conn, &api, progress, Duration::from(wait), exit).await?;
         }
         QueryAction::List { saved: false } => conn.show(
             &api.all_queries().await?,
@@ -176,6 +154,70 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
             }
         }
         QueryAction::Cancel { id } => conn.show(&api.cancel_query(&id).await?, &[]),
+    }
+    Ok(())
+}
+
+/// Follows a new campaign until every target answered (every online one with `exit`) or
+/// `wait` passed, printing each host's answer once, as it arrives.
+async fn follow(
+    conn: &Connection,
+    api: &AdminClient,
+    mut progress: QueryView,
+    wait: Duration,
+    exit: bool,
+) -> anyhow::Result<()> {
+    let id = progress.query.id.to_string();
+    let deadline = Instant::now() + wait;
+    // The running count is for a person watching; a pipe or log gets the answers only.
+    let show_progress = !conn.json && std::io::stderr().is_terminal();
+    let mut shown: HashSet<NodeId> = HashSet::new();
+    loop {
+        let (answered, online, targeted) =
+            (progress.answered(), progress.online, progress.targeted);
+        if answered > shown.len() {
+            let arrived: Vec<ResultView> = api
+                .all_query_results(&id)
+                .await?
+                .into_iter()
+                .filter(|r| shown.insert(r.node_id.clone()))
+                .collect();
+            if show_progress {
+                eprint!("\r\x1b[K");
+            }
+            if conn.json {
+                let mut out = std::io::stdout().lock();
+                for result in &arrived {
+                    writeln!(out, "{}", serde_json::to_string(result)?)?;
+                }
+                out.flush()?;
+            } else if !arrived.is_empty() {
+                output::results(&arrived);
+            }
+        }
+        if show_progress {
+            eprint!("\ranswered {answered} of {online} online, {targeted} targeted ");
+            let _ = std::io::stderr().flush();
+        }
+        let expected = if exit { online } else { targeted };
+        if (targeted > 0 && answered >= expected) || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        progress = api.query(&id).await?;
+    }
+    if show_progress {
+        eprintln!();
+    }
+    if conn.json {
+        println!("{}", serde_json::to_string(&json!({"query": progress}))?);
+    } else {
+        eprintln!(
+            "query {id}: {} of {} hosts answered ({} online)",
+            progress.answered(),
+            progress.targeted,
+            progress.online
+        );
     }
     Ok(())
 }

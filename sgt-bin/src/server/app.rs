@@ -28,7 +28,11 @@ impl App {
     /// Both services on `backends`, keeping `limits`.
     pub fn new(backends: Backends, limits: &ServiceLimits) -> App {
         let agent = Arc::new(AgentService::new(backends.clone(), limits));
-        let admin = Arc::new(AdminService::new(backends).with_serving_cache(agent.serving_cache()));
+        let admin = Arc::new(
+            AdminService::new(backends)
+                .with_serving_cache(agent.serving_cache())
+                .with_online_window(limits.last_seen_resolution, limits.online_window),
+        );
         App { agent, admin }
     }
 

@@ -16,7 +16,9 @@ mod users;
 pub use audit::{AuditEntry, AuditFilter, AuditStore, SecretUsage};
 pub use carves::{BlockRecorded, CarveSession, CarveStatus, CarveStore, NewCarve};
 pub use environments::{Environment, EnvironmentStore};
-pub use nodes::{host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey};
+pub use nodes::{
+    host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey, MAX_NODES_BY_IDS,
+};
 pub use queries::{
     DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery, QueryResult,
     QueryStore, QueryTarget, QueryTargets,

@@ -151,6 +151,9 @@ impl ListNodes {
     }
 }
 
+/// The most ids one [`NodeStore::nodes_by_ids`] call takes.
+pub const MAX_NODES_BY_IDS: usize = 1000;
+
 /// A node key that stopped working because its node was deleted or re-keyed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedKey {
@@ -189,6 +192,10 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Nodes ordered by id, one page at a time. Their `host_details` hold only what a list
     /// shows, [`host_details_summary`]; [`NodeStore::node_by_id`] has all of them.
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>>;
+
+    /// The nodes with these ids that exist, ordered by id, with host details as
+    /// [`NodeStore::list_nodes`] gives them. At most [`MAX_NODES_BY_IDS`] ids a call.
+    async fn nodes_by_ids(&self, ids: &[NodeId]) -> Result<Vec<Node>>;
 
     /// Deletes the node with its pending query deliveries; its key stops working at once.
     async fn delete_node(&self, id: &NodeId) -> Result<()>;

@@ -401,6 +401,10 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.list_nodes(request).await
         }
+        async fn nodes_by_ids(&self, ids: &[NodeId]) -> Result<Vec<Node>> {
+            self.fault().await?;
+            self.inner.nodes_by_ids(ids).await
+        }
         async fn delete_node(&self, id: &NodeId) -> Result<()> {
             self.fault().await?;
             self.inner.delete_node(id).await

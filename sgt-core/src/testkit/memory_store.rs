@@ -169,6 +169,26 @@ impl NodeStore for MemoryStore {
         Ok(listed)
     }
 
+    async fn nodes_by_ids(&self, ids: &[NodeId]) -> Result<Vec<Node>> {
+        if ids.len() > MAX_NODES_BY_IDS {
+            return Err(Error::invalid_input("too many node ids in one call"));
+        }
+        let state = self.state();
+        let wanted: std::collections::BTreeSet<&NodeId> = ids.iter().collect();
+        let mut found = Vec::new();
+        for id in wanted {
+            if let Some(node) = state.nodes.get(id) {
+                let details = serde_json::to_string(&node.host_details)
+                    .map_err(|e| Error::backend("memory", e))?;
+                found.push(Node {
+                    host_details: host_details_summary(&details)?,
+                    ..node.clone()
+                });
+            }
+        }
+        Ok(found)
+    }
+
     async fn delete_node(&self, id: &NodeId) -> Result<()> {
         let mut state = self.state();
         let node = state

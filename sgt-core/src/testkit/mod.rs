@@ -86,6 +86,7 @@ macro_rules! store_conformance_tests {
                 tokens_round_trip,
                 audit_log_pages_newest_first,
                 audit_log_filters,
+                nodes_are_read_by_ids,
                 secret_usage_is_counted,
             ]
         );

@@ -1254,6 +1254,38 @@ pub async fn tokens_round_trip(store: &dyn Store) {
     assert_eq!(store.token_by_hash("hash-t3").await.unwrap(), t3);
 }
 
+/// Nodes are read by ids: those that exist, once each, by id, with their latest last-seen
+/// time.
+pub async fn nodes_are_read_by_ids(store: &dyn Store) {
+    let a = enrolled(store, "by-id-a").await;
+    let b = enrolled(store, "by-id-b").await;
+    let _c = enrolled(store, "by-id-c").await;
+    store
+        .record_last_seen(&[(b.id.clone(), 5000)])
+        .await
+        .unwrap();
+    let unknown = NodeId::generate();
+    let found = store
+        .nodes_by_ids(&[b.id.clone(), unknown, a.id.clone(), b.id.clone()])
+        .await
+        .unwrap();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(
+        found.iter().map(|n| n.id.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    let found_b = found.iter().find(|n| n.id == b.id).unwrap();
+    assert_eq!(found_b.last_seen, 5000);
+    assert_eq!(found_b.host_identifier, b.host_identifier);
+    assert!(store.nodes_by_ids(&[]).await.unwrap().is_empty());
+    let too_many: Vec<NodeId> = (0..=MAX_NODES_BY_IDS).map(|_| NodeId::generate()).collect();
+    assert_eq!(
+        store.nodes_by_ids(&too_many).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
 /// Audit entries list newest first, page by page; ids are unique.
 pub async fn audit_log_pages_newest_first(store: &dyn Store) {
     let entries: Vec<AuditEntry> = (0..5)

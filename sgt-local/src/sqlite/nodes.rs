@@ -115,6 +115,23 @@ impl NodeStore for SqliteStore {
         rows.iter().map(listed_node_from_row).collect()
     }
 
+    async fn nodes_by_ids(&self, ids: &[NodeId]) -> Result<Vec<Node>> {
+        if ids.len() > MAX_NODES_BY_IDS {
+            return Err(Error::invalid_input("too many node ids in one call"));
+        }
+        let ids: Vec<&str> = ids.iter().map(NodeId::as_str).collect();
+        let sql = format!(
+            "SELECT {NODE_COLUMNS} FROM nodes
+             WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(serde_json::to_string(&ids).map_err(|e| Error::backend("sqlite", e))?)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error("node"))?;
+        rows.iter().map(listed_node_from_row).collect()
+    }
+
     async fn delete_node(&self, id: &NodeId) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_error("node"))?;
         let deleted = sqlx::query("DELETE FROM nodes WHERE id = ?")

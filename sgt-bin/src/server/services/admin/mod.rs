@@ -5,6 +5,7 @@ mod auth;
 mod carves;
 mod environments;
 mod nodes;
+mod online;
 mod queries;
 mod saved_queries;
 mod users;
@@ -51,6 +52,12 @@ pub struct AdminService {
     serving_cache: Option<Arc<ServingCache>>,
     login_limit_per_user: KeyedRateLimit<(String, Option<IpAddr>)>,
     login_limit_per_address: KeyedRateLimit<IpAddr>,
+    /// How late a node's stored last-seen time may be, in seconds: part of the online
+    /// window.
+    last_seen_lag: i64,
+    /// The online window when fixed by the settings, in seconds.
+    fixed_online_window: Option<i64>,
+    online_statuses: online::OnlineStatuses,
 }
 
 /// Login attempts allowed per user name from one source address: 10 at once, then 6 a
@@ -67,6 +74,17 @@ pub const LOGIN_LIMIT_PER_ADDRESS: RateLimit = RateLimit {
     per_minute: 30,
 };
 
+/// A duration in whole seconds, as a time difference.
+fn seconds(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX / 4)
+}
+
+/// How late a stored last-seen time may be when each is written every `resolution`: that,
+/// plus the wait for the next write.
+fn last_seen_lag(resolution: std::time::Duration) -> i64 {
+    seconds(resolution) + seconds(crate::server::services::agent::LAST_SEEN_FLUSH_INTERVAL)
+}
+
 impl AdminService {
     /// A service over `backends`.
     pub fn new(backends: Backends) -> Self {
@@ -75,7 +93,25 @@ impl AdminService {
             serving_cache: None,
             login_limit_per_user: KeyedRateLimit::new(LOGIN_LIMIT_PER_USER),
             login_limit_per_address: KeyedRateLimit::new(LOGIN_LIMIT_PER_ADDRESS),
+            last_seen_lag: last_seen_lag(
+                crate::server::services::agent::DEFAULT_LAST_SEEN_RESOLUTION,
+            ),
+            fixed_online_window: None,
+            online_statuses: online::OnlineStatuses::default(),
         }
+    }
+
+    /// Counts a node online for `window` after it was last seen, or when `None` for its
+    /// environment's window, knowing that stored last-seen times are written every
+    /// `resolution` (the agent service's `last_seen_resolution`).
+    pub fn with_online_window(
+        mut self,
+        resolution: std::time::Duration,
+        window: Option<std::time::Duration>,
+    ) -> Self {
+        self.last_seen_lag = last_seen_lag(resolution);
+        self.fixed_online_window = window.map(seconds);
+        self
     }
 
     /// Whether a login attempt for `username` from `source` may go ahead now. Every attempt

@@ -4,10 +4,10 @@ use super::AdminService;
 use crate::admin_types::{Caller, NodeView, Page};
 use sgt_core::error::{Error, Result};
 use sgt_core::store::{ListNodes, Node, Role};
-use sgt_core::types::NodeId;
+use sgt_core::types::{now_unix, NodeId};
 
 impl NodeView {
-    fn new(node: Node, with_details: bool) -> NodeView {
+    fn new(node: Node, online: bool, with_details: bool) -> NodeView {
         NodeView {
             hostname: node.hostname().map(str::to_owned),
             osquery_version: node.osquery_version().map(str::to_owned),
@@ -17,6 +17,7 @@ impl NodeView {
             platform: node.platform,
             enrolled_at: node.enrolled_at,
             last_seen: node.last_seen,
+            online,
             host_details: with_details.then_some(node.host_details),
         }
     }
@@ -34,7 +35,12 @@ impl AdminService {
         }
         let limit = filter.limit;
         let nodes = self.backends.store.list_nodes(&filter).await?;
-        let items = nodes.into_iter().map(|n| NodeView::new(n, false)).collect();
+        let online = self.online_flags(&nodes, now_unix()).await?;
+        let items = nodes
+            .into_iter()
+            .zip(online)
+            .map(|(n, online)| NodeView::new(n, online, false))
+            .collect();
         Ok(Page::new(items, limit, |n: &NodeView| n.id.to_string()))
     }
 
@@ -45,10 +51,11 @@ impl AdminService {
     pub async fn node(&self, caller: &Caller, id: &str) -> Result<NodeView> {
         caller.require(Role::Viewer)?;
         let id = NodeId::parse(id).map_err(|_| Error::not_found("node"))?;
-        Ok(NodeView::new(
-            self.backends.store.node_by_id(&id).await?,
-            true,
-        ))
+        let node = self.backends.store.node_by_id(&id).await?;
+        let online = self
+            .online_flags(std::slice::from_ref(&node), now_unix())
+            .await?;
+        Ok(NodeView::new(node, online[0], true))
     }
 
     /// Deletes a node (operators and admins): its key stops working at once, so the agent's

@@ -170,8 +170,15 @@ impl AdminService {
         let query = self.backends.store.query(&id).await?;
         let targets = self.backends.store.query_targets(&id).await?;
         let count = |state| targets.iter().filter(|t| t.state == state).count();
+        let waiting: Vec<NodeId> = targets
+            .iter()
+            .filter(|t| matches!(t.state, DeliveryState::Pending | DeliveryState::Delivered))
+            .map(|t| t.node_id.clone())
+            .collect();
+        let answered = targets.len() - waiting.len();
         Ok(QueryView {
             targeted: targets.len(),
+            online: answered + self.count_online(&waiting).await?,
             pending: count(DeliveryState::Pending),
             delivered: count(DeliveryState::Delivered),
             succeeded: count(DeliveryState::Succeeded),

@@ -64,6 +64,9 @@ pub const DEFAULT_HOST_ENROLL_LIMIT: RateLimit = RateLimit {
     per_minute: 1,
 };
 
+/// How often `sgt serve` writes the last-seen times noted since the last write.
+pub const LAST_SEEN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How stale a node's stored `last_seen` may be by default: each node's time is written at
 /// most this often.
 pub const DEFAULT_LAST_SEEN_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(30);
@@ -77,6 +80,10 @@ pub struct ServiceLimits {
     pub host_enroll_limit: RateLimit,
     /// How often at most each node's `last_seen` is written.
     pub last_seen_resolution: std::time::Duration,
+    /// How long after it was last seen a node counts as online; `None`: twice its
+    /// environment's `distributed_interval` plus a minute, plus how late stored last-seen
+    /// times may be.
+    pub online_window: Option<std::time::Duration>,
     /// Networks that may read `GET /metrics` (everyone when empty).
     pub metrics_allow: Vec<ipnet::IpNet>,
 }
@@ -89,6 +96,7 @@ impl Default for ServiceLimits {
             enroll_limit: DEFAULT_ENROLL_LIMIT,
             host_enroll_limit: DEFAULT_HOST_ENROLL_LIMIT,
             last_seen_resolution: DEFAULT_LAST_SEEN_RESOLUTION,
+            online_window: None,
             metrics_allow: Vec::new(),
         }
     }
