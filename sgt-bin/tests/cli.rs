@@ -729,11 +729,21 @@ struct TestAgent {
 
 impl TestAgent {
     async fn enroll(data: &Path, base: &str, host: &str) -> TestAgent {
+        Self::enroll_with(data, base, host, serde_json::json!({})).await
+    }
+
+    /// [`TestAgent::enroll`] reporting `host_details`.
+    async fn enroll_with(
+        data: &Path,
+        base: &str,
+        host: &str,
+        host_details: serde_json::Value,
+    ) -> TestAgent {
         let client = client_trusting(&data.join("tls/ca.pem"));
         let secret = std::fs::read_to_string(data.join("enroll_secret")).unwrap();
         let enrolled: serde_json::Value = client
             .post(format!("{base}/api/v1/osquery/enroll"))
-            .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": host, "host_details": {}}))
+            .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": host, "host_details": host_details}))
             .send()
             .await
             .unwrap()
@@ -896,6 +906,29 @@ async fn query_run_exit_returns_once_every_online_target_answered_and_streams_js
     assert!(child.wait().unwrap().success());
     let last: serde_json::Value = serde_json::from_str(&printed.recv().unwrap()).unwrap();
     assert_eq!(last["query"]["succeeded"], 1);
+
+    // Hosts are named as people know them; a name two hosts share is refused, listing both.
+    let twin = |serial: &str| serde_json::json!({"system_info": {"hostname": "twin", "hardware_serial": serial, "uuid": format!("uuid-{serial}")}});
+    TestAgent::enroll_with(&data, &session.base, "twin-a", twin("SER-A")).await;
+    TestAgent::enroll_with(&data, &session.base, "twin-b", twin("SER-B")).await;
+    let show = |host: &str| sgt(&["node", "show", host, "--json"], &authed);
+    for name in ["SER-A", "uuid-ser-a", "twin-a"] {
+        let (ok, out, err) = show(name);
+        assert!(ok, "{name}: {err}");
+        let node: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(node["host_identifier"], "twin-a", "{name}");
+    }
+    let (ok, _, err) = show("twin");
+    assert!(
+        !ok && err.contains("names 2 nodes") && err.contains("twin-a") && err.contains("twin-b"),
+        "{err}"
+    );
+    let (ok, _, err) = show("nobody");
+    assert!(!ok && err.contains("no node is called"), "{err}");
+    let (ok, _, err) = sgt(&["node", "delete", "twin-b"], &authed);
+    assert!(ok, "{err}");
+    let (ok, out, err) = show("twin");
+    assert!(ok && out.contains("twin-a"), "{err}");
     terminate(&mut server);
 }
 

@@ -20,6 +20,10 @@ pub struct NodeListParams {
     /// Only nodes seen at or after this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen_since: Option<UnixSeconds>,
+    /// Only nodes this names exactly: a node id, host identifier, hostname, hardware uuid or
+    /// hardware serial.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// The previous page's `next_cursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,

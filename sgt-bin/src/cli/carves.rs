@@ -4,18 +4,16 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::{node_id_arg, Connection};
+use super::Connection;
 use crate::admin_types::{CarveListParams, CarveRequest};
-use sgt_core::types::NodeId;
 
 /// `sgt carve …`
 #[derive(Subcommand, Debug)]
 pub enum CarveAction {
     /// Ask a node for a file (or files: % makes a LIKE pattern).
     Request {
-        /// Node id.
-        #[arg(value_parser = node_id_arg)]
-        node: NodeId,
+        /// The node: a node id, host identifier, hostname, hardware uuid or serial.
+        host: String,
         /// Absolute path.
         path: String,
     },
@@ -43,13 +41,9 @@ pub enum CarveAction {
 pub(super) async fn run(conn: &Connection, action: CarveAction) -> anyhow::Result<()> {
     let api = conn.client()?;
     match action {
-        CarveAction::Request { node, path } => {
-            let query = api
-                .request_carve(&CarveRequest {
-                    node_id: node,
-                    path,
-                })
-                .await?;
+        CarveAction::Request { host, path } => {
+            let node_id = super::nodes::resolve_node(&api, &host).await?;
+            let query = api.request_carve(&CarveRequest { node_id, path }).await?;
             if conn.json {
                 conn.show(&query, &[]);
             } else {

@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use sgt_core::store::Role;
-use sgt_core::types::{EnvironmentName, NodeId};
+use sgt_core::types::EnvironmentName;
 
 pub use carves::CarveAction;
 pub use context::ContextAction;
@@ -352,11 +352,6 @@ fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
 /// An environment name argument, checked before anything is sent.
 fn environment_arg(value: &str) -> Result<EnvironmentName, String> {
     EnvironmentName::parse(value).map_err(|e| e.to_string())
-}
-
-/// A node id argument, checked before anything is sent.
-fn node_id_arg(value: &str) -> Result<NodeId, String> {
-    NodeId::parse(value).map_err(|e| e.to_string())
 }
 
 /// A role argument: `viewer`, `operator` or `admin`.

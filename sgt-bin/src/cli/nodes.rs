@@ -1,9 +1,53 @@
 //! `sgt node …`: enrolled nodes.
 
+use anyhow::bail;
 use clap::Subcommand;
 
-use super::Connection;
+use super::client::AdminClient;
+use super::{output, Connection};
 use crate::admin_types::NodeListParams;
+use sgt_core::types::NodeId;
+
+/// What a host argument may be, for help texts.
+pub(super) const HOST_NAMES: &str =
+    "a node id, host identifier, hostname, hardware uuid or hardware serial";
+
+/// The id of the one node `name` names exactly (see [`HOST_NAMES`]).
+///
+/// # Errors
+/// When no node or several have that name (listing them), or the server's refusal.
+pub(super) async fn resolve_node(api: &AdminClient, name: &str) -> anyhow::Result<NodeId> {
+    let matches = api
+        .all_nodes(NodeListParams {
+            host: Some(name.to_owned()),
+            ..NodeListParams::default()
+        })
+        .await?;
+    match matches.as_slice() {
+        [] => bail!("no node is called {name:?} ({HOST_NAMES})"),
+        [one] => Ok(one.id.clone()),
+        several => {
+            let listed: Vec<String> = several
+                .iter()
+                .map(|n| {
+                    format!(
+                        "  {}  {}  {}  {}  last seen {}",
+                        n.id,
+                        n.host_identifier,
+                        n.hostname.as_deref().unwrap_or("-"),
+                        n.environment,
+                        output::field_cell("last_seen", &serde_json::json!(n.last_seen)),
+                    )
+                })
+                .collect();
+            bail!(
+                "{name:?} names {} nodes; name one by its id:\n{}",
+                several.len(),
+                listed.join("\n")
+            )
+        }
+    }
+}
 
 /// `sgt node …`
 #[derive(Subcommand, Debug)]
@@ -19,19 +63,23 @@ pub enum NodeAction {
         /// Only hosts whose identifier or hostname contains this.
         #[arg(long)]
         search: Option<String>,
+        /// Only the nodes this names exactly: a node id, host identifier, hostname, hardware
+        /// uuid or serial.
+        #[arg(long)]
+        host: Option<String>,
         /// Only nodes seen within this long (e.g. 10m, 2h).
         #[arg(long)]
         seen_within: Option<humantime::Duration>,
     },
     /// Show a node with its host details.
     Show {
-        /// Node id.
-        id: String,
+        /// The node: a node id, host identifier, hostname, hardware uuid or serial.
+        host: String,
     },
     /// Delete a node (its agent re-enrolls).
     Delete {
-        /// Node id.
-        id: String,
+        /// The node: a node id, host identifier, hostname, hardware uuid or serial.
+        host: String,
     },
 }
 
@@ -42,12 +90,14 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
             env,
             platform,
             search,
+            host,
             seen_within,
         } => {
             let filter = NodeListParams {
                 environment: env,
                 platform,
                 search,
+                host,
                 seen_since: seen_within
                     .map(|within| sgt_core::types::now_unix() - within.as_secs() as i64),
                 ..NodeListParams::default()
@@ -62,19 +112,22 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
                     "platform",
                     "osquery_version",
                     "last_seen",
+                    "online",
                 ],
             );
         }
-        NodeAction::Show { id } => {
-            let mut node = api.node(&id).await?;
+        NodeAction::Show { host } => {
+            let id = resolve_node(&api, &host).await?;
+            let mut node = api.node(id.as_str()).await?;
             if !conn.json {
                 // The details are a long object of their own: `--json` prints them.
                 node.host_details = None;
             }
             conn.show(&node, &[]);
         }
-        NodeAction::Delete { id } => {
-            api.delete_node(&id).await?;
+        NodeAction::Delete { host } => {
+            let id = resolve_node(&api, &host).await?;
+            api.delete_node(id.as_str()).await?;
             eprintln!("node {id} deleted; its agent will enroll again");
         }
     }

@@ -9,7 +9,8 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::client::AdminClient;
-use super::{environment_arg, node_id_arg, output, Connection};
+use super::nodes::resolve_node;
+use super::{environment_arg, output, Connection};
 use crate::admin_types::{NewCampaign, QueryView, ResultView, SavedQueryBody};
 use sgt_core::store::QueryTargets;
 use sgt_core::types::{EnvironmentName, NodeId, SavedQueryName};
@@ -35,9 +36,10 @@ pub enum QueryAction {
         /// Target a platform (repeatable).
         #[arg(long = "platform")]
         platforms: Vec<String>,
-        /// Target a node by id (repeatable).
-        #[arg(long = "node", value_parser = node_id_arg)]
-        nodes: Vec<NodeId>,
+        /// Target a node: its id, host identifier, hostname, hardware uuid or serial
+        /// (repeatable).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
         /// How long to wait for answers at most.
         #[arg(long, default_value = "30s")]
         wait: humantime::Duration,
@@ -111,7 +113,7 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
                     all,
                     environments: envs,
                     platforms,
-                    node_ids: nodes,
+                    node_ids: resolve_nodes(&api, &nodes).await?,
                 },
                 expires_in_seconds: None,
             };
@@ -220,4 +222,13 @@ async fn follow(
         );
     }
     Ok(())
+}
+
+/// The ids of the nodes `hosts` name, each exactly one.
+async fn resolve_nodes(api: &AdminClient, hosts: &[String]) -> anyhow::Result<Vec<NodeId>> {
+    let mut ids = Vec::with_capacity(hosts.len());
+    for host in hosts {
+        ids.push(resolve_node(api, host).await?);
+    }
+    Ok(ids)
 }

@@ -43,10 +43,29 @@ impl Node {
             .pointer("/system_info/hostname")
             .and_then(|v| v.as_str())
     }
+
+    /// The hardware serial from `host_details.system_info.hardware_serial`, if the agent
+    /// sent it.
+    pub fn hardware_serial(&self) -> Option<&str> {
+        self.host_details
+            .pointer("/system_info/hardware_serial")
+            .and_then(|v| v.as_str())
+    }
+
+    /// Whether `name` names this node exactly: its id, host identifier, hostname, hardware
+    /// uuid (in any case) or hardware serial.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.id.as_str() == name
+            || self.host_identifier.as_str() == name
+            || self.hostname() == Some(name)
+            || (!self.hardware_uuid.is_empty() && self.hardware_uuid.eq_ignore_ascii_case(name))
+            || self.hardware_serial() == Some(name)
+    }
 }
 
 /// The part of stored host details (`text`, a JSON object) that a node list shows:
-/// `system_info.hostname` and `osquery_info.version` when they are strings, read without
+/// `system_info.hostname`, `system_info.hardware_serial` and `osquery_info.version` when they
+/// are strings, read without
 /// building the rest, so a page of nodes costs no more than its rows' text.
 ///
 /// # Errors
@@ -60,6 +79,7 @@ pub fn host_details_summary(text: &str) -> Result<serde_json::Value> {
     #[derive(serde::Deserialize)]
     struct SystemInfo {
         hostname: Option<serde_json::Value>,
+        hardware_serial: Option<serde_json::Value>,
     }
     #[derive(serde::Deserialize)]
     struct OsqueryInfo {
@@ -68,15 +88,19 @@ pub fn host_details_summary(text: &str) -> Result<serde_json::Value> {
     let details: Details = serde_json::from_str(text)
         .map_err(|e| crate::error::Error::backend("store", format!("corrupt host details: {e}")))?;
     let mut summary = serde_json::Map::new();
-    if let Some(hostname) = details
-        .system_info
-        .and_then(|s| s.hostname)
-        .filter(serde_json::Value::is_string)
-    {
-        summary.insert(
-            "system_info".into(),
-            serde_json::json!({ "hostname": hostname }),
-        );
+    if let Some(system_info) = details.system_info {
+        let mut kept = serde_json::Map::new();
+        for (key, value) in [
+            ("hostname", system_info.hostname),
+            ("hardware_serial", system_info.hardware_serial),
+        ] {
+            if let Some(value) = value.filter(serde_json::Value::is_string) {
+                kept.insert(key.into(), value);
+            }
+        }
+        if !kept.is_empty() {
+            summary.insert("system_info".into(), serde_json::Value::Object(kept));
+        }
     }
     if let Some(version) = details
         .osquery_info
@@ -125,6 +149,8 @@ pub struct ListNodes {
     pub search: Option<String>,
     /// Only nodes seen at or after this time.
     pub seen_since: Option<UnixSeconds>,
+    /// Only nodes this names exactly (see [`Node::is_named`]).
+    pub named: Option<String>,
     /// Only nodes whose id sorts after this one (the cursor of the previous page).
     pub after: Option<NodeId>,
     /// At most this many nodes (0 means the backend's default page size of 100).
@@ -141,6 +167,7 @@ impl ListNodes {
             && self.after.as_ref().is_none_or(|after| &node.id > after)
             && self.platform.as_ref().is_none_or(|p| &node.platform == p)
             && self.seen_since.is_none_or(|t| node.last_seen >= t)
+            && self.named.as_ref().is_none_or(|name| node.is_named(name))
             && self.search.as_ref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 node.host_identifier.as_str().to_lowercase().contains(&text)

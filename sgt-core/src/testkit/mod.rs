@@ -87,6 +87,7 @@ macro_rules! store_conformance_tests {
                 audit_log_pages_newest_first,
                 audit_log_filters,
                 nodes_are_read_by_ids,
+                nodes_are_found_by_any_name,
                 secret_usage_is_counted,
             ]
         );

@@ -1415,6 +1415,7 @@ pub async fn secret_usage_is_counted(store: &dyn Store) {
 pub async fn listed_nodes_carry_the_host_details_summary(store: &dyn Store) {
     let mut node = new_node("default", "summary-host", "uuid-s", 1000);
     node.host_details["system_info"]["cpu_brand"] = json!("x".repeat(1000));
+    node.host_details["system_info"]["hardware_serial"] = json!("C02SERIAL");
     node.host_details["os_version"] = json!({"name": "Debian"});
     let full = node.host_details.clone();
     let stored = store.enroll_node(node).await.unwrap();
@@ -1422,7 +1423,7 @@ pub async fn listed_nodes_carry_the_host_details_summary(store: &dyn Store) {
     let listed = listed.iter().find(|n| n.id == stored.id).unwrap();
     assert_eq!(
         listed.host_details,
-        json!({"system_info": {"hostname": "summary-host"}, "osquery_info": {"version": "5.23.1"}})
+        json!({"system_info": {"hostname": "summary-host", "hardware_serial": "C02SERIAL"}, "osquery_info": {"version": "5.23.1"}})
     );
     assert_eq!(
         store.node_by_id(&stored.id).await.unwrap().host_details,
@@ -1431,6 +1432,52 @@ pub async fn listed_nodes_carry_the_host_details_summary(store: &dyn Store) {
     assert_eq!(
         store.node_by_key(&stored.key).await.unwrap().host_details,
         full
+    );
+}
+
+/// A node is found by its id, host identifier, hostname, hardware uuid (any case) or serial,
+/// exactly; a name two nodes share finds both.
+pub async fn nodes_are_found_by_any_name(store: &dyn Store) {
+    let mut first = new_node("default", "web-1.example.com", "AAAA-1111", 1000);
+    first.host_details["system_info"]["hostname"] = json!("web-1");
+    first.host_details["system_info"]["hardware_serial"] = json!("SERIAL-1");
+    let first = store.enroll_node(first).await.unwrap();
+    let mut second = new_node("default", "web-2.example.com", "BBBB-2222", 1000);
+    second.host_details["system_info"]["hostname"] = json!("web-1");
+    let second = store.enroll_node(second).await.unwrap();
+    let named = |name: &str| {
+        let request = ListNodes {
+            named: Some(name.to_owned()),
+            ..ListNodes::default()
+        };
+        async move {
+            let mut ids: Vec<NodeId> = store
+                .list_nodes(&request)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|n| n.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    for name in [
+        first.id.as_str(),
+        "web-1.example.com",
+        "AAAA-1111",
+        "aaaa-1111",
+        "SERIAL-1",
+    ] {
+        assert_eq!(named(name).await, std::slice::from_ref(&first.id), "{name}");
+    }
+    let mut both = vec![first.id.clone(), second.id.clone()];
+    both.sort();
+    assert_eq!(named("web-1").await, both);
+    assert!(named("web").await.is_empty(), "exact names only");
+    assert!(
+        named("serial-1").await.is_empty(),
+        "serials keep their case"
     );
 }
 

@@ -100,6 +100,10 @@ impl NodeStore for SqliteStore {
                AND (?4 IS NULL OR lower(host_identifier) LIKE ?4
                     OR lower(json_extract(host_details, '$.system_info.hostname')) LIKE ?4)
                AND (?5 IS NULL OR last_seen >= ?5)
+               AND (?7 IS NULL OR id = ?7 OR host_identifier = ?7
+                    OR json_extract(host_details, '$.system_info.hostname') = ?7
+                    OR (hardware_uuid != '' AND lower(hardware_uuid) = lower(?7))
+                    OR json_extract(host_details, '$.system_info.hardware_serial') = ?7)
              ORDER BY id LIMIT ?6"
         );
         let rows = sqlx::query(&sql)
@@ -109,6 +113,7 @@ impl NodeStore for SqliteStore {
             .bind(search)
             .bind(request.seen_since)
             .bind(limit as i64)
+            .bind(request.named.as_deref())
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("node"))?;

@@ -481,6 +481,13 @@ async fn hostile_admin_requests_get_json_errors_and_change_nothing() {
             missing,
         ),
         case(
+            "nodes: host over 512 bytes",
+            get.clone(),
+            format!("/api/v1/nodes?host={}", "h".repeat(600)),
+            None,
+            bad,
+        ),
+        case(
             "audit: since not a number",
             get.clone(),
             "/api/v1/audit?since=yesterday",

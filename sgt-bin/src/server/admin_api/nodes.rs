@@ -20,6 +20,7 @@ fn filter(params: NodeListParams) -> sgt_core::error::Result<ListNodes> {
         platform: params.platform,
         search: params.search,
         seen_since: params.seen_since,
+        named: params.host.filter(|h| !h.is_empty()),
         after: non_empty(params.cursor.as_deref())
             .map(|c| NodeId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
             .transpose()?,

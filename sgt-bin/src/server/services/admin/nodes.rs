@@ -33,6 +33,9 @@ impl AdminService {
         if filter.search.as_ref().is_some_and(|s| s.len() > 256) {
             return Err(Error::invalid_input("search is longer than 256 bytes"));
         }
+        if filter.named.as_ref().is_some_and(|s| s.len() > 512) {
+            return Err(Error::invalid_input("host is longer than 512 bytes"));
+        }
         let limit = filter.limit;
         let nodes = self.backends.store.list_nodes(&filter).await?;
         let online = self.online_flags(&nodes, now_unix()).await?;
