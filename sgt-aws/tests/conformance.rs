@@ -379,6 +379,7 @@ mod dynamodb_store {
             created_at: 1,
             config_updated_at: 1,
             config_version: 1,
+            settings: Default::default(),
         };
         store.create_environment(&environment).await.unwrap();
         assert_eq!(

@@ -61,6 +61,7 @@ pub async fn bootstrap(backends: &Backends, enroll_secret_file: &Path) -> anyhow
                     created_at: now,
                     config_updated_at: now,
                     config_version: 1,
+                    settings: Default::default(),
                 })
                 .await?;
             created.environment = true;

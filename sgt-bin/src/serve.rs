@@ -25,6 +25,8 @@ use crate::server::services::agent::LAST_SEEN_FLUSH_INTERVAL;
 /// How often carves whose blocks have all arrived but whose assembly was cut short (a
 /// restart, a failing blob store) are assembled, and abandoned ones expired; also at start.
 const CARVE_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often nodes past their environment's `node_expiry_days` are removed.
+const NODE_EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// How often cached nodes are checked against keys revoked through other instances: the
 /// longest a node deleted elsewhere keeps working here.
 pub const CACHE_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,6 +42,8 @@ pub struct StartedServer {
     pub ca_file: Option<PathBuf>,
     /// The service, for tests that look behind the API.
     pub service: Arc<AgentService>,
+    /// The admin service, for tests that run its sweeps at a time of their choosing.
+    pub admin: Arc<crate::server::services::admin::AdminService>,
     /// What was created on this start, one line each, for the operator.
     pub report: Vec<String>,
     stop: watch::Sender<bool>,
@@ -195,6 +199,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
 
     let app = App::new(backends, &settings.service_limits);
     let service = Arc::clone(app.agent());
+    let admin = Arc::clone(app.admin());
     let password_file = std::path::absolute(settings.admin_password_file())?;
     if !shared_store && bootstrap_admin(app.admin(), &password_file).await? {
         report.push(format!(
@@ -223,9 +228,11 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
     });
     let flusher = tokio::spawn({
         let service = Arc::clone(&service);
+        let admin = Arc::clone(&admin);
         let mut stopped = stopped;
         async move {
             let mut tick = tokio::time::interval(LAST_SEEN_FLUSH_INTERVAL);
+            let mut expiry_sweep = tokio::time::interval(NODE_EXPIRY_SWEEP_INTERVAL);
             let mut refresh = tokio::time::interval(CACHE_REFRESH_INTERVAL);
             let mut carve_sweep = tokio::time::interval(CARVE_SWEEP_INTERVAL);
             // Assembly may take minutes: it runs beside this loop, one sweep at a time.
@@ -242,6 +249,13 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
                                     Err(e) => tracing::warn!(error = %e, "carves not listed for the sweep"),
                                 }
                             }));
+                        }
+                    }
+                    _ = expiry_sweep.tick() => {
+                        match admin.expire_nodes(sgt_core::types::now_unix()).await {
+                            Ok(sweep) if sweep.expired > 0 => tracing::info!(expired = sweep.expired, "nodes expired"),
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "node expiry sweep failed"),
                         }
                     }
                     _ = tick.tick() => {
@@ -264,6 +278,7 @@ pub async fn start(settings: &Settings) -> anyhow::Result<StartedServer> {
         tls,
         ca_file,
         service,
+        admin,
         report,
         stop,
         server,

@@ -568,10 +568,22 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     let (mut child, _, url, _rest) = start(&data);
     let session = AdminSession::login(&data, &url);
     let authed = session.authed();
-    let populated = "environments:\n  prod:\n    config:\n      options: {distributed_interval: 30}\n      schedule:\n        uptime: {query: \"SELECT * FROM uptime;\", interval: 300}\n    packs:\n      mac:\n        platform: darwin\n        queries:\n          apps: {query: \"SELECT name FROM apps;\", interval: 3600}\n  lab: {}\nsaved_queries:\n  ports: {sql: \"SELECT port FROM listening_ports;\", description: open ports}\n  users: {sql: \"SELECT username FROM users;\"}\n";
+    let populated = "environments:\n  prod:\n    settings: {node_expiry_days: 30}\n    config:\n      options: {distributed_interval: 30}\n      schedule:\n        uptime: {query: \"SELECT * FROM uptime;\", interval: 300}\n    packs:\n      mac:\n        platform: darwin\n        queries:\n          apps: {query: \"SELECT name FROM apps;\", interval: 3600}\n  lab: {}\nsaved_queries:\n  ports: {sql: \"SELECT port FROM listening_ports;\", description: open ports}\n  users: {sql: \"SELECT username FROM users;\"}\n";
     let (ok, _, err) = sgt_with_input(&["apply", "-f", "-"], &authed, populated);
     assert!(ok, "{err}");
 
+    let (ok, out, err) = sgt(
+        &["env", "set", "lab", "--node-expiry-days", "7", "--json"],
+        &authed,
+    );
+    assert!(ok, "{err}");
+    let lab: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(lab["settings"]["node_expiry_days"], 7);
+    let (ok, _, err) = sgt(
+        &["env", "set", "lab", "--node-expiry-days", "soon"],
+        &authed,
+    );
+    assert!(!ok && err.contains("neither a number of days"), "{err}");
     let unchanged =
         "default: unchanged\nlab: unchanged\nprod: unchanged\nsaved query ports: unchanged\nsaved query users: unchanged\n";
     for format in [&[][..], &["--json"][..]] {
@@ -579,7 +591,10 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
         args.extend_from_slice(format);
         let (ok, exported, err) = sgt(&args, &authed);
         assert!(ok, "{err}");
-        assert!(exported.contains("SELECT name FROM apps;"), "{exported}");
+        assert!(
+            exported.contains("SELECT name FROM apps;") && exported.contains("node_expiry_days"),
+            "{exported}"
+        );
         let (ok, out, err) = sgt_with_input(
             &["apply", "-f", "-", "--dry-run", "--prune"],
             &authed,

@@ -27,6 +27,7 @@ pub struct TestServer {
     client: reqwest::Client,
     data_dir: TempDir,
     service: Arc<AgentService>,
+    admin: Option<Arc<sgt_bin::server::services::admin::AdminService>>,
     stop: Option<StopHandle>,
 }
 
@@ -76,6 +77,7 @@ impl TestServer {
             ca_file,
             client,
             service: Arc::clone(&server.service),
+            admin: Some(Arc::clone(&server.admin)),
             data_dir,
             stop: Some(StopHandle::Full(server)),
         }
@@ -122,6 +124,7 @@ impl TestServer {
             client: client_trusting(&files.ca),
             ca_file: files.ca.clone(),
             service,
+            admin: None,
             data_dir,
             stop: Some(StopHandle::Core(stop, serving)),
         }
@@ -147,6 +150,17 @@ impl TestServer {
     /// The service behind the API.
     pub fn service(&self) -> &AgentService {
         &self.service
+    }
+
+    /// The admin service of a server made by [`TestServer::start`], for sweeps run at a
+    /// time the test chooses.
+    ///
+    /// # Panics
+    /// For a server made on a test's own backends.
+    pub fn admin_service(&self) -> &sgt_bin::server::services::admin::AdminService {
+        self.admin
+            .as_deref()
+            .expect("a server made by TestServer::start")
     }
 
     /// The server's data directory.

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use sgt_core::store::{Environment, EnvironmentStore};
+use sgt_core::store::{Environment, EnvironmentSettings, EnvironmentStore};
 use sgt_core::types::{EnvironmentName, UnixSeconds};
 use sgt_core::{Error, Result};
 
@@ -33,6 +33,10 @@ impl DynamoStore {
             created_at: item::number(stored, "created_at")?,
             config_updated_at: item::number(stored, "config_updated_at")?,
             config_version: config_version(stored)?,
+            settings: match item::optional_string(stored, "settings") {
+                Some(text) => item::json(text, "environment settings")?,
+                None => EnvironmentSettings::default(),
+            },
         })
     }
 }
@@ -46,6 +50,7 @@ impl EnvironmentStore for DynamoStore {
             ("created_at", n(environment.created_at)),
             ("config_updated_at", n(environment.config_updated_at)),
             ("config_version", count(environment.config_version)),
+            ("settings", s(item::to_json(&environment.settings)?)),
         ]);
         self.put_text(&mut stored, "config", item::to_json(&environment.config)?)
             .await?;
@@ -164,6 +169,29 @@ impl EnvironmentStore for DynamoStore {
                     Some(_) => Err(Error::stale_config()),
                 }
             }
+        }
+    }
+
+    async fn put_environment_settings(
+        &self,
+        name: &EnvironmentName,
+        settings: &EnvironmentSettings,
+    ) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.environments)
+            .set_key(Some(name_key(name)))
+            .update_expression("SET #settings = :settings")
+            .condition_expression("attribute_exists(#name)")
+            .set_expression_attribute_names(names(&["SET #settings", "#name"]))
+            .expression_attribute_values(":settings", s(item::to_json(settings)?))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Err(Error::not_found("environment")),
+            Err(e) => Err(classify(BACKEND, "environment", e)),
         }
     }
 

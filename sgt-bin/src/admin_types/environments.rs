@@ -1,7 +1,9 @@
 //! Environments, their config and enroll secrets.
 
 use serde::{Deserialize, Serialize};
+
 use serde_json::Value;
+use sgt_core::store::EnvironmentSettings;
 
 use sgt_core::types::{EnvironmentName, UnixSeconds};
 
@@ -25,6 +27,9 @@ pub struct EnvironmentView {
     pub created_at: UnixSeconds,
     /// Config last replaced.
     pub config_updated_at: UnixSeconds,
+    /// How the server treats its nodes.
+    #[serde(default)]
+    pub settings: EnvironmentSettings,
 }
 
 /// An environment's config with its version: the body and `ETag` of `GET …/config`, and

@@ -195,6 +195,15 @@ pub const DELETE_ENVIRONMENT: Route = Route {
     summary: "Delete an environment and revoke its secrets",
 };
 
+/// `PUT /api/v1/environments/{environment}/settings`
+pub const PUT_ENVIRONMENT_SETTINGS: Route = Route {
+    operation: "put_environment_settings",
+    method: "put",
+    path: "/api/v1/environments/{environment}/settings",
+    role: "admin",
+    summary: "Replace how the server treats the environment's nodes (node_expiry_days)",
+};
+
 /// `GET /api/v1/environments/{environment}/config`
 pub const CONFIG: Route = Route {
     operation: "config",
@@ -464,6 +473,7 @@ pub const ROUTES: &[Route] = &[
     CREATE_ENVIRONMENT,
     ENVIRONMENT,
     DELETE_ENVIRONMENT,
+    PUT_ENVIRONMENT_SETTINGS,
     CONFIG,
     PUT_CONFIG,
     PACKS,

@@ -4,13 +4,14 @@
 //! name is left alone, unless `--prune`: then, in each section the file has (`environments`,
 //! `saved_queries`), what the section does not name is deleted.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use super::client::{AdminClient, ApiError};
 use crate::admin_types::{NewEnvironment, SavedQueryBody};
+use sgt_core::store::EnvironmentSettings;
 use sgt_core::types::SavedQueryName;
 
 /// The desired config of one environment as the file describes it.
@@ -19,8 +20,8 @@ fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
         .as_object()
         .with_context(|| format!("environments.{name} must be a mapping"))?;
     for key in spec.keys() {
-        if key != "config" && key != "packs" {
-            bail!("environments.{name}.{key}: unknown key (known: config, packs)");
+        if !["config", "packs", "settings"].contains(&key.as_str()) {
+            bail!("environments.{name}.{key}: unknown key (known: config, packs, settings)");
         }
     }
     let mut config = match spec.get("config") {
@@ -39,6 +40,16 @@ fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
         Some(_) => bail!("environments.{name}.packs must be a mapping"),
     }
     Ok(Value::Object(config))
+}
+
+/// The settings of environment `name` as the file gives them; `None` when it gives none.
+fn desired_settings(name: &str, spec: &Value) -> anyhow::Result<Option<EnvironmentSettings>> {
+    match spec.get("settings") {
+        None | Some(Value::Null) => Ok(None),
+        Some(settings) => serde_json::from_value(settings.clone())
+            .map(Some)
+            .with_context(|| format!("environments.{name}.settings")),
+    }
 }
 
 /// The saved query `name` as the file describes it.
@@ -138,19 +149,24 @@ pub(super) async fn apply(
     // Check the whole file before changing anything.
     let mut plan = Vec::new();
     for (name, spec) in &environments {
-        plan.push((name.clone(), desired_config(name, spec)?));
+        plan.push((
+            name.clone(),
+            desired_config(name, spec)?,
+            desired_settings(name, spec)?,
+        ));
     }
     let mut saved_plan = Vec::new();
     for (name, spec) in &saved_queries {
         saved_plan.push((name.clone(), desired_saved_query(name, spec)?));
     }
-    let existing: Vec<String> = api
+    let current_settings: BTreeMap<String, EnvironmentSettings> = api
         .list_environments()
         .await?
         .into_iter()
-        .map(|e| e.name.to_string())
+        .map(|e| (e.name.to_string(), e.settings))
         .collect();
-    for (name, config) in plan {
+    let existing: Vec<String> = current_settings.keys().cloned().collect();
+    for (name, config, settings) in plan {
         if !existing.contains(&name) {
             if !dry_run {
                 api.create_environment(&NewEnvironment {
@@ -158,9 +174,19 @@ pub(super) async fn apply(
                     config: Some(config),
                 })
                 .await?;
+                if let Some(settings) = settings.filter(|s| *s != EnvironmentSettings::default()) {
+                    api.put_environment_settings(&name, &settings).await?;
+                }
             }
             println!("{name}: {would}created");
             continue;
+        }
+        let settings_change = settings.filter(|s| Some(s) != current_settings.get(&name));
+        if let Some(settings) = &settings_change {
+            if !dry_run {
+                api.put_environment_settings(&name, settings).await?;
+            }
+            println!("{name}: settings {would}updated");
         }
         let mut attempt = 0;
         let current = loop {
@@ -178,7 +204,9 @@ pub(super) async fn apply(
             }
         };
         if current == config {
-            println!("{name}: unchanged");
+            if settings_change.is_none() {
+                println!("{name}: unchanged");
+            }
             continue;
         }
         println!(

@@ -18,7 +18,7 @@ use crate::admin_types::{
     ResultView, SavedQueryBody, SecretView, TokenListParams, TokenView, UserUpdate, UserView,
     VersionedConfig, MAX_PAGE_LIMIT,
 };
-use sgt_core::store::{AuditEntry, DistributedQuery, QueryTarget, SavedQuery};
+use sgt_core::store::{AuditEntry, DistributedQuery, EnvironmentSettings, QueryTarget, SavedQuery};
 
 /// Talks to one sgt server's admin API with one bearer token.
 #[derive(Debug, Clone)]
@@ -302,6 +302,19 @@ impl AdminClient {
     /// The server's refusal or the transport's.
     pub async fn delete_environment(&self, name: &str) -> anyhow::Result<()> {
         self.no_content(&routes::DELETE_ENVIRONMENT, &[name]).await
+    }
+
+    /// `PUT /environments/{environment}/settings`: replaces them; returns the environment.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn put_environment_settings(
+        &self,
+        name: &str,
+        settings: &EnvironmentSettings,
+    ) -> anyhow::Result<EnvironmentView> {
+        self.send_json(&routes::PUT_ENVIRONMENT_SETTINGS, &[name], settings)
+            .await
     }
 
     /// `GET /environments/{environment}/config`: the document and its version.

@@ -32,6 +32,14 @@ pub enum EnvAction {
         /// Name.
         name: String,
     },
+    /// Change how the server treats the environment's nodes.
+    Set {
+        /// Name.
+        name: String,
+        /// Remove nodes not seen for this many days (`never`: keep them).
+        #[arg(long, value_parser = expiry_arg)]
+        node_expiry_days: Option<ExpiryDays>,
+    },
     /// Print the osquery config document.
     GetConfig {
         /// Name.
@@ -46,12 +54,36 @@ pub enum EnvAction {
     },
 }
 
-const COLUMNS: [&str; 3] = ["name", "created_at", "config_updated_at"];
+const COLUMNS: [&str; 4] = ["name", "created_at", "config_updated_at", "settings"];
+
+/// `--node-expiry-days`: a number of days, or `never`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryDays(Option<u32>);
+
+fn expiry_arg(value: &str) -> Result<ExpiryDays, String> {
+    if value == "never" {
+        return Ok(ExpiryDays(None));
+    }
+    value
+        .parse()
+        .map(|days| ExpiryDays(Some(days)))
+        .map_err(|_| format!("{value:?} is neither a number of days nor `never`"))
+}
 
 pub(super) async fn run(conn: &Connection, action: EnvAction) -> anyhow::Result<()> {
     let api = conn.client()?;
     match action {
         EnvAction::List => conn.show(&api.list_environments().await?, &COLUMNS),
+        EnvAction::Set {
+            name,
+            node_expiry_days,
+        } => {
+            let mut settings = api.environment(&name).await?.settings;
+            if let Some(ExpiryDays(days)) = node_expiry_days {
+                settings.node_expiry_days = days;
+            }
+            conn.show(&api.put_environment_settings(&name, &settings).await?, &[]);
+        }
         EnvAction::Create { name, config } => {
             let config = config.as_deref().map(read_document).transpose()?;
             let created = api

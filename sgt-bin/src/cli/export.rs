@@ -1,10 +1,11 @@
-//! `sgt export`: the server's environments (config and packs) and saved queries, in the
+//! `sgt export`: the server's environments (config, packs, settings) and saved queries, in the
 //! format `sgt apply -f` reads, so that `sgt export | sgt apply -f - --dry-run` changes
 //! nothing.
 
 use serde_json::{Map, Value};
 
 use super::client::AdminClient;
+use sgt_core::store::EnvironmentSettings;
 
 /// The document `sgt apply` would need to make a server like this one.
 ///
@@ -21,6 +22,12 @@ pub(super) async fn document(api: &AdminClient) -> anyhow::Result<Value> {
             spec.insert("packs".into(), packs);
         }
         spec.insert("config".into(), config);
+        if environment.settings != EnvironmentSettings::default() {
+            spec.insert(
+                "settings".into(),
+                serde_json::to_value(&environment.settings)?,
+            );
+        }
         environments.insert(name, Value::Object(spec));
     }
     let mut saved_queries = Map::new();

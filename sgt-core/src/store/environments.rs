@@ -18,6 +18,19 @@ pub struct Environment {
     /// The config's revision: 1 when the environment is created, one more at each
     /// replacement. A writer that read revision N replaces the config only if it is still N.
     pub config_version: u64,
+    /// How the server treats the environment's nodes.
+    #[serde(default)]
+    pub settings: EnvironmentSettings,
+}
+
+/// How the server treats an environment's nodes, beyond the osquery config it serves them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSettings {
+    /// Nodes not seen for this many days are removed (their agents enroll again when they
+    /// come back); `None`: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_expiry_days: Option<u32>,
 }
 
 /// Environments and their config documents.
@@ -25,6 +38,8 @@ pub struct Environment {
 /// # Contract
 /// - Names are unique. The config is stored and returned as the same JSON value.
 /// - `put_config` replaces the whole document atomically; readers see the old or the new one.
+/// - Settings are stored and returned as given; an environment created without them has the
+///   defaults.
 /// - `put_config` with an expected version replaces the document only if its version is
 ///   still that one (compare-and-swap), so no concurrent replacement is lost unseen.
 ///
@@ -52,6 +67,13 @@ pub trait EnvironmentStore: Send + Sync + std::fmt::Debug + 'static {
         now: UnixSeconds,
         expected_version: Option<u64>,
     ) -> Result<u64>;
+
+    /// Replaces the settings of `name`.
+    async fn put_environment_settings(
+        &self,
+        name: &EnvironmentName,
+        settings: &EnvironmentSettings,
+    ) -> Result<()>;
 
     /// Deletes the environment. Its nodes are not deleted.
     async fn delete_environment(&self, name: &EnvironmentName) -> Result<()>;

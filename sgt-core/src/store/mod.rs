@@ -15,7 +15,7 @@ mod users;
 
 pub use audit::{AuditEntry, AuditFilter, AuditStore, SecretUsage};
 pub use carves::{BlockRecorded, CarveSession, CarveStatus, CarveStore, NewCarve};
-pub use environments::{Environment, EnvironmentStore};
+pub use environments::{Environment, EnvironmentSettings, EnvironmentStore};
 pub use nodes::{
     host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey, MAX_NODES_BY_IDS,
 };

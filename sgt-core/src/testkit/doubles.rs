@@ -445,6 +445,14 @@ mod faulty_store_impls {
                 .put_config(name, config, now, expected_version)
                 .await
         }
+        async fn put_environment_settings(
+            &self,
+            name: &EnvironmentName,
+            settings: &EnvironmentSettings,
+        ) -> Result<()> {
+            self.fault().await?;
+            self.inner.put_environment_settings(name, settings).await
+        }
         async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {
             self.fault().await?;
             self.inner.delete_environment(name).await
@@ -643,6 +651,7 @@ pub async fn default_backends(
             created_at: 0,
             config_updated_at: 0,
             config_version: 1,
+            settings: Default::default(),
         })
         .await
         .expect("the default environment is created");

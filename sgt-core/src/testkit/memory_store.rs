@@ -280,6 +280,19 @@ impl EnvironmentStore for MemoryStore {
         Ok(environment.config_version)
     }
 
+    async fn put_environment_settings(
+        &self,
+        name: &EnvironmentName,
+        settings: &EnvironmentSettings,
+    ) -> Result<()> {
+        self.state()
+            .environments
+            .get_mut(name)
+            .ok_or_else(|| Error::not_found("environment"))?
+            .settings = settings.clone();
+        Ok(())
+    }
+
     async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {
         self.state()
             .environments

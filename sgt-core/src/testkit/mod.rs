@@ -58,6 +58,7 @@ macro_rules! store_conformance_tests {
                 revoked_keys_are_listed,
                 environments_round_trip,
                 environment_config_is_replaced_whole,
+                environment_settings_round_trip,
                 saved_queries_round_trip,
                 saved_query_sql_is_kept_exactly,
                 config_replacement_checks_the_version,

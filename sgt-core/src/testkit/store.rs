@@ -268,6 +268,7 @@ pub async fn environments_round_trip(store: &dyn Store) {
         created_at: 10,
         config_updated_at: 10,
         config_version: 1,
+        settings: Default::default(),
     };
     store.create_environment(&prod).await.unwrap();
     assert_eq!(
@@ -375,6 +376,53 @@ pub async fn saved_query_sql_is_kept_exactly(store: &dyn Store) {
     assert_eq!(store.saved_query(&long.name).await.unwrap().sql, sql);
 }
 
+/// Settings are stored with the environment, replaced whole, and leave its config alone.
+pub async fn environment_settings_round_trip(store: &dyn Store) {
+    let name = env("settled");
+    let created = Environment {
+        name: name.clone(),
+        config: json!({"options": {"distributed_interval": 10}}),
+        created_at: 10,
+        config_updated_at: 10,
+        config_version: 1,
+        settings: EnvironmentSettings::default(),
+    };
+    store.create_environment(&created).await.unwrap();
+    assert_eq!(store.environment(&name).await.unwrap(), created);
+    let expiring = EnvironmentSettings {
+        node_expiry_days: Some(30),
+    };
+    store
+        .put_environment_settings(&name, &expiring)
+        .await
+        .unwrap();
+    let read = store.environment(&name).await.unwrap();
+    assert_eq!(read.settings, expiring);
+    assert_eq!((read.config, read.config_version), (created.config, 1));
+    assert!(store
+        .list_environments()
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.name == name && e.settings == expiring));
+    store
+        .put_environment_settings(&name, &EnvironmentSettings::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.environment(&name).await.unwrap().settings,
+        EnvironmentSettings::default()
+    );
+    assert_eq!(
+        store
+            .put_environment_settings(&env("nowhere"), &expiring)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
 /// `put_config` replaces the document and its update time; unknown environments are NotFound.
 pub async fn environment_config_is_replaced_whole(store: &dyn Store) {
     let prod = Environment {
@@ -383,6 +431,7 @@ pub async fn environment_config_is_replaced_whole(store: &dyn Store) {
         created_at: 10,
         config_updated_at: 10,
         config_version: 1,
+        settings: Default::default(),
     };
     store.create_environment(&prod).await.unwrap();
     let new_config = json!({"options": {"b": "x"}});
@@ -414,6 +463,7 @@ pub async fn config_replacement_checks_the_version(store: &dyn Store) {
         created_at: 10,
         config_updated_at: 10,
         config_version: 1,
+        settings: Default::default(),
     };
     store.create_environment(&stage).await.unwrap();
     let first = json!({"options": {"a": 2}});
@@ -450,6 +500,7 @@ pub async fn concurrent_versioned_replacements_lose_nothing(store: &dyn Store) {
         created_at: 10,
         config_updated_at: 10,
         config_version: 1,
+        settings: Default::default(),
     };
     store.create_environment(&race).await.unwrap();
     let writers = (0..8).map(|i| {

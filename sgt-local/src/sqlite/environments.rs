@@ -14,6 +14,10 @@ fn sql_version(version: u64) -> Result<i64> {
     i64::try_from(version).map_err(|_| Error::invalid_input("config version out of range"))
 }
 
+fn settings_text(settings: &EnvironmentSettings) -> Result<String> {
+    serde_json::to_string(settings).map_err(|e| Error::backend("sqlite", e))
+}
+
 fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
     Ok(Environment {
         name: EnvironmentName::parse(row.get::<String, _>("name"))
@@ -23,6 +27,8 @@ fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
         config_updated_at: row.get("config_updated_at"),
         config_version: u64::try_from(row.get::<i64, _>("config_version"))
             .map_err(|_| corrupt("config version"))?,
+        settings: serde_json::from_str(row.get::<&str, _>("settings"))
+            .map_err(|_| corrupt("environment settings"))?,
     })
 }
 
@@ -30,14 +36,16 @@ fn environment_from_row(row: &SqliteRow) -> Result<Environment> {
 impl EnvironmentStore for SqliteStore {
     async fn create_environment(&self, environment: &Environment) -> Result<()> {
         sqlx::query(
-            "INSERT INTO environments (name, config, created_at, config_updated_at, config_version) \
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO environments \
+             (name, config, created_at, config_updated_at, config_version, settings) \
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(environment.name.as_str())
         .bind(json_text(&environment.config))
         .bind(environment.created_at)
         .bind(environment.config_updated_at)
         .bind(sql_version(environment.config_version)?)
+        .bind(settings_text(&environment.settings)?)
         .execute(&self.pool)
         .await
         .map_err(db_error("environment"))?;
@@ -91,6 +99,23 @@ impl EnvironmentStore for SqliteStore {
                 Err(Error::stale_config())
             }
         }
+    }
+
+    async fn put_environment_settings(
+        &self,
+        name: &EnvironmentName,
+        settings: &EnvironmentSettings,
+    ) -> Result<()> {
+        let updated = sqlx::query("UPDATE environments SET settings = ? WHERE name = ?")
+            .bind(settings_text(settings)?)
+            .bind(name.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("environment"))?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("environment"));
+        }
+        Ok(())
     }
 
     async fn delete_environment(&self, name: &EnvironmentName) -> Result<()> {

@@ -211,6 +211,11 @@ async fn roles_are_enforced_on_every_route() {
         (DELETE, "/api/v1/environments/prod".into(), None),
         (
             PUT,
+            "/api/v1/environments/prod/settings".into(),
+            Some(json!({"node_expiry_days": 7})),
+        ),
+        (
+            PUT,
             "/api/v1/environments/prod/config".into(),
             Some(json!({"options": {}})),
         ),
@@ -287,7 +292,7 @@ async fn roles_are_enforced_on_every_route() {
         assert_eq!(answer["error"]["code"], "unauthorized");
     }
     // Admin-only writes are refused to operators too.
-    for (method, path, body) in &writes[..2] {
+    for (method, path, body) in &writes[..3] {
         let (status, _) = server
             .admin(method.clone(), path, Some(&operator), body.clone())
             .await;

@@ -9,7 +9,9 @@ use sgt_bin::admin_types::{
     UserUpdate, ROUTES,
 };
 use sgt_bin::cli::client::{AdminClient, ApiError};
-use sgt_core::store::{CarveStatus, DeliveryState, QueryTargets, Role, TokenKind};
+use sgt_core::store::{
+    CarveStatus, DeliveryState, EnvironmentSettings, QueryTargets, Role, TokenKind,
+};
 use sgt_core::types::EnvironmentName;
 use sgt_tests::{carve_id, distinct_bytes, Agent, TestServer};
 
@@ -97,6 +99,7 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
         "create_environment",
         "list_environments",
         "environment",
+        "put_environment_settings",
         "config",
         "put_config",
     ]);
@@ -110,6 +113,15 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
     assert_eq!(prod.name, EnvironmentName::parse("prod").unwrap());
     assert!(api.list_environments().await.unwrap().contains(&prod));
     assert_eq!(api.environment("prod").await.unwrap(), prod);
+    let expiring = EnvironmentSettings {
+        node_expiry_days: Some(90),
+    };
+    let settled = api
+        .put_environment_settings("prod", &expiring)
+        .await
+        .unwrap();
+    assert_eq!(settled.settings, expiring);
+    assert_eq!(api.environment("prod").await.unwrap(), settled);
     let config = api.config("prod").await.unwrap();
     let mut changed = config.config.clone();
     changed["schedule"] = json!({"uptime": {"query": "SELECT * FROM uptime;", "interval": 60}});

@@ -370,3 +370,88 @@ async fn fleet_carve_paths_carve_like_sgts_own() {
     }
     server.stop().await;
 }
+
+/// With `node_expiry_days`, a node silent for longer is removed by the sweep (audited as the
+/// server's own action); its agent gets `node_invalid`, enrolls again and is back. A node
+/// seen meanwhile stays.
+#[tokio::test]
+async fn silent_nodes_expire_and_come_back_by_enrolling_again() {
+    let server = TestServer::start().await;
+    let admin = server.admin_token().await;
+    let (status, body) = server
+        .admin(
+            reqwest::Method::PUT,
+            "/api/v1/environments/default/settings",
+            Some(&admin),
+            Some(json!({"node_expiry_days": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["settings"]["node_expiry_days"], 1);
+    let mut silent = Agent::new(&server, "silent");
+    silent.enroll().await;
+    let mut active = Agent::new(&server, "active");
+    active.enroll().await;
+    let nodes = server.nodes().await;
+    let id_of = |host: &str| {
+        nodes
+            .iter()
+            .find(|n| n.host_identifier.as_str() == host)
+            .unwrap()
+            .id
+            .clone()
+    };
+    let (silent_id, active_id) = (id_of("silent"), id_of("active"));
+    // A day and a bit later, as the sweep sees it; the active node was seen since.
+    let later = now_unix() + 86_400 + 120;
+    server
+        .backends()
+        .store
+        .record_last_seen(&[(active_id.clone(), later - 60)])
+        .await
+        .unwrap();
+    let sweep = server.admin_service().expire_nodes(later).await.unwrap();
+    assert_eq!(sweep.expired, 1);
+    let left: Vec<_> = server.nodes().await.into_iter().map(|n| n.id).collect();
+    assert_eq!(left, std::slice::from_ref(&active_id));
+    assert_eq!(active.config().await.0, StatusCode::OK);
+
+    let (_, log) = server
+        .admin(
+            reqwest::Method::GET,
+            "/api/v1/audit?action=node.expire",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let entry = &log["items"][0];
+    assert_eq!(entry["actor"], "(sgt)");
+    assert_eq!(entry["target"], "default");
+    assert_eq!(entry["detail"]["expired"], 1);
+    assert_eq!(entry["detail"]["node_ids"][0], silent_id.as_str());
+
+    // The expired agent is told to enroll again, and does.
+    let (_, answer) = silent.config().await;
+    assert_eq!(answer, json!({"node_invalid": true}));
+    silent.enroll().await;
+    assert_eq!(silent.config().await.0, StatusCode::OK);
+    let hosts: Vec<String> = server
+        .nodes()
+        .await
+        .into_iter()
+        .map(|n| n.host_identifier.to_string())
+        .collect();
+    assert_eq!(hosts.len(), 2);
+    assert!(hosts.contains(&"silent".to_owned()), "{hosts:?}");
+    // A sweep today finds nothing to remove.
+    assert_eq!(
+        server
+            .admin_service()
+            .expire_nodes(now_unix())
+            .await
+            .unwrap()
+            .expired,
+        0
+    );
+    server.stop().await;
+}

@@ -481,6 +481,27 @@ async fn hostile_admin_requests_get_json_errors_and_change_nothing() {
             missing,
         ),
         case(
+            "env settings: expiry of 0 days",
+            put.clone(),
+            "/api/v1/environments/default/settings",
+            Some(json!({"node_expiry_days": 0})),
+            bad,
+        ),
+        case(
+            "env settings: unknown setting",
+            put.clone(),
+            "/api/v1/environments/default/settings",
+            Some(json!({"node_expiry": 5})),
+            bad,
+        ),
+        case(
+            "env settings: unknown environment",
+            put.clone(),
+            "/api/v1/environments/nowhere/settings",
+            Some(json!({})),
+            missing,
+        ),
+        case(
             "nodes: host over 512 bytes",
             get.clone(),
             format!("/api/v1/nodes?host={}", "h".repeat(600)),

@@ -14,6 +14,7 @@ use super::{answer, body, ctx, parse, Ctx};
 use crate::admin_types::{Caller, NewEnvironment, NewSecret, VersionedConfig};
 use crate::server::services::admin::AdminService;
 use sgt_core::error::Error;
+use sgt_core::store::EnvironmentSettings;
 
 fn parse_value(body: &[u8]) -> sgt_core::error::Result<Value> {
     parse(body)
@@ -85,6 +86,16 @@ pub(super) fn routes(
         .then(|name: String, c: Ctx| {
             answer(c, StatusCode::OK, move |a, caller| async move {
                 a.environment(&caller, &name).await
+            })
+        });
+    let put_settings = warp::path!("environments" / String / "settings")
+        .and(warp::put())
+        .and(ctx(Arc::clone(&admin)))
+        .and(body())
+        .then(|name: String, c: Ctx, body: Bytes| {
+            answer(c, StatusCode::OK, move |a, caller| async move {
+                let settings: EnvironmentSettings = parse(&body)?;
+                a.put_environment_settings(&caller, &name, settings).await
             })
         });
     let delete = warp::path!("environments" / String)
@@ -185,6 +196,8 @@ pub(super) fn routes(
     list.or(create)
         .unify()
         .or(show)
+        .unify()
+        .or(put_settings)
         .unify()
         .or(delete)
         .unify()

@@ -8,7 +8,7 @@ use crate::server::services::config_doc::default_config;
 use crate::server::services::config_doc::{validate_config, validate_pack};
 use sgt_core::error::{Error, ErrorKind, Result};
 use sgt_core::secrets::EnrollSecret;
-use sgt_core::store::{Environment, Role};
+use sgt_core::store::{Environment, EnvironmentSettings, Role};
 use sgt_core::types::{now_unix, random_hex, EnvironmentName, SecretValue};
 
 impl From<Environment> for EnvironmentView {
@@ -17,6 +17,7 @@ impl From<Environment> for EnvironmentView {
             name: e.name,
             created_at: e.created_at,
             config_updated_at: e.config_updated_at,
+            settings: e.settings,
         }
     }
 }
@@ -80,6 +81,7 @@ impl AdminService {
             created_at: now,
             config_updated_at: now,
             config_version: 1,
+            settings: Default::default(),
         };
         self.backends.store.create_environment(&environment).await?;
         self.audit(caller, "environment.create", name.as_str(), Value::Null)
@@ -108,6 +110,40 @@ impl AdminService {
         self.audit(caller, "environment.delete", name.as_str(), Value::Null)
             .await;
         Ok(())
+    }
+
+    /// Replaces how the server treats the environment's nodes (admins only).
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`; `InvalidInput` for a node expiry of 0 or over 3650 days.
+    pub async fn put_environment_settings(
+        &self,
+        caller: &Caller,
+        name: &str,
+        settings: EnvironmentSettings,
+    ) -> Result<EnvironmentView> {
+        caller.require(Role::Admin)?;
+        let name = env_name(name)?;
+        if settings
+            .node_expiry_days
+            .is_some_and(|d| !(1..=3650).contains(&d))
+        {
+            return Err(Error::invalid_input(
+                "node_expiry_days must be 1 to 3650 (or absent: never)",
+            ));
+        }
+        self.backends
+            .store
+            .put_environment_settings(&name, &settings)
+            .await?;
+        self.audit(
+            caller,
+            "environment.settings",
+            name.as_str(),
+            serde_json::to_value(&settings).unwrap_or_default(),
+        )
+        .await;
+        Ok(self.backends.store.environment(&name).await?.into())
     }
 
     /// The environment's osquery config document.

@@ -4,6 +4,7 @@
 mod auth;
 mod carves;
 mod environments;
+mod expiry;
 mod nodes;
 mod online;
 mod queries;
@@ -16,6 +17,7 @@ mod tests;
 pub use crate::server::services::config_doc::validate_config;
 pub use auth::{hash_password, SESSION_SECONDS};
 pub use carves::ArchiveInfo;
+pub use expiry::{ExpirySweep, SERVER_ACTOR};
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -162,6 +164,12 @@ impl AdminService {
     /// Records a change. A change that happened is not undone if recording fails; the
     /// failure is logged instead, loudly.
     async fn audit(&self, caller: &Caller, action: &str, target: &str, detail: serde_json::Value) {
+        self.audit_as(caller.username.as_str(), action, target, detail)
+            .await;
+    }
+
+    /// [`AdminService::audit`] with `actor` as who made the change.
+    async fn audit_as(&self, actor: &str, action: &str, target: &str, detail: serde_json::Value) {
         let at = now_unix();
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -170,13 +178,13 @@ impl AdminService {
         let entry = AuditEntry {
             id: format!("{millis:015}-{}", random_hex(4)),
             at,
-            actor: caller.username.to_string(),
+            actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),
             detail,
         };
         if let Err(e) = self.backends.store.append_audit(&entry).await {
-            tracing::error!(error = %e, action, target, actor = %caller.username, "audit entry not recorded");
+            tracing::error!(error = %e, action, target, actor, "audit entry not recorded");
         }
     }
 
