@@ -189,7 +189,8 @@ pub struct Settings {
     /// (`last_seen_resolution_seconds`): by default 30 s on SQLite, where a write costs
     /// nothing, and 300 s on DynamoDB, where each is a paid write of the node's item; how
     /// long after it was last seen a node counts as online (`online_window_seconds`;
-    /// default: from each environment's `distributed_interval`).
+    /// default: from each environment's `distributed_interval`); how often each node is asked
+    /// its detail queries (`detail_interval_seconds`, default an hour, 0: never).
     pub service_limits: crate::server::ServiceLimits,
 }
 
@@ -261,6 +262,7 @@ struct FileSettings {
     enroll_per_minute_per_host: Option<u32>,
     last_seen_resolution_seconds: Option<u64>,
     online_window_seconds: Option<u64>,
+    detail_interval_seconds: Option<u64>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -612,6 +614,14 @@ fn resolve_service_limits(
         }
         seconds => seconds.map(std::time::Duration::from_secs),
     };
+    let detail_interval = match file.detail_interval_seconds {
+        Some(0) => None,
+        Some(seconds) if seconds > 30 * 86_400 => {
+            bail!("detail_interval_seconds must be 0 (never) to 2592000")
+        }
+        Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+        None => Some(crate::server::services::agent::DEFAULT_DETAIL_INTERVAL),
+    };
     let metrics_allow = if overrides.metrics_allow.is_empty() {
         file.metrics_allow.clone().unwrap_or_default()
     } else {
@@ -626,6 +636,7 @@ fn resolve_service_limits(
         host_enroll_limit,
         last_seen_resolution,
         online_window,
+        detail_interval,
         metrics_allow,
     })
 }

@@ -12,10 +12,13 @@ use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, Node
 use sgt_core::{Error, Result};
 
 use super::item::{self, n, s, Item};
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
 
 use super::writes::{build_delete, build_put, delete, put};
-use super::{attrs, classify, names, unless_condition_failed, DynamoStore, BACKEND, RACE_RETRIES};
+use super::{
+    attrs, blob_field, classify, condition_failed, names, unless_condition_failed, DynamoStore,
+    BACKEND, RACE_RETRIES,
+};
 
 /// How many last-seen updates are in flight at once.
 const LAST_SEEN_CONCURRENCY: usize = 16;
@@ -420,6 +423,49 @@ impl NodeStore for DynamoStore {
         unique.sort_unstable();
         unique.dedup();
         self.listed_nodes_with_ids(&unique).await
+    }
+
+    async fn update_host_details(&self, id: &NodeId, details: &serde_json::Value) -> Result<()> {
+        let mut new = Item::new();
+        self.put_text(&mut new, "host_details", item::to_json(details)?)
+            .await?;
+        // Inline or in the blob store, and the other attribute removed.
+        let (set, remove) = match new.get("host_details") {
+            Some(_) => ("host_details", blob_field("host_details")),
+            None => ("host_details_blob", "host_details".to_owned()),
+        };
+        let value = new.get(set).cloned().unwrap_or_else(|| s(""));
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.nodes)
+            .set_key(Some(node_key_of(id)))
+            .update_expression(format!("SET #{set} = :value REMOVE #{remove}"))
+            .condition_expression("attribute_exists(#id)")
+            .set_expression_attribute_names(names(&[&format!("#{set} #{remove} #id")]))
+            .expression_attribute_values(":value", value)
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => {
+                // The replaced value's blob, if it had one, is no longer referred to (host
+                // details are the only value of a node item that can overflow).
+                let old = output.attributes.unwrap_or_default();
+                if old.get("host_details_blob") != new.get("host_details_blob") {
+                    self.delete_overflow(&old).await;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.delete_overflow(&new).await;
+                if condition_failed(&e) {
+                    Err(Error::not_found("node"))
+                } else {
+                    Err(classify(BACKEND, "node", e))
+                }
+            }
+        }
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {

@@ -17,6 +17,7 @@ use super::connection::{agent_request, AgentLoop, LoopConnection};
 use super::shapes::{self, Os};
 use super::stats::{Endpoint, Stats};
 use super::{Plan, Transport};
+use crate::server::services::agent::DETAIL_QUERY_PREFIX;
 
 /// What one request came back with.
 enum Answer {
@@ -264,6 +265,8 @@ impl Agent {
                 let rows = json!(shapes::query_rows_exactly(&mut self.rng, count));
                 campaigns_answered.push((id.clone(), rows.to_string().len() as u64));
                 rows
+            } else if let Some(key) = id.strip_prefix(DETAIL_QUERY_PREFIX) {
+                shapes::detail_rows(self.os, &self.host_identifier, &self.uuid, key)
             } else if sql.as_str().is_some_and(asks_for_carve) {
                 self.schedule_carve()
             } else {

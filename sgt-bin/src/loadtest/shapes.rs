@@ -32,6 +32,26 @@ impl Os {
     }
 }
 
+/// The rows a simulated agent answers detail query `key` with (`osquery_info`,
+/// `system_info`, `os_version`, `interface_addresses`): what it reported at enroll, and an
+/// address of its own.
+pub(crate) fn detail_rows(os: Os, hostname: &str, uuid: &str, key: &str) -> Value {
+    if key == "interface_addresses" {
+        let n = uuid
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+        let address = format!("10.{}.{}.{}", (n >> 16) & 0xff, (n >> 8) & 0xff, n & 0xff);
+        return json!([
+            {"interface": "lo", "address": "127.0.0.1", "mask": "255.0.0.0"},
+            {"interface": "eth0", "address": address, "mask": "255.255.0.0"}
+        ]);
+    }
+    match host_details(os, hostname, uuid).get(key) {
+        Some(row) => json!([row]),
+        None => json!([]),
+    }
+}
+
 /// `host_details` as the agent sends them at enroll, every value a string.
 pub(crate) fn host_details(os: Os, hostname: &str, uuid: &str) -> Value {
     let (os_version, build_platform, cpu) = match os {

@@ -77,9 +77,11 @@ pub enum StoreCall {
     RevokedKeys,
     /// The cache refresh: live queries.
     LiveQueries,
+    /// Detail query answers applied to a node's host details (a read and a write).
+    UpdateHostDetails,
 }
 
-const STORE_CALLS: [&str; 10] = [
+const STORE_CALLS: [&str; 11] = [
     "node_by_key",
     "environment",
     "enroll_node",
@@ -90,6 +92,7 @@ const STORE_CALLS: [&str; 10] = [
     "record_last_seen",
     "revoked_keys_since",
     "live_queries",
+    "update_host_details",
 ];
 
 #[derive(Debug, Default)]

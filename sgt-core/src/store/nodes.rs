@@ -224,6 +224,10 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`NodeStore::list_nodes`] gives them. At most [`MAX_NODES_BY_IDS`] ids a call.
     async fn nodes_by_ids(&self, ids: &[NodeId]) -> Result<Vec<Node>>;
 
+    /// Replaces the node's `host_details` whole (what its agent reports now); its key,
+    /// identity and last-seen time stay.
+    async fn update_host_details(&self, id: &NodeId, details: &serde_json::Value) -> Result<()>;
+
     /// Deletes the node with its pending query deliveries; its key stops working at once.
     async fn delete_node(&self, id: &NodeId) -> Result<()>;
 

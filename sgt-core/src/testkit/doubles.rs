@@ -405,6 +405,14 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.nodes_by_ids(ids).await
         }
+        async fn update_host_details(
+            &self,
+            id: &NodeId,
+            details: &serde_json::Value,
+        ) -> Result<()> {
+            self.fault().await?;
+            self.inner.update_host_details(id, details).await
+        }
         async fn delete_node(&self, id: &NodeId) -> Result<()> {
             self.fault().await?;
             self.inner.delete_node(id).await

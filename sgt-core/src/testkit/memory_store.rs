@@ -189,6 +189,15 @@ impl NodeStore for MemoryStore {
         Ok(found)
     }
 
+    async fn update_host_details(&self, id: &NodeId, details: &serde_json::Value) -> Result<()> {
+        self.state()
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found("node"))?
+            .host_details = details.clone();
+        Ok(())
+    }
+
     async fn delete_node(&self, id: &NodeId) -> Result<()> {
         let mut state = self.state();
         let node = state

@@ -89,6 +89,7 @@ macro_rules! store_conformance_tests {
                 audit_log_filters,
                 nodes_are_read_by_ids,
                 nodes_are_found_by_any_name,
+                host_details_are_replaced,
                 secret_usage_is_counted,
             ]
         );

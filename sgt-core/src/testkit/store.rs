@@ -1486,6 +1486,40 @@ pub async fn listed_nodes_carry_the_host_details_summary(store: &dyn Store) {
     );
 }
 
+/// Host details are replaced whole; the node keeps its key, identity and last-seen time, and
+/// details too large for an item round-trip.
+pub async fn host_details_are_replaced(store: &dyn Store) {
+    let node = enrolled(store, "details-host").await;
+    let newer = json!({"osquery_info": {"version": "5.99.0"}, "system_info": {"hostname": "renamed"}, "interface_addresses": [{"address": "10.0.0.5"}]});
+    store.update_host_details(&node.id, &newer).await.unwrap();
+    let read = store.node_by_id(&node.id).await.unwrap();
+    assert_eq!(read.host_details, newer);
+    assert_eq!((&read.key, read.last_seen), (&node.key, node.last_seen));
+    assert_eq!(read.hostname(), Some("renamed"));
+    let by_key = store.node_by_key(&node.key).await.unwrap();
+    assert_eq!(by_key.osquery_version(), Some("5.99.0"));
+    // Larger than a database item holds inline, then small again.
+    let large = json!({"osquery_info": {"version": "6.0.0"}, "padding": "p".repeat(300 * 1024)});
+    store.update_host_details(&node.id, &large).await.unwrap();
+    assert_eq!(
+        store.node_by_id(&node.id).await.unwrap().host_details,
+        large
+    );
+    store.update_host_details(&node.id, &newer).await.unwrap();
+    assert_eq!(
+        store.node_by_id(&node.id).await.unwrap().host_details,
+        newer
+    );
+    assert_eq!(
+        store
+            .update_host_details(&NodeId::generate(), &newer)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
 /// A node is found by its id, host identifier, hostname, hardware uuid (any case) or serial,
 /// exactly; a name two nodes share finds both.
 pub async fn nodes_are_found_by_any_name(store: &dyn Store) {

@@ -137,6 +137,19 @@ impl NodeStore for SqliteStore {
         rows.iter().map(listed_node_from_row).collect()
     }
 
+    async fn update_host_details(&self, id: &NodeId, details: &serde_json::Value) -> Result<()> {
+        let updated = sqlx::query("UPDATE nodes SET host_details = ? WHERE id = ?")
+            .bind(details.to_string())
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("node"))?;
+        if updated.rows_affected() == 0 {
+            return Err(Error::not_found("node"));
+        }
+        Ok(())
+    }
+
     async fn delete_node(&self, id: &NodeId) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(db_error("node"))?;
         let deleted = sqlx::query("DELETE FROM nodes WHERE id = ?")

@@ -455,3 +455,82 @@ async fn silent_nodes_expire_and_come_back_by_enrolling_again() {
     );
     server.stop().await;
 }
+
+/// Every detail interval (1 s here) a node's distributed read carries the detail queries;
+/// its answers replace its version, system, OS and addresses in the host details the admin
+/// API shows, without a re-enroll.
+#[tokio::test]
+async fn detail_queries_keep_host_details_current() {
+    let server = TestServer::start_with_config("detail_interval_seconds = 1\n").await;
+    let admin = server.admin_token().await;
+    let mut agent = Agent::new(&server, "upgraded");
+    agent.enroll().await;
+    let node_id = server.only_node().await.id.to_string();
+    let path = format!("/api/v1/nodes/{node_id}");
+    let (_, before) = server
+        .admin(reqwest::Method::GET, &path, Some(&admin), None)
+        .await;
+    assert_eq!(before["osquery_version"], "5.23.1");
+
+    let mut asked = None;
+    for _ in 0..50 {
+        let (status, read) = agent.distributed_read().await;
+        assert_eq!(status, StatusCode::OK);
+        if let Some(queries) = read["queries"].as_object().filter(|q| !q.is_empty()) {
+            asked = Some(queries.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let asked = asked.expect("detail queries within the interval");
+    let ids: Vec<&str> = asked.keys().map(String::as_str).collect();
+    assert_eq!(
+        ids,
+        [
+            "sgt-details.interface_addresses",
+            "sgt-details.os_version",
+            "sgt-details.osquery_info",
+            "sgt-details.system_info"
+        ]
+    );
+    assert_eq!(
+        asked["sgt-details.osquery_info"],
+        "SELECT * FROM osquery_info;"
+    );
+    let (status, body) = agent
+        .distributed_write(json!({
+            "queries": {
+                "sgt-details.osquery_info": [{"version": "5.99.0", "build_platform": "ubuntu"}],
+                "sgt-details.system_info": [{"hostname": "renamed-host", "uuid": "uuid-upgraded"}],
+                "sgt-details.os_version": [{"name": "Ubuntu", "version": "24.04"}],
+                "sgt-details.interface_addresses": [{"interface": "eth0", "address": "10.1.2.3", "mask": "255.255.0.0"}],
+            },
+            "statuses": {
+                "sgt-details.osquery_info": 0,
+                "sgt-details.system_info": 0,
+                "sgt-details.os_version": 0,
+                "sgt-details.interface_addresses": 0,
+            },
+        }))
+        .await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let (_, after) = server
+        .admin(reqwest::Method::GET, &path, Some(&admin), None)
+        .await;
+    assert_eq!(after["osquery_version"], "5.99.0");
+    assert_eq!(after["hostname"], "renamed-host");
+    assert_eq!(after["host_details"]["os_version"]["version"], "24.04");
+    assert_eq!(
+        after["host_details"]["interface_addresses"][0]["address"],
+        "10.1.2.3"
+    );
+    // Not a campaign: nothing of it is listed as a live query.
+    let (_, queries) = server
+        .admin(reqwest::Method::GET, "/api/v1/queries", Some(&admin), None)
+        .await;
+    assert_eq!(queries["items"], json!([]));
+    // And asked again only after another interval.
+    let (_, read) = agent.distributed_read().await;
+    assert_eq!(read, json!({"queries": {}}));
+    server.stop().await;
+}

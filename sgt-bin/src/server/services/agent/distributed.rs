@@ -1,7 +1,7 @@
 use crate::server::metrics::StoreCall;
 use sgt_core::error::{ErrorKind, Result};
 use sgt_core::store::{Node, NodeRef, PendingQuery, QueryResult};
-use sgt_core::types::now_unix;
+use sgt_core::types::{now_unix, UnixSeconds};
 
 use super::AgentService;
 
@@ -13,6 +13,13 @@ impl AgentService {
     /// Backend errors as they come.
     pub async fn distributed_read(&self, node: &Node) -> Result<Vec<PendingQuery>> {
         let now = now_unix();
+        let mut pending = self.live_queries_for(node, now).await?;
+        pending.extend(self.detail_queries_due(node, now));
+        Ok(pending)
+    }
+
+    /// The campaigns' queries for `node`, each handed out once.
+    async fn live_queries_for(&self, node: &Node, now: UnixSeconds) -> Result<Vec<PendingQuery>> {
         let work = self
             .cache
             .work_for(&node.id, &node.environment, &node.platform);
@@ -39,8 +46,9 @@ impl AgentService {
         Ok(pending)
     }
 
-    /// Stores `node`'s answers. Answers to queries that do not target this node are dropped
-    /// (and counted in the return value's second half) rather than failing the whole write.
+    /// Stores `node`'s answers; answers to detail queries update its host details instead.
+    /// Answers to queries that do not target this node are dropped (and counted in the
+    /// return value's second half) rather than failing the whole write.
     ///
     /// # Errors
     /// Backend errors as they come; answers stored before the failure stay stored, and the
@@ -50,7 +58,13 @@ impl AgentService {
         node: &Node,
         results: Vec<QueryResult>,
     ) -> Result<(usize, usize)> {
-        let mut stored = 0;
+        let (details, results): (Vec<QueryResult>, Vec<QueryResult>) = results
+            .into_iter()
+            .partition(super::details::is_detail_answer);
+        let mut stored = details.len();
+        if !details.is_empty() {
+            self.record_details(node, &details).await?;
+        }
         let mut ignored = 0;
         for result in &results {
             self.metrics.store_call(StoreCall::RecordResult);

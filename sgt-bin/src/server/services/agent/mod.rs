@@ -2,8 +2,10 @@
 
 mod carve;
 mod config;
+mod details;
 mod distributed;
 mod enroll;
+pub use details::{DETAIL_QUERIES, DETAIL_QUERY_PREFIX};
 mod last_seen;
 mod logs;
 
@@ -43,6 +45,9 @@ pub struct AgentService {
     enroll_limit: KeyedRateLimit<IpAddr>,
     host_enroll_limit: KeyedRateLimit<HostIdentity>,
     metrics_readers: Vec<ipnet::IpNet>,
+    /// Seconds between a node's detail queries; `None`: never asked.
+    detail_interval: Option<i64>,
+    detail_schedule: details::DetailSchedule,
 }
 
 /// The identity a node is enrolled under: environment, host identifier, hardware uuid.
@@ -64,6 +69,9 @@ pub const DEFAULT_HOST_ENROLL_LIMIT: RateLimit = RateLimit {
     per_minute: 1,
 };
 
+/// How often each node is asked its detail queries by default.
+pub const DEFAULT_DETAIL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How often `sgt serve` writes the last-seen times noted since the last write.
 pub const LAST_SEEN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -84,6 +92,9 @@ pub struct ServiceLimits {
     /// environment's `distributed_interval` plus a minute, plus how late stored last-seen
     /// times may be.
     pub online_window: Option<std::time::Duration>,
+    /// How often each node is asked its detail queries (version, system, OS, addresses);
+    /// `None`: never.
+    pub detail_interval: Option<std::time::Duration>,
     /// Networks that may read `GET /metrics` (everyone when empty).
     pub metrics_allow: Vec<ipnet::IpNet>,
 }
@@ -97,6 +108,7 @@ impl Default for ServiceLimits {
             host_enroll_limit: DEFAULT_HOST_ENROLL_LIMIT,
             last_seen_resolution: DEFAULT_LAST_SEEN_RESOLUTION,
             online_window: None,
+            detail_interval: Some(DEFAULT_DETAIL_INTERVAL),
             metrics_allow: Vec::new(),
         }
     }
@@ -122,6 +134,10 @@ impl AgentService {
             enroll_limit: KeyedRateLimit::new(limits.enroll_limit),
             host_enroll_limit: KeyedRateLimit::new(limits.host_enroll_limit),
             metrics_readers: limits.metrics_allow.clone(),
+            detail_interval: limits
+                .detail_interval
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4).max(1)),
+            detail_schedule: details::DetailSchedule::default(),
         }
     }
 
