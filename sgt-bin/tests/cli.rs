@@ -36,6 +36,16 @@ fn start_with(
     start_command(command)
 }
 
+/// Starts `sgt serve` with a settings file (beside `data_dir`) holding `toml`; returns the
+/// child, the URL and the rest of its output.
+fn start_with_settings(data_dir: &Path, toml: &str) -> (Server, String, mpsc::Receiver<String>) {
+    let config = data_dir.with_file_name("sgt.toml");
+    std::fs::create_dir_all(data_dir.parent().unwrap()).unwrap();
+    std::fs::write(&config, toml).unwrap();
+    let (server, _, url, rest) = start_with(data_dir, &[("SGT_CONFIG", config.to_str().unwrap())]);
+    (server, url, rest)
+}
+
 /// Runs `command` (an `sgt serve`, perhaps through a shell) until it prints its address.
 fn start_command(mut command: Command) -> (Server, Vec<String>, String, mpsc::Receiver<String>) {
     let mut child = command
@@ -429,45 +439,12 @@ async fn saved_queries_are_saved_applied_and_run_by_name() {
     assert!(!ok && err.contains("unknown key"), "{err}");
 
     // `query run --saved` sends the saved SQL; an agent answers it.
-    let (ok, secret, err) = sgt(&["secret", "create", "default"], &authed);
-    assert!(ok, "{err}");
-    let client = client_trusting(&data.join("tls/ca.pem"));
-    let base = session.base.clone();
-    let enrolled: serde_json::Value = client
-        .post(format!("{base}/api/v1/osquery/enroll"))
-        .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": "lab-1", "host_details": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let node_key = enrolled["node_key"].as_str().unwrap().to_owned();
+    let agent = TestAgent::enroll(&data, &session.base, "lab-1").await;
     let agent = tokio::spawn(async move {
-        for _ in 0..200 {
-            let read: serde_json::Value = client
-                .post(format!("{base}/api/v1/osquery/distributed/read"))
-                .json(&serde_json::json!({"node_key": node_key}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if let Some((id, sql)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
-                assert_eq!(sql, "SELECT days FROM uptime;");
-                let answer = serde_json::json!({"node_key": node_key, "queries": {id: [{"days": "3"}]}, "statuses": {id: 0}});
-                client
-                    .post(format!("{base}/api/v1/osquery/distributed/write"))
-                    .json(&answer)
-                    .send()
-                    .await
-                    .unwrap();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the agent never got the query");
+        let sql = agent
+            .answer_next_query(serde_json::json!({"days": "3"}))
+            .await;
+        assert_eq!(sql, "SELECT days FROM uptime;");
     });
     let run = tokio::task::spawn_blocking({
         let owned: Vec<(String, String)> = authed
@@ -754,8 +731,19 @@ impl TestAgent {
         host: &str,
         host_details: serde_json::Value,
     ) -> TestAgent {
-        let client = client_trusting(&data.join("tls/ca.pem"));
         let secret = std::fs::read_to_string(data.join("enroll_secret")).unwrap();
+        Self::enroll_as(data, base, &secret, host, host_details).await
+    }
+
+    /// [`TestAgent::enroll_with`] with another environment's `secret`.
+    async fn enroll_as(
+        data: &Path,
+        base: &str,
+        secret: &str,
+        host: &str,
+        host_details: serde_json::Value,
+    ) -> TestAgent {
+        let client = client_trusting(&data.join("tls/ca.pem"));
         let enrolled: serde_json::Value = client
             .post(format!("{base}/api/v1/osquery/enroll"))
             .json(&serde_json::json!({"enroll_secret": secret.trim(), "host_identifier": host, "host_details": host_details}))
@@ -772,8 +760,9 @@ impl TestAgent {
         }
     }
 
-    /// Polls for a live query for up to 20 s and answers the first with `row`.
-    async fn answer_next_query(&self, row: serde_json::Value) {
+    /// Polls for a live query for up to 20 s and answers the first with `row`; returns its
+    /// SQL.
+    async fn answer_next_query(&self, row: serde_json::Value) -> String {
         for _ in 0..200 {
             let read: serde_json::Value = self
                 .client
@@ -785,7 +774,7 @@ impl TestAgent {
                 .json()
                 .await
                 .unwrap();
-            if let Some((id, _)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
+            if let Some((id, sql)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
                 let answer = serde_json::json!({"node_key": self.node_key, "queries": {id: [row]}, "statuses": {id: 0}});
                 self.client
                     .post(format!("{}/api/v1/osquery/distributed/write", self.base))
@@ -793,7 +782,7 @@ impl TestAgent {
                     .send()
                     .await
                     .unwrap();
-                return;
+                return sql.as_str().unwrap_or_default().to_owned();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -806,10 +795,7 @@ async fn query_run_exit_returns_once_every_online_target_answered_and_streams_js
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
     // Online means seen within 10 s here, so that a host goes offline within the test.
-    let config = dir.path().join("sgt.toml");
-    std::fs::write(&config, "online_window_seconds = 10\n").unwrap();
-    let (mut server, _, url, _rest) =
-        start_with(&data, &[("SGT_CONFIG", config.to_str().unwrap())]);
+    let (mut server, url, _rest) = start_with_settings(&data, "online_window_seconds = 10\n");
     let session = AdminSession::login(&data, &url);
     let authed = session.authed();
     let _silent = TestAgent::enroll(&data, &session.base, "gone-quiet").await;
@@ -952,7 +938,6 @@ async fn the_cli_drives_the_admin_api() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
     let (mut child, _, url, _rest) = start(&data);
-    let ca = data.join("tls/ca.pem");
     let session = AdminSession::login(&data, &url);
     let base = session.base.clone();
     let conn = session.conn();
@@ -966,45 +951,14 @@ async fn the_cli_drives_the_admin_api() {
     assert_eq!(secret.len(), 64);
 
     // An agent in prod, answering whatever live query it is handed.
-    let client = client_trusting(&ca);
-    let enrolled: serde_json::Value = client
-        .post(format!("{base}/api/v1/osquery/enroll"))
-        .json(&serde_json::json!({"enroll_secret": secret, "host_identifier": "prod-web-1", "platform_type": "9", "host_details": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let node_key = enrolled["node_key"].as_str().unwrap().to_owned();
-    let carving_key = node_key.clone();
-    let agent = tokio::spawn({
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            for _ in 0..200 {
-                let read: serde_json::Value = client
-                    .post(format!("{base}/api/v1/osquery/distributed/read"))
-                    .json(&serde_json::json!({"node_key": node_key}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                if let Some((id, _)) = read["queries"].as_object().and_then(|q| q.iter().next()) {
-                    let answer = serde_json::json!({"node_key": node_key, "queries": {id: [{"version": "5.23.1"}]}, "statuses": {id: 0}});
-                    client
-                        .post(format!("{base}/api/v1/osquery/distributed/write"))
-                        .json(&answer)
-                        .send()
-                        .await
-                        .unwrap();
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            panic!("the agent never got the query");
-        }
+    let prod_agent =
+        TestAgent::enroll_as(&data, &base, &secret, "prod-web-1", serde_json::json!({})).await;
+    let carving_key = prod_agent.node_key.clone();
+    let client = prod_agent.client.clone();
+    let agent = tokio::spawn(async move {
+        prod_agent
+            .answer_next_query(serde_json::json!({"version": "5.23.1"}))
+            .await;
     });
     let run = tokio::task::spawn_blocking({
         let authed: Vec<(String, String)> = authed
@@ -1503,10 +1457,7 @@ async fn agents_connect_again_when_the_server_closes_idle_connections() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");
     // The server closes a connection idle for 1 s; the agents' loops come back every 2 s.
-    let config = dir.path().join("sgt.toml");
-    std::fs::write(&config, "idle_timeout_seconds = 1\n").unwrap();
-    let (mut server, _, url, _rest) =
-        start_with(&data, &[("SGT_CONFIG", config.to_str().unwrap())]);
+    let (mut server, url, _rest) = start_with_settings(&data, "idle_timeout_seconds = 1\n");
     let port = url.rsplit(':').next().unwrap().to_owned();
     let secret = format!("@{}", data.join("enroll_secret").display());
     let report = dir.path().join("report.json");

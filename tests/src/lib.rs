@@ -163,6 +163,18 @@ impl TestServer {
             .expect("a server made by TestServer::start")
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The server's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.path().join("sgt-data")

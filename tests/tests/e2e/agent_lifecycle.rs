@@ -350,15 +350,7 @@ async fn fleet_carve_paths_carve_like_sgts_own() {
         .unwrap();
     assert_eq!(stored, archive);
     // Counted under the carve endpoints, not as unknown paths.
-    let metrics = server
-        .client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for counted in [
         "sgt_http_requests_total{endpoint=\"carve_start\",status=\"2xx\"} 1",
         "sgt_http_requests_total{endpoint=\"carve_continue\",status=\"2xx\"} 3",

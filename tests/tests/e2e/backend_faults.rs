@@ -143,15 +143,7 @@ async fn unchanged_configs_logs_and_empty_reads_make_no_store_call() {
         counted_before,
         "the metrics count what the store saw"
     );
-    let metrics = server
-        .client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     for line in [
         "sgt_http_requests_total{endpoint=\"config\",status=\"2xx\"} 21",
         "sgt_http_requests_total{endpoint=\"distributed_read\",status=\"2xx\"} 20",

@@ -301,15 +301,7 @@ async fn at_the_connection_cap_a_new_connection_waits_briefly_then_is_refused() 
     drop(holder);
     let served = waiting.await.unwrap().unwrap();
     assert_eq!(served.status(), StatusCode::OK);
-    let metrics = server
-        .client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains("\nsgt_connections_refused_total 1\n"),
         "{metrics}"
