@@ -816,6 +816,16 @@ async fn query_run_exit_returns_once_every_online_target_answered_and_streams_js
         })
         .collect();
     assert_eq!(online, [("gone-quiet", false), ("present", true)].into());
+    let (ok, out, err) = sgt(&["node", "list", "--offline"], &authed);
+    assert!(
+        ok && out.contains("gone-quiet") && !out.contains("present"),
+        "{err}{out}"
+    );
+    let (ok, out, err) = sgt(&["node", "list", "--online"], &authed);
+    assert!(
+        ok && out.contains("present") && !out.contains("gone-quiet"),
+        "{err}{out}"
+    );
 
     // --exit: the answer of the one online host ends the wait, long before --wait.
     let answering = tokio::spawn(async move {

@@ -70,6 +70,12 @@ pub enum NodeAction {
         /// Only nodes seen within this long (e.g. 10m, 2h).
         #[arg(long)]
         seen_within: Option<humantime::Duration>,
+        /// Only nodes online now.
+        #[arg(long, conflicts_with = "offline")]
+        online: bool,
+        /// Only nodes offline now.
+        #[arg(long)]
+        offline: bool,
     },
     /// Show a node with its host details.
     Show {
@@ -92,6 +98,8 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
             search,
             host,
             seen_within,
+            online,
+            offline,
         } => {
             let filter = NodeListParams {
                 environment: env,
@@ -102,7 +110,10 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
                     .map(|within| sgt_core::types::now_unix() - within.as_secs() as i64),
                 ..NodeListParams::default()
             };
-            let nodes = api.all_nodes(filter).await?;
+            let mut nodes = api.all_nodes(filter).await?;
+            if online || offline {
+                nodes.retain(|n| n.online == online);
+            }
             conn.show(
                 &nodes,
                 &[
