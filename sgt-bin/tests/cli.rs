@@ -294,6 +294,24 @@ fn sgt(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     sgt_in(Path::new("."), args, env)
 }
 
+/// [`sgt`] on a blocking thread, so the test's own tasks (a simulated agent) keep running
+/// while the command waits.
+fn sgt_in_background(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> tokio::task::JoinHandle<(bool, String, String)> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        sgt(&args, &env)
+    })
+}
+
 /// A command for the `sgt` CLI as [`sgt`] runs it.
 fn sgt_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(SGT);
@@ -446,19 +464,12 @@ async fn saved_queries_are_saved_applied_and_run_by_name() {
             .await;
         assert_eq!(sql, "SELECT days FROM uptime;");
     });
-    let run = tokio::task::spawn_blocking({
-        let owned: Vec<(String, String)> = authed
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move || {
-            let env: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (&**k, &**v)).collect();
-            let args = [
-                "query", "run", "--saved", "uptime", "--all", "--wait", "20s",
-            ];
-            sgt(&args, &env)
-        }
-    });
+    let run = sgt_in_background(
+        &[
+            "query", "run", "--saved", "uptime", "--all", "--wait", "20s",
+        ],
+        &authed,
+    );
     let (ok, out, err) = run.await.unwrap();
     agent.await.unwrap();
     assert!(ok, "{err}");
@@ -835,13 +846,8 @@ async fn query_run_exit_returns_once_every_online_target_answered_and_streams_js
         present
     });
     let started = std::time::Instant::now();
-    let env: Vec<(String, String)> = authed
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let run = tokio::task::spawn_blocking(move || {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let args = [
+    let run = sgt_in_background(
+        &[
             "query",
             "run",
             "SELECT 1 AS one;",
@@ -850,9 +856,9 @@ async fn query_run_exit_returns_once_every_online_target_answered_and_streams_js
             "--wait",
             "60s",
             "--json",
-        ];
-        sgt(&args, &env)
-    });
+        ],
+        &authed,
+    );
     let (ok, out, err) = run.await.unwrap();
     let present = answering.await.unwrap();
     assert!(ok, "{err}");
@@ -970,31 +976,19 @@ async fn the_cli_drives_the_admin_api() {
             .answer_next_query(serde_json::json!({"version": "5.23.1"}))
             .await;
     });
-    let run = tokio::task::spawn_blocking({
-        let authed: Vec<(String, String)> = authed
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move || {
-            let env: Vec<(&str, &str)> = authed
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            sgt(
-                &[
-                    "query",
-                    "run",
-                    "SELECT version FROM osquery_info;",
-                    "--env",
-                    "prod",
-                    "--wait",
-                    "20s",
-                    "--json",
-                ],
-                &env,
-            )
-        }
-    });
+    let run = sgt_in_background(
+        &[
+            "query",
+            "run",
+            "SELECT version FROM osquery_info;",
+            "--env",
+            "prod",
+            "--wait",
+            "20s",
+            "--json",
+        ],
+        &authed,
+    );
     let (ok, out, err) = run.await.unwrap();
     agent.await.unwrap();
     assert!(ok, "{err}");

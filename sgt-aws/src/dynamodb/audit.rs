@@ -69,7 +69,7 @@ impl AuditStore for DynamoStore {
         // and the Query reads no older entries; the filter below keeps it exact.
         let since_key = filter
             .since
-            .map(|since| format!("{:015}", since.max(0) * 1000));
+            .map(|since| format!("{:015}", since.clamp(0, i64::MAX / 1000) * 1000));
         if let (Some(since_key), Some(before)) = (&since_key, before) {
             if since_key.as_str() > before {
                 return Ok(Vec::new());

@@ -2,9 +2,9 @@
 //! that long are removed, one audit entry per environment and sweep. An expired agent that
 //! comes back gets `node_invalid` and enrolls again.
 
+use super::nodes::NodePages;
 use super::AdminService;
 use sgt_core::error::{ErrorKind, Result};
-use sgt_core::store::ListNodes;
 use sgt_core::types::{NodeId, UnixSeconds};
 
 /// The audit log's actor for what the server does by itself; no user name can look like it.
@@ -35,20 +35,8 @@ impl AdminService {
             };
             let cutoff = now - i64::from(days) * 86_400;
             let mut expired: Vec<NodeId> = Vec::new();
-            let mut after = None;
-            loop {
-                let page = self
-                    .backends
-                    .store
-                    .list_nodes(&ListNodes {
-                        environment: Some(environment.name.clone()),
-                        after: after.clone(),
-                        limit: 1000,
-                        ..ListNodes::default()
-                    })
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id.clone());
+            let mut pages = NodePages::new(&*self.backends.store, Some(environment.name.clone()));
+            while let Some(page) = pages.next().await? {
                 for node in page.iter().filter(|n| n.last_seen < cutoff) {
                     match self.backends.store.delete_node(&node.id).await {
                         Ok(()) => {

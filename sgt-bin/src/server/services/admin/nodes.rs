@@ -82,3 +82,50 @@ impl AdminService {
         Ok(())
     }
 }
+
+/// Every node, or every node of one environment, read a page of 1,000 at a time: what
+/// campaign targeting and node expiry go through, in bounded memory.
+pub(super) struct NodePages<'a> {
+    store: &'a dyn sgt_core::store::Store,
+    environment: Option<sgt_core::types::EnvironmentName>,
+    after: Option<NodeId>,
+    done: bool,
+}
+
+impl<'a> NodePages<'a> {
+    pub(super) fn new(
+        store: &'a dyn sgt_core::store::Store,
+        environment: Option<sgt_core::types::EnvironmentName>,
+    ) -> Self {
+        NodePages {
+            store,
+            environment,
+            after: None,
+            done: false,
+        }
+    }
+
+    /// The next page; `None` after the last.
+    pub(super) async fn next(&mut self) -> Result<Option<Vec<Node>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .store
+            .list_nodes(&ListNodes {
+                environment: self.environment.clone(),
+                after: self.after.clone(),
+                limit: 1000,
+                ..ListNodes::default()
+            })
+            .await?;
+        match page.last() {
+            Some(last) => self.after = Some(last.id.clone()),
+            None => {
+                self.done = true;
+                return Ok(None);
+            }
+        }
+        Ok(Some(page))
+    }
+}

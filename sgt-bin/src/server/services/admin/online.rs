@@ -28,7 +28,9 @@ pub(crate) fn online_window(config: &Value, last_seen_lag: i64) -> i64 {
         .and_then(|v| v.as_i64().or_else(|| v.as_str()?.trim().parse().ok()))
         .filter(|i| *i > 0)
         .unwrap_or(OSQUERY_DEFAULT_DISTRIBUTED_INTERVAL);
-    2 * interval + 60 + last_seen_lag
+    interval
+        .saturating_mul(2)
+        .saturating_add(60 + last_seen_lag)
 }
 
 /// Recently computed online statuses, so that following a large campaign (every target's

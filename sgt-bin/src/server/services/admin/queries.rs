@@ -1,12 +1,11 @@
 //! Live queries (campaigns): create with targets, follow per node, read results, cancel.
 
+use super::nodes::NodePages;
 use super::saved_queries::checked_sql;
 use super::AdminService;
 use crate::admin_types::{Caller, NewCampaign, Page, QueryView, ResultView};
 use sgt_core::error::{Error, ErrorKind, Result};
-use sgt_core::store::{
-    DeliveryState, DistributedQuery, ListNodes, NewQuery, QueryTarget, QueryTargets, Role,
-};
+use sgt_core::store::{DeliveryState, DistributedQuery, NewQuery, QueryTarget, QueryTargets, Role};
 use sgt_core::types::{now_unix, EnvironmentName, NodeId, QueryId};
 
 /// Default time a campaign stays deliverable.
@@ -136,20 +135,8 @@ impl AdminService {
         };
         let mut matched = Vec::new();
         for environment in environments {
-            let mut after = None;
-            loop {
-                let page = self
-                    .backends
-                    .store
-                    .list_nodes(&ListNodes {
-                        environment: environment.clone(),
-                        after: after.clone(),
-                        limit: 1000,
-                        ..Default::default()
-                    })
-                    .await?;
-                let Some(last) = page.last() else { break };
-                after = Some(last.id.clone());
+            let mut pages = NodePages::new(&*self.backends.store, environment);
+            while let Some(page) = pages.next().await? {
                 matched.extend(
                     page.iter()
                         .filter(|n| targets.matches(&n.id, &n.environment, &n.platform))

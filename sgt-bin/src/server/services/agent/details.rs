@@ -17,7 +17,7 @@ use sgt_core::types::{NodeId, QueryId, UnixSeconds};
 pub const DETAIL_QUERY_PREFIX: &str = "sgt-details.";
 
 /// Each detail query: the host-details key its answer replaces, and its SQL.
-pub const DETAIL_QUERIES: [(&str, &str); 4] = [
+pub(super) const DETAIL_QUERIES: [(&str, &str); 4] = [
     ("osquery_info", "SELECT * FROM osquery_info;"),
     ("system_info", "SELECT * FROM system_info;"),
     ("os_version", "SELECT * FROM os_version;"),
@@ -31,12 +31,25 @@ pub const DETAIL_QUERIES: [(&str, &str); 4] = [
 const ADDRESSES_KEPT: usize = 64;
 /// A row larger than this (as JSON) is not kept.
 const LARGEST_ROW_BYTES: usize = 16 * 1024;
+/// Host details larger than this (as JSON) after the answers are merged are not stored: the
+/// most an enroll may report.
+const LARGEST_DETAILS_BYTES: usize = 1024 * 1024;
 
-/// When each node is next due for detail queries, on this instance.
+/// When each node is next due for detail queries, and when its answers were last applied,
+/// on this instance.
 #[derive(Debug, Default)]
 pub(super) struct DetailSchedule {
-    due: std::sync::RwLock<HashMap<NodeId, UnixSeconds>>,
+    times: std::sync::RwLock<HashMap<NodeId, DetailTimes>>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct DetailTimes {
+    due: UnixSeconds,
+    applied: Option<UnixSeconds>,
+}
+
+/// Nodes scheduled at most; past it the schedule starts over.
+const SCHEDULED_NODES: usize = 2_000_000;
 
 /// Where in `interval` node `id` falls: its first detail queries come that long after this
 /// instance first sees it, so a fleet's are spread over the interval.
@@ -51,30 +64,56 @@ impl DetailSchedule {
     /// Whether `id` is due for detail queries at `now`; when it is, the next time is set one
     /// `interval` on.
     pub(super) fn take_due(&self, id: &NodeId, now: UnixSeconds, interval: i64) -> bool {
-        let next = self
-            .due
+        let known = self
+            .times
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .copied();
-        if next.is_some_and(|t| now < t) {
+        if known.is_some_and(|t| now < t.due) {
             return false;
         }
-        let mut due = self.due.write().unwrap_or_else(|e| e.into_inner());
-        if due.len() >= 2_000_000 {
-            due.clear();
-        }
-        match due.get(id).copied() {
+        let mut times = self.write();
+        match times.get_mut(id) {
             None => {
-                due.insert(id.clone(), now + phase(id, interval));
+                let due = now.saturating_add(phase(id, interval));
+                times.insert(id.clone(), DetailTimes { due, applied: None });
                 false
             }
-            Some(t) if now < t => false,
-            Some(_) => {
-                due.insert(id.clone(), now + interval);
+            Some(t) if now < t.due => false,
+            Some(t) => {
+                t.due = now.saturating_add(interval);
                 true
             }
         }
+    }
+
+    /// Whether answers from `id` may be applied at `now`: at most once every half
+    /// `interval`, so an agent sending them unasked cannot make the store write at its pace.
+    /// Answers applied here also put the node's next detail queries one `interval` on.
+    pub(super) fn may_apply(&self, id: &NodeId, now: UnixSeconds, interval: i64) -> bool {
+        let mut times = self.write();
+        let due = now.saturating_add(interval);
+        let entry = times
+            .entry(id.clone())
+            .or_insert(DetailTimes { due, applied: None });
+        if entry
+            .applied
+            .is_some_and(|t| now < t.saturating_add(interval / 2))
+        {
+            return false;
+        }
+        entry.applied = Some(now);
+        entry.due = entry.due.max(due);
+        true
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<NodeId, DetailTimes>> {
+        let mut times = self.times.write().unwrap_or_else(|e| e.into_inner());
+        if times.len() >= SCHEDULED_NODES {
+            times.clear();
+        }
+        times
     }
 }
 
@@ -129,12 +168,20 @@ impl AgentService {
         }
     }
 
-    /// Applies `node`'s answers to detail queries to its host details.
+    /// Applies `node`'s answers to detail queries to its host details, at most once every
+    /// half detail interval per node; with detail queries off they are ignored.
     ///
     /// # Errors
     /// Backend errors; a node deleted meanwhile is skipped.
     pub(super) async fn record_details(&self, node: &Node, answers: &[QueryResult]) -> Result<()> {
-        if answers.iter().all(|a| a.status != 0) {
+        let Some(interval) = self.detail_interval else {
+            return Ok(());
+        };
+        if answers.iter().all(|a| a.status != 0)
+            || !self
+                .detail_schedule
+                .may_apply(&node.id, sgt_core::types::now_unix(), interval)
+        {
             return Ok(());
         }
         self.metrics.store_call(StoreCall::UpdateHostDetails);
@@ -144,7 +191,7 @@ impl AgentService {
             Err(e) => return Err(e),
         };
         let details = merged(&stored.host_details, answers);
-        if details == stored.host_details {
+        if details == stored.host_details || details.to_string().len() > LARGEST_DETAILS_BYTES {
             return Ok(());
         }
         match self
@@ -200,6 +247,16 @@ mod tests {
         );
         assert_eq!(after["interface_addresses"].as_array().unwrap().len(), 64);
         assert!(after.get("system_info").is_none());
+    }
+
+    #[test]
+    fn answers_are_applied_at_most_every_half_interval() {
+        let schedule = DetailSchedule::default();
+        let id = NodeId::generate();
+        assert!(schedule.may_apply(&id, 1000, 60));
+        assert!(!schedule.may_apply(&id, 1029, 60), "unasked, too soon");
+        assert!(!schedule.take_due(&id, 1059, 60), "just answered: not due");
+        assert!(schedule.may_apply(&id, 1030, 60));
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod config;
 mod details;
 mod distributed;
 mod enroll;
-pub use details::{DETAIL_QUERIES, DETAIL_QUERY_PREFIX};
+pub use details::DETAIL_QUERY_PREFIX;
 mod last_seen;
 mod logs;
 
