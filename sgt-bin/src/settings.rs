@@ -190,7 +190,8 @@ pub struct Settings {
     /// nothing, and 300 s on DynamoDB, where each is a paid write of the node's item; how
     /// long after it was last seen a node counts as online (`online_window_seconds`;
     /// default: from each environment's `distributed_interval`); how often each node is asked
-    /// its detail queries (`detail_interval_seconds`, default an hour, 0: never).
+    /// its detail queries (`detail_interval_seconds`, default an hour, 0: never) and its
+    /// dynamic labels' queries (`label_interval_seconds`, default 10 minutes, 0: never).
     pub service_limits: crate::server::ServiceLimits,
 }
 
@@ -263,6 +264,7 @@ struct FileSettings {
     last_seen_resolution_seconds: Option<u64>,
     online_window_seconds: Option<u64>,
     detail_interval_seconds: Option<u64>,
+    label_interval_seconds: Option<u64>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -622,6 +624,14 @@ fn resolve_service_limits(
         Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
         None => Some(crate::server::services::agent::DEFAULT_DETAIL_INTERVAL),
     };
+    let label_interval = match file.label_interval_seconds {
+        Some(0) => None,
+        Some(seconds) if seconds > 30 * 86_400 => {
+            bail!("label_interval_seconds must be 0 (never) to 2592000")
+        }
+        Some(seconds) => Some(std::time::Duration::from_secs(seconds)),
+        None => Some(crate::server::services::agent::DEFAULT_LABEL_INTERVAL),
+    };
     let metrics_allow = if overrides.metrics_allow.is_empty() {
         file.metrics_allow.clone().unwrap_or_default()
     } else {
@@ -637,6 +647,7 @@ fn resolve_service_limits(
         last_seen_resolution,
         online_window,
         detail_interval,
+        label_interval,
         metrics_allow,
     })
 }

@@ -556,7 +556,7 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     let (mut child, _, url, _rest) = start(&data);
     let session = AdminSession::login(&data, &url);
     let authed = session.authed();
-    let populated = "environments:\n  prod:\n    settings: {node_expiry_days: 30}\n    config:\n      options: {distributed_interval: 30}\n      schedule:\n        uptime: {query: \"SELECT * FROM uptime;\", interval: 300}\n    packs:\n      mac:\n        platform: darwin\n        queries:\n          apps: {query: \"SELECT name FROM apps;\", interval: 3600}\n  lab: {}\nsaved_queries:\n  ports: {sql: \"SELECT port FROM listening_ports;\", description: open ports}\n  users: {sql: \"SELECT username FROM users;\"}\n";
+    let populated = "environments:\n  prod:\n    settings: {node_expiry_days: 30}\n    config:\n      options: {distributed_interval: 30}\n      schedule:\n        uptime: {query: \"SELECT * FROM uptime;\", interval: 300}\n    packs:\n      mac:\n        platform: darwin\n        labels: [macs]\n        queries:\n          apps: {query: \"SELECT name FROM apps;\", interval: 3600}\n  lab: {}\nlabels:\n  macs: {environment: prod, query: \"SELECT 1 FROM system_info WHERE hardware_vendor = 'Apple Inc.';\", platform: darwin, description: Macs in prod}\n  canary: {}\nsaved_queries:\n  ports: {sql: \"SELECT port FROM listening_ports;\", description: open ports}\n  users: {sql: \"SELECT username FROM users;\"}\n";
     let (ok, _, err) = sgt_with_input(&["apply", "-f", "-"], &authed, populated);
     assert!(ok, "{err}");
 
@@ -573,14 +573,16 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     );
     assert!(!ok && err.contains("neither a number of days"), "{err}");
     let unchanged =
-        "default: unchanged\nlab: unchanged\nprod: unchanged\nsaved query ports: unchanged\nsaved query users: unchanged\n";
+        "label canary: unchanged\nlabel macs: unchanged\ndefault: unchanged\nlab: unchanged\nprod: unchanged\nsaved query ports: unchanged\nsaved query users: unchanged\n";
     for format in [&[][..], &["--json"][..]] {
         let mut args = vec!["export"];
         args.extend_from_slice(format);
         let (ok, exported, err) = sgt(&args, &authed);
         assert!(ok, "{err}");
         assert!(
-            exported.contains("SELECT name FROM apps;") && exported.contains("node_expiry_days"),
+            exported.contains("SELECT name FROM apps;")
+                && exported.contains("node_expiry_days")
+                && exported.contains("hardware_vendor"),
             "{exported}"
         );
         let (ok, out, err) = sgt_with_input(
@@ -593,7 +595,7 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     }
 
     // Prune: what the file's sections leave out goes; a section the file lacks is kept.
-    let trimmed = "environments:\n  default: {}\n  prod: {}\nsaved_queries:\n  users: {sql: \"SELECT username FROM users;\"}\n";
+    let trimmed = "environments:\n  default: {}\n  prod: {}\nlabels:\n  canary: {}\nsaved_queries:\n  users: {sql: \"SELECT username FROM users;\"}\n";
     let file = dir.path().join("trimmed.yaml");
     std::fs::write(&file, trimmed).unwrap();
     let path = file.to_str().unwrap();
@@ -601,6 +603,7 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     assert!(ok, "{err}");
     assert!(
         dry.contains("lab: would be deleted\n")
+            && dry.contains("label macs: would be deleted\n")
             && dry.contains("saved query ports: would be deleted\n"),
         "{dry}"
     );
@@ -609,7 +612,9 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     let (ok, out, err) = sgt(&["apply", "-f", path, "--prune"], &authed);
     assert!(ok, "{err}");
     assert!(
-        out.contains("lab: deleted\n") && out.contains("saved query ports: deleted\n"),
+        out.contains("lab: deleted\n")
+            && out.contains("label macs: deleted\n")
+            && out.contains("saved query ports: deleted\n"),
         "{out}"
     );
     let (ok, out, _) = sgt(&["export", "--json"], &authed);
@@ -625,6 +630,7 @@ async fn export_then_apply_changes_nothing_and_prune_deletes_what_the_file_leave
     };
     assert_eq!(names("environments"), ["default", "prod"]);
     assert_eq!(names("saved_queries"), ["users"]);
+    assert_eq!(names("labels"), ["canary"]);
     std::fs::write(&file, "saved_queries: {}\n").unwrap();
     let (ok, out, err) = sgt(&["apply", "-f", path, "--prune"], &authed);
     assert!(ok, "{err}");
@@ -799,6 +805,95 @@ impl TestAgent {
         }
         panic!("the agent never got a query");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labels_are_managed_from_the_cli_and_aim_node_lists_and_campaigns() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut child, _, url, _rest) = start(&data);
+    let session = AdminSession::login(&data, &url);
+    let authed = session.authed();
+    let canary = TestAgent::enroll(&data, &url, "canary-host").await;
+    let _other = TestAgent::enroll(&data, &url, "other-host").await;
+
+    let (ok, out, err) = sgt(
+        &[
+            "label",
+            "put",
+            "canary",
+            "--env",
+            "default",
+            "--description",
+            "first to update",
+        ],
+        &authed,
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("first to update"), "{out}");
+    let (ok, _, err) = sgt(&["label", "put", "dyn", "--platform", "linux"], &authed);
+    assert!(
+        !ok && err.contains("--query"),
+        "clap wants a query with a platform: {err}"
+    );
+    let (ok, _, err) = sgt(&["label", "add", "canary", "canary-host"], &authed);
+    assert!(ok, "{err}");
+    assert!(err.contains("1 added"), "{err}");
+    let (ok, _, err) = sgt(&["label", "add", "canary", "no-such-host"], &authed);
+    assert!(!ok && err.contains("no node is called"), "{err}");
+
+    let (ok, out, err) = sgt(&["node", "list", "--label", "canary", "--json"], &authed);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["host_identifier"], "canary-host");
+    assert_eq!(listed[0]["labels"], serde_json::json!(["canary"]));
+    let (ok, out, err) = sgt(&["label", "show", "canary"], &authed);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("1 members") && out.contains("canary-host"),
+        "{out}"
+    );
+
+    // A campaign aimed at the label reaches its member.
+    let run = sgt_in_background(
+        &[
+            "query",
+            "run",
+            "SELECT 7 AS seven;",
+            "--label",
+            "canary",
+            "--wait",
+            "20s",
+            "--json",
+        ],
+        &authed,
+    );
+    assert_eq!(
+        canary
+            .answer_next_query(serde_json::json!({"seven": "7"}))
+            .await,
+        "SELECT 7 AS seven;"
+    );
+    let (ok, stdout, err) = run.await.unwrap();
+    assert!(ok, "{err}");
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["query"]["targeted"], 1, "{stdout}");
+    assert_eq!(
+        last["query"]["targets"]["labels"],
+        serde_json::json!(["canary"])
+    );
+
+    let (ok, _, err) = sgt(&["label", "remove", "canary", "canary-host"], &authed);
+    assert!(ok && err.contains("1 removed"), "{err}");
+    let (ok, out, _) = sgt(&["label", "list"], &authed);
+    assert!(ok && out.contains("canary"), "{out}");
+    let (ok, _, err) = sgt(&["label", "delete", "canary"], &authed);
+    assert!(ok, "{err}");
+    let (ok, out, err) = sgt(&["audit", "--action", "label."], &authed);
+    assert!(ok, "{err}");
+    assert_eq!(out.matches("label.").count(), 4, "{out}");
+    terminate(&mut child);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -268,6 +268,27 @@ impl SavedQueryName {
     }
 }
 
+string_newtype!(
+    /// The name of a label: what packs (`labels:`), campaigns and node lists aim at.
+    ///
+    /// 1 to 128 bytes of `[A-Za-z0-9_.-]`, starting with a letter or digit.
+    LabelName
+);
+
+impl LabelName {
+    /// Validates a label's name.
+    pub fn parse(value: impl Into<String>) -> Result<Self> {
+        let value = value.into();
+        check(&value, "label name", 128, |c| is_token_char(c) || c == '.')?;
+        if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(Error::invalid_input(
+                "label name must start with a letter or digit",
+            ));
+        }
+        Ok(LabelName(value))
+    }
+}
+
 /// The platform name of osquery's platform bitmask (`platform_type` at enroll): `darwin`,
 /// `linux`, `windows`, `freebsd`, or `""` when no known bit is set.
 pub fn platform_name(platform_type: &str) -> &'static str {
@@ -306,7 +327,8 @@ display_plain!(
     QueryId,
     CarveSessionId,
     Username,
-    SavedQueryName
+    SavedQueryName,
+    LabelName
 );
 
 /// A secret string (enroll secret, token): `Debug` and `Display` never show it.

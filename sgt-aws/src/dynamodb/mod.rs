@@ -10,6 +10,7 @@ mod audit;
 mod carves;
 mod environments;
 mod item;
+mod labels;
 mod nodes;
 mod queries;
 mod saved_queries;
@@ -53,6 +54,7 @@ struct TableNames {
     queries: String,
     deliveries: String,
     saved_queries: String,
+    labels: String,
     carves: String,
     carve_blocks: String,
     users: String,
@@ -69,6 +71,7 @@ impl TableNames {
             queries: tables::QUERIES.table_name(prefix),
             deliveries: tables::DELIVERIES.table_name(prefix),
             saved_queries: tables::SAVED_QUERIES.table_name(prefix),
+            labels: tables::LABELS.table_name(prefix),
             carves: tables::CARVES.table_name(prefix),
             carve_blocks: tables::CARVE_BLOCKS.table_name(prefix),
             users: tables::USERS.table_name(prefix),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use futures_util::future;
 use sgt_core::store::{
-    host_details_summary, page_size, ListNodes, NewNode, Node, NodeStore, RevokedKey,
+    host_details_summary, page_size, ChangedKey, ListNodes, NewNode, Node, NodeStore,
     DEFAULT_PAGE_SIZE, MAX_NODES_BY_IDS,
 };
 use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
@@ -54,8 +54,9 @@ fn revoked_key_id(at_ms: i64, key: &str) -> String {
     format!("{:015}/{key}", at_ms.max(0))
 }
 
-/// The put, inside a delete or re-key transaction, that records `key` as revoked now.
-fn revocation(audit_table: &str, key: &str) -> Result<TransactWriteItem> {
+/// The put, inside a transaction, that lists `key` as revoked (a delete or re-key) or its node
+/// as changed (its labels), now.
+pub(super) fn changed_key(audit_table: &str, key: &str) -> Result<TransactWriteItem> {
     let now_ms = now_unix_ms();
     Ok(put(build_put(
         audit_table,
@@ -131,6 +132,7 @@ impl DynamoStore {
             host_details,
             enrolled_at: item::number(stored, "enrolled_at")?,
             last_seen: item::number(stored, "last_seen")?,
+            labels: super::labels::labels_of_node_item(stored)?,
         })
     }
 
@@ -234,15 +236,24 @@ impl DynamoStore {
                 let old_key = item::string(current, "node_key")?.to_owned();
                 let last_seen = item::number(current, "last_seen")?.max(node.now);
                 let enrolled_at = item::number(current, "enrolled_at")?;
-                let stored = self.node_item(node, &id, enrolled_at, last_seen).await?;
+                let mut stored = self.node_item(node, &id, enrolled_at, last_seen).await?;
+                // The node keeps its labels, if nobody changed them since we read it.
+                let (labels_condition, mut values) = match current.get("labels") {
+                    Some(labels) => {
+                        stored.insert("labels".into(), labels.clone());
+                        ("#labels = :labels", attrs([(":labels", labels.clone())]))
+                    }
+                    None => ("attribute_not_exists(#labels)", Item::new()),
+                };
+                values.insert(":old".into(), s(old_key.as_str()));
                 let mut new_key = new_key_item;
                 new_key.insert("node_id".into(), s(id.as_str()));
                 let writes = vec![
                     put(build_put(
                         &tables.nodes,
                         stored.clone(),
-                        Some("#node_key = :old"),
-                        Some(attrs([(":old", s(old_key.as_str()))])),
+                        Some(&format!("#node_key = :old AND {labels_condition}")),
+                        Some(values),
                     )?),
                     delete(build_delete(
                         &tables.lookups,
@@ -256,7 +267,7 @@ impl DynamoStore {
                         Some("attribute_not_exists(#lookup)"),
                         None,
                     )?),
-                    revocation(&tables.audit, &old_key)?,
+                    changed_key(&tables.audit, &old_key)?,
                 ];
                 (stored, writes)
             }
@@ -360,6 +371,29 @@ impl NodeStore for DynamoStore {
 
     async fn list_nodes(&self, request: &ListNodes) -> Result<Vec<Node>> {
         let limit = page_size(request.limit);
+        if let Some(label) = &request.label {
+            // Members, a page of member items at a time.
+            let mut nodes = Vec::new();
+            let mut start = None;
+            loop {
+                let (ids, next) = self
+                    .label_member_page(label, request.after.as_ref(), start)
+                    .await?;
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                for node in self.listed_nodes_with_ids(&ids).await? {
+                    if request.matches(&node) {
+                        nodes.push(node);
+                        if nodes.len() == limit {
+                            return Ok(nodes);
+                        }
+                    }
+                }
+                start = next;
+                if start.is_none() {
+                    return Ok(nodes);
+                }
+            }
+        }
         let mut query = self
             .client
             .query()
@@ -505,7 +539,7 @@ impl NodeStore for DynamoStore {
                 None,
                 None,
             )?),
-            revocation(&tables.audit, node_key)?,
+            changed_key(&tables.audit, node_key)?,
         ];
         if let Err(reasons) = self.transact("node", writes).await? {
             // Re-enrolled (re-keyed) between our read and delete: the caller may try again.
@@ -515,10 +549,24 @@ impl NodeStore for DynamoStore {
             )));
         }
         self.delete_overflow(&stored).await;
+        // Its memberships; one left behind by a failure here names a node that no longer
+        // exists, which member lists skip.
+        for label in super::labels::labels_of_node_item(&stored)? {
+            let result = self
+                .client
+                .delete_item()
+                .table_name(&tables.labels)
+                .set_key(Some(super::labels::member_key(label.as_str(), id.as_str())))
+                .send()
+                .await;
+            if let Err(e) = result {
+                tracing::warn!(error = %classify(BACKEND, "label", e), "could not delete a label membership");
+            }
+        }
         self.drop_pending_deliveries(id).await
     }
 
-    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+    async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<ChangedKey>> {
         let condition = "#stream = :stream AND #id >= :since";
         let query = self
             .client
@@ -532,9 +580,9 @@ impl NodeStore for DynamoStore {
             .await?
             .iter()
             .map(|stored| {
-                Ok(RevokedKey {
+                Ok(ChangedKey {
                     key: item::parsed(stored, "node_key", NodeKey::parse)?,
-                    revoked_at_ms: item::number(stored, "revoked_at_ms")?,
+                    changed_at_ms: item::number(stored, "revoked_at_ms")?,
                 })
             })
             .collect()

@@ -387,7 +387,7 @@ impl QueryStore for DynamoStore {
                 self.retire_query(id, now).await?;
                 continue;
             }
-            if !pending.contains(id) && targets.matches(node.id, node.environment, node.platform) {
+            if !pending.contains(id) && targets.matches(node) {
                 candidates.push(query);
             }
         }

@@ -172,6 +172,19 @@ pub(crate) const SAVED_QUERIES: TableSpec = TableSpec {
     ttl_attribute: None,
 };
 
+pub(crate) const LABELS: TableSpec = TableSpec {
+    suffix: "labels",
+    hash: string("label"),
+    range: Some(string("member")),
+    indexes: &[IndexSpec {
+        name: "all-by-name",
+        hash: string(LIST_ATTRIBUTE),
+        range: Some(string("label")),
+        projection: Projection::All,
+    }],
+    ttl_attribute: None,
+};
+
 pub(crate) const CARVES: TableSpec = TableSpec {
     suffix: "carves",
     hash: string("session_id"),
@@ -252,6 +265,7 @@ pub const TABLES: &[TableSpec] = &[
     QUERIES,
     DELIVERIES,
     SAVED_QUERIES,
+    LABELS,
     CARVES,
     CARVE_BLOCKS,
     USERS,

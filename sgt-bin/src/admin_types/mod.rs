@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod carves;
 mod environments;
+mod labels;
 mod nodes;
 mod queries;
 pub mod routes;
@@ -22,6 +23,7 @@ pub use carves::{CarveListParams, CarveRequest, CarveView};
 pub use environments::{
     EnvironmentView, NewEnvironment, NewSecret, NewSecretOutcome, SecretView, VersionedConfig,
 };
+pub use labels::{LabelBody, MembersChange, MembersChanged};
 pub use nodes::{NodeListParams, NodeView};
 pub use queries::{NewCampaign, QueryView, ResultView, SavedQueryBody};
 pub use routes::{Route, ROUTES};

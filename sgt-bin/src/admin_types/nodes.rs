@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use sgt_core::types::{EnvironmentName, HostIdentifier, NodeId, UnixSeconds};
+use sgt_core::types::{EnvironmentName, HostIdentifier, LabelName, NodeId, UnixSeconds};
 
 /// `GET /nodes?…`: filters and paging; absent filters match every node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,9 @@ pub struct NodeListParams {
     /// hardware serial.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Only members of this label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     /// The previous page's `next_cursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
@@ -54,6 +57,9 @@ pub struct NodeView {
     /// Seen within its environment's online window: twice the config's
     /// `distributed_interval` plus a minute, plus how coarse `last_seen` is.
     pub online: bool,
+    /// The labels it is a member of.
+    #[serde(default)]
+    pub labels: Vec<LabelName>,
     /// Everything the agent reported at enroll (in `GET /nodes/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_details: Option<serde_json::Value>,

@@ -421,7 +421,6 @@ pub const OPENAPI: Route = Route {
     summary: "This document",
 };
 
-/// Every admin route, in the order the OpenAPI document lists them.
 /// `GET /api/v1/saved-queries`
 pub const LIST_SAVED_QUERIES: Route = Route {
     operation: "list_saved_queries",
@@ -458,6 +457,52 @@ pub const DELETE_SAVED_QUERY: Route = Route {
     summary: "Delete a saved query",
 };
 
+/// `GET /api/v1/labels`
+pub const LIST_LABELS: Route = Route {
+    operation: "list_labels",
+    method: "get",
+    path: "/api/v1/labels",
+    role: "viewer",
+    summary: "List labels by name",
+};
+
+/// `GET /api/v1/labels/{name}`
+pub const LABEL: Route = Route {
+    operation: "label",
+    method: "get",
+    path: "/api/v1/labels/{name}",
+    role: "viewer",
+    summary: "Show a label (its members: GET /nodes?label=NAME)",
+};
+
+/// `PUT /api/v1/labels/{name}`
+pub const PUT_LABEL: Route = Route {
+    operation: "put_label",
+    method: "put",
+    path: "/api/v1/labels/{name}",
+    role: "operator",
+    summary: "Create or replace a label: manual, or dynamic with a query",
+};
+
+/// `DELETE /api/v1/labels/{name}`
+pub const DELETE_LABEL: Route = Route {
+    operation: "delete_label",
+    method: "delete",
+    path: "/api/v1/labels/{name}",
+    role: "operator",
+    summary: "Delete a label no pack is for, with its memberships",
+};
+
+/// `POST /api/v1/labels/{name}/members`
+pub const CHANGE_LABEL_MEMBERS: Route = Route {
+    operation: "change_label_members",
+    method: "post",
+    path: "/api/v1/labels/{name}/members",
+    role: "operator",
+    summary: "Add nodes to and remove nodes from a manual label",
+};
+
+/// Every admin route, in the order the OpenAPI document lists them.
 pub const ROUTES: &[Route] = &[
     LOGIN,
     ME,
@@ -496,6 +541,11 @@ pub const ROUTES: &[Route] = &[
     SAVED_QUERY,
     PUT_SAVED_QUERY,
     DELETE_SAVED_QUERY,
+    LIST_LABELS,
+    LABEL,
+    PUT_LABEL,
+    DELETE_LABEL,
+    CHANGE_LABEL_MEMBERS,
     LIST_CARVES,
     REQUEST_CARVE,
     CARVE,

@@ -1,8 +1,12 @@
 //! `sgt apply -f FILE`: config as code. For every environment in the file: create it if
 //! missing, then make its config (with the file's packs merged in as `packs`) match the file.
-//! For every saved query in the file: create it or make it match. What the file does not
-//! name is left alone, unless `--prune`: then, in each section the file has (`environments`,
+//! For every label and saved query in the file: create it or make it match (a label's
+//! definition, not its members). What the file does not name is left alone, unless
+//! `--prune`: then, in each section the file has (`environments`, `labels`,
 //! `saved_queries`), what the section does not name is deleted.
+//!
+//! New environments are created empty, then the labels are written, then the configs: packs
+//! may be for labels of environments the same file creates.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,9 +14,12 @@ use anyhow::{bail, Context};
 use serde_json::{Map, Value};
 
 use super::client::{AdminClient, ApiError};
-use crate::admin_types::{NewEnvironment, SavedQueryBody};
-use sgt_core::store::EnvironmentSettings;
-use sgt_core::types::SavedQueryName;
+use crate::admin_types::{LabelBody, NewEnvironment, SavedQueryBody};
+use sgt_core::store::{EnvironmentSettings, Label};
+use sgt_core::types::{LabelName, SavedQueryName};
+
+/// The sections a file may have.
+const SECTIONS: [&str; 3] = ["environments", "labels", "saved_queries"];
 
 /// The desired config of one environment as the file describes it.
 fn desired_config(name: &str, spec: &Value) -> anyhow::Result<Value> {
@@ -78,6 +85,28 @@ fn desired_saved_query(name: &str, spec: &Value) -> anyhow::Result<SavedQueryBod
     })
 }
 
+/// The label `name` as the file describes it.
+fn desired_label(name: &str, spec: &Value) -> anyhow::Result<LabelBody> {
+    LabelName::parse(name).with_context(|| format!("labels.{name}"))?;
+    let spec = match spec {
+        Value::Null => Value::Object(Map::new()),
+        spec => spec.clone(),
+    };
+    let mut body: LabelBody =
+        serde_json::from_value(spec).with_context(|| format!("labels.{name}"))?;
+    body.query = body.query.map(|q| q.trim().to_owned());
+    body.description = body.description.trim().to_owned();
+    Ok(body)
+}
+
+/// Whether `current` is what `desired` describes.
+fn label_matches(current: &Label, desired: &LabelBody) -> bool {
+    current.environment == desired.environment
+        && current.query == desired.query
+        && current.platform == desired.platform
+        && current.description == desired.description
+}
+
 /// What differs from `current` to `desired`, for a person: top-level keys added, removed or
 /// changed, and packs by name.
 fn changes(current: &Value, desired: &Value) -> Vec<String> {
@@ -128,12 +157,9 @@ pub(super) async fn apply(
 ) -> anyhow::Result<()> {
     let document = document
         .as_object()
-        .context("the file must be a mapping of environments and saved_queries")?;
-    if let Some(key) = document
-        .keys()
-        .find(|k| *k != "environments" && *k != "saved_queries")
-    {
-        bail!("{key}: unknown key (known: environments, saved_queries)");
+        .context("the file must be a mapping of environments, labels and saved_queries")?;
+    if let Some(key) = document.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+        bail!("{key}: unknown key (known: {})", SECTIONS.join(", "));
     }
     let section = |key: &str| match document.get(key) {
         None | Some(Value::Null) => Ok(Map::new()),
@@ -141,9 +167,10 @@ pub(super) async fn apply(
         Some(_) => bail!("{key} must be a mapping"),
     };
     let environments = section("environments")?;
+    let labels = section("labels")?;
     let saved_queries = section("saved_queries")?;
-    if environments.is_empty() && saved_queries.is_empty() && !prune {
-        bail!("the file names no environments and no saved_queries");
+    if environments.is_empty() && labels.is_empty() && saved_queries.is_empty() && !prune {
+        bail!("the file names no environments, labels or saved_queries");
     }
     let would = if dry_run { "would be " } else { "" };
     // Check the whole file before changing anything.
@@ -154,6 +181,10 @@ pub(super) async fn apply(
             desired_config(name, spec)?,
             desired_settings(name, spec)?,
         ));
+    }
+    let mut label_plan = Vec::new();
+    for (name, spec) in &labels {
+        label_plan.push((name.clone(), desired_label(name, spec)?));
     }
     let mut saved_plan = Vec::new();
     for (name, spec) in &saved_queries {
@@ -166,19 +197,29 @@ pub(super) async fn apply(
         .map(|e| (e.name.to_string(), e.settings))
         .collect();
     let existing: Vec<String> = current_settings.keys().cloned().collect();
+    // New environments first, empty: labels may be for them, and their packs for labels.
+    for (name, _, settings) in plan.iter().filter(|(n, _, _)| !existing.contains(n)) {
+        if !dry_run {
+            api.create_environment(&NewEnvironment {
+                name: name.clone(),
+                config: Some(Value::Object(Map::new())),
+            })
+            .await?;
+            if let Some(settings) = settings
+                .as_ref()
+                .filter(|s| **s != EnvironmentSettings::default())
+            {
+                api.put_environment_settings(name, settings).await?;
+            }
+        }
+        println!("{name}: {would}created");
+    }
+    apply_labels(api, label_plan, dry_run).await?;
     for (name, config, settings) in plan {
         if !existing.contains(&name) {
             if !dry_run {
-                api.create_environment(&NewEnvironment {
-                    name: name.clone(),
-                    config: Some(config),
-                })
-                .await?;
-                if let Some(settings) = settings.filter(|s| *s != EnvironmentSettings::default()) {
-                    api.put_environment_settings(&name, &settings).await?;
-                }
+                api.put_config(&name, &config, None).await?;
             }
-            println!("{name}: {would}created");
             continue;
         }
         let settings_change = settings.filter(|s| Some(s) != current_settings.get(&name));
@@ -222,6 +263,18 @@ pub(super) async fn apply(
             println!("{name}: {would}deleted");
         }
     }
+    if prune && document.contains_key("labels") {
+        for label in api.list_labels().await? {
+            let name = label.name.as_str();
+            if labels.contains_key(name) {
+                continue;
+            }
+            if !dry_run {
+                api.delete_label(name).await?;
+            }
+            println!("label {name}: {would}deleted");
+        }
+    }
     apply_saved_queries(api, saved_plan, dry_run).await?;
     if prune && document.contains_key("saved_queries") {
         for saved in api.list_saved_queries().await? {
@@ -234,6 +287,34 @@ pub(super) async fn apply(
             }
             println!("saved query {name}: {would}deleted");
         }
+    }
+    Ok(())
+}
+
+/// Creates or updates each label of `plan`; prints one line for each.
+async fn apply_labels(
+    api: &AdminClient,
+    plan: Vec<(String, LabelBody)>,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    if plan.is_empty() {
+        return Ok(());
+    }
+    let existing = api.list_labels().await?;
+    let would = if dry_run { "would be " } else { "" };
+    for (name, desired) in plan {
+        let outcome = match existing.iter().find(|l| l.name.as_str() == name) {
+            None => "created",
+            Some(current) if label_matches(current, &desired) => {
+                println!("label {name}: unchanged");
+                continue;
+            }
+            Some(_) => "updated",
+        };
+        if !dry_run {
+            api.put_label(&name, &desired).await?;
+        }
+        println!("label {name}: {would}{outcome}");
     }
     Ok(())
 }

@@ -13,12 +13,14 @@ use serde_json::{Map, Value};
 use crate::admin_types::routes::{self, Route};
 use crate::admin_types::{
     AuditListParams, Caller, CarveListParams, CarveRequest, CarveView, EnvironmentView, ErrorBody,
-    LoginOutcome, LoginRequest, NewCampaign, NewEnvironment, NewSecret, NewSecretOutcome, NewToken,
-    NewTokenOutcome, NewUser, NodeListParams, NodeView, Page, PageParams, PageRequest, QueryView,
-    ResultView, SavedQueryBody, SecretView, TokenListParams, TokenView, UserUpdate, UserView,
-    VersionedConfig, MAX_PAGE_LIMIT,
+    LabelBody, LoginOutcome, LoginRequest, MembersChange, MembersChanged, NewCampaign,
+    NewEnvironment, NewSecret, NewSecretOutcome, NewToken, NewTokenOutcome, NewUser,
+    NodeListParams, NodeView, Page, PageParams, PageRequest, QueryView, ResultView, SavedQueryBody,
+    SecretView, TokenListParams, TokenView, UserUpdate, UserView, VersionedConfig, MAX_PAGE_LIMIT,
 };
-use sgt_core::store::{AuditEntry, DistributedQuery, EnvironmentSettings, QueryTarget, SavedQuery};
+use sgt_core::store::{
+    AuditEntry, DistributedQuery, EnvironmentSettings, Label, QueryTarget, SavedQuery,
+};
 
 /// Talks to one sgt server's admin API with one bearer token.
 #[derive(Debug, Clone)]
@@ -582,6 +584,53 @@ impl AdminClient {
     /// The server's refusal or the transport's.
     pub async fn delete_saved_query(&self, name: &str) -> anyhow::Result<()> {
         self.no_content(&routes::DELETE_SAVED_QUERY, &[name]).await
+    }
+
+    // Labels.
+
+    /// `GET /labels`: every label, by name.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn list_labels(&self) -> anyhow::Result<Vec<Label>> {
+        self.get(&routes::LIST_LABELS, &[]).await
+    }
+
+    /// `GET /labels/{name}`.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn label(&self, name: &str) -> anyhow::Result<Label> {
+        self.get(&routes::LABEL, &[name]).await
+    }
+
+    /// `PUT /labels/{name}`: creates or replaces it; returns it as stored.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn put_label(&self, name: &str, body: &LabelBody) -> anyhow::Result<Label> {
+        self.send_json(&routes::PUT_LABEL, &[name], body).await
+    }
+
+    /// `DELETE /labels/{name}`.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn delete_label(&self, name: &str) -> anyhow::Result<()> {
+        self.no_content(&routes::DELETE_LABEL, &[name]).await
+    }
+
+    /// `POST /labels/{name}/members`: adds and removes members of a manual label.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn change_label_members(
+        &self,
+        name: &str,
+        change: &MembersChange,
+    ) -> anyhow::Result<MembersChanged> {
+        self.send_json(&routes::CHANGE_LABEL_MEMBERS, &[name], change)
+            .await
     }
 
     // Carves.

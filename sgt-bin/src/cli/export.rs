@@ -1,10 +1,12 @@
-//! `sgt export`: the server's environments (config, packs, settings) and saved queries, in the
+//! `sgt export`: the server's environments (config, packs, settings), labels (their
+//! definitions) and saved queries, in the
 //! format `sgt apply -f` reads, so that `sgt export | sgt apply -f - --dry-run` changes
 //! nothing.
 
 use serde_json::{Map, Value};
 
 use super::client::AdminClient;
+use crate::admin_types::LabelBody;
 use sgt_core::store::EnvironmentSettings;
 
 /// The document `sgt apply` would need to make a server like this one.
@@ -30,6 +32,16 @@ pub(super) async fn document(api: &AdminClient) -> anyhow::Result<Value> {
         }
         environments.insert(name, Value::Object(spec));
     }
+    let mut labels = Map::new();
+    for label in api.list_labels().await? {
+        let body = LabelBody {
+            environment: label.environment,
+            query: label.query,
+            platform: label.platform,
+            description: label.description,
+        };
+        labels.insert(label.name.to_string(), serde_json::to_value(&body)?);
+    }
     let mut saved_queries = Map::new();
     for saved in api.list_saved_queries().await? {
         let mut spec = Map::new();
@@ -41,6 +53,7 @@ pub(super) async fn document(api: &AdminClient) -> anyhow::Result<Value> {
     }
     let mut document = Map::new();
     document.insert("environments".into(), Value::Object(environments));
+    document.insert("labels".into(), Value::Object(labels));
     document.insert("saved_queries".into(), Value::Object(saved_queries));
     Ok(Value::Object(document))
 }

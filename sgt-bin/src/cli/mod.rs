@@ -1,5 +1,5 @@
 //! The admin CLI: `sgt login`, `sgt env …`, `sgt pack …`, `sgt secret …`, `sgt node …`,
-//! `sgt query …`, `sgt carve …`, `sgt user …`, `sgt token …`, `sgt audit`, `sgt apply -f
+//! `sgt label …`, `sgt query …`, `sgt carve …`, `sgt user …`, `sgt token …`, `sgt audit`, `sgt apply -f
 //! FILE`. One module per command group; each calls the admin API through
 //! [`client::AdminClient`], the only place that knows a URL.
 
@@ -10,6 +10,7 @@ pub mod client;
 mod context;
 mod environments;
 mod export;
+mod labels;
 mod login;
 mod nodes;
 mod output;
@@ -32,6 +33,7 @@ use sgt_core::types::EnvironmentName;
 pub use carves::CarveAction;
 pub use context::ContextAction;
 pub use environments::EnvAction;
+pub use labels::LabelAction;
 pub use nodes::NodeAction;
 pub use packs::PackAction;
 pub use queries::QueryAction;
@@ -185,6 +187,13 @@ pub enum AdminCommand {
         #[command(subcommand)]
         action: NodeAction,
     },
+    /// Labels: named groups of nodes for campaigns, packs and node lists.
+    Label {
+        #[command(flatten)]
+        conn: Connection,
+        #[command(subcommand)]
+        action: LabelAction,
+    },
     /// Live queries.
     Query {
         #[command(flatten)]
@@ -233,11 +242,12 @@ pub enum AdminCommand {
         #[arg(long, value_parser = audit::since_arg)]
         since: Option<i64>,
     },
-    /// Make environments, configs, packs and saved queries match a YAML or JSON file.
+    /// Make environments, configs, packs, labels and saved queries match a YAML or JSON file.
     Apply {
         #[command(flatten)]
         conn: Connection,
         /// The file (`environments: {NAME: {config: {...}, packs: {...}}}`,
+        /// `labels: {NAME: {environment: ..., query: ..., platform: ..., description: ...}}`,
         /// `saved_queries: {NAME: {sql: ..., description: ...}}`), or - for standard input.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
@@ -248,7 +258,8 @@ pub enum AdminCommand {
         #[arg(long)]
         prune: bool,
     },
-    /// Print the environments (config and packs) and saved queries as `sgt apply` reads them.
+    /// Print the environments (config and packs), labels and saved queries as `sgt apply`
+    /// reads them.
     Export {
         #[command(flatten)]
         conn: Connection,
@@ -272,6 +283,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Pack { conn, action } => packs::run(&conn, action).await,
         AdminCommand::Secret { conn, action } => secrets::run(&conn, action).await,
         AdminCommand::Node { conn, action } => nodes::run(&conn, action).await,
+        AdminCommand::Label { conn, action } => labels::run(&conn, action).await,
         AdminCommand::Query { conn, action } => queries::run(&conn, action).await,
         AdminCommand::Carve { conn, action } => carves::run(&conn, action).await,
         AdminCommand::User { conn, action } => users::run(&conn, action).await,
@@ -352,6 +364,11 @@ fn read_password(file: Option<&Path>) -> anyhow::Result<String> {
 /// An environment name argument, checked before anything is sent.
 fn environment_arg(value: &str) -> Result<EnvironmentName, String> {
     EnvironmentName::parse(value).map_err(|e| e.to_string())
+}
+
+/// A label name argument, checked before any request.
+fn label_arg(value: &str) -> Result<sgt_core::types::LabelName, String> {
+    sgt_core::types::LabelName::parse(value).map_err(|e| e.to_string())
 }
 
 /// A role argument: `viewer`, `operator` or `admin`.

@@ -67,6 +67,9 @@ pub enum NodeAction {
         /// uuid or serial.
         #[arg(long)]
         host: Option<String>,
+        /// Only members of this label.
+        #[arg(long)]
+        label: Option<String>,
         /// Only nodes seen within this long (e.g. 10m, 2h).
         #[arg(long)]
         seen_within: Option<humantime::Duration>,
@@ -97,6 +100,7 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
             platform,
             search,
             host,
+            label,
             seen_within,
             online,
             offline,
@@ -106,6 +110,7 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
                 platform,
                 search,
                 host,
+                label,
                 seen_since: seen_within
                     .map(|within| sgt_core::types::now_unix() - within.as_secs() as i64),
                 ..NodeListParams::default()

@@ -10,10 +10,10 @@ use serde_json::json;
 
 use super::client::AdminClient;
 use super::nodes::resolve_node;
-use super::{environment_arg, output, Connection};
+use super::{environment_arg, label_arg, output, Connection};
 use crate::admin_types::{NewCampaign, QueryView, ResultView, SavedQueryBody};
 use sgt_core::store::QueryTargets;
-use sgt_core::types::{EnvironmentName, NodeId, SavedQueryName};
+use sgt_core::types::{EnvironmentName, LabelName, NodeId, SavedQueryName};
 
 /// `sgt query …`
 #[derive(Subcommand, Debug)]
@@ -36,6 +36,9 @@ pub enum QueryAction {
         /// Target a platform (repeatable).
         #[arg(long = "platform")]
         platforms: Vec<String>,
+        /// Target a label's members (repeatable).
+        #[arg(long = "label", value_parser = label_arg)]
+        labels: Vec<LabelName>,
         /// Target a node: its id, host identifier, hostname, hardware uuid or serial
         /// (repeatable).
         #[arg(long = "node")]
@@ -102,6 +105,7 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
             all,
             envs,
             platforms,
+            labels,
             nodes,
             wait,
             exit,
@@ -113,6 +117,7 @@ pub(super) async fn run(conn: &Connection, action: QueryAction) -> anyhow::Resul
                     all,
                     environments: envs,
                     platforms,
+                    labels,
                     node_ids: resolve_nodes(&api, &nodes).await?,
                 },
                 expires_in_seconds: None,

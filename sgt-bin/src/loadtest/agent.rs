@@ -17,7 +17,7 @@ use super::connection::{agent_request, AgentLoop, LoopConnection};
 use super::shapes::{self, Os};
 use super::stats::{Endpoint, Stats};
 use super::{Plan, Transport};
-use crate::server::services::agent::DETAIL_QUERY_PREFIX;
+use crate::server::services::agent::{DETAIL_QUERY_PREFIX, LABEL_QUERY_PREFIX};
 
 /// What one request came back with.
 enum Answer {
@@ -267,6 +267,8 @@ impl Agent {
                 rows
             } else if let Some(key) = id.strip_prefix(DETAIL_QUERY_PREFIX) {
                 shapes::detail_rows(self.os, &self.host_identifier, &self.uuid, key)
+            } else if let Some(label) = id.strip_prefix(LABEL_QUERY_PREFIX) {
+                shapes::label_rows(&self.uuid, label)
             } else if sql.as_str().is_some_and(asks_for_carve) {
                 self.schedule_carve()
             } else {

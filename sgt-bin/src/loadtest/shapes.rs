@@ -52,6 +52,22 @@ pub(crate) fn detail_rows(os: Os, hostname: &str, uuid: &str, key: &str) -> Valu
     }
 }
 
+/// The rows a simulated agent answers a dynamic label's query with: one row on half the
+/// fleet (decided by its uuid and the label, so the same each time), none on the other half.
+pub(crate) fn label_rows(uuid: &str, label: &str) -> Value {
+    let hash = uuid
+        .bytes()
+        .chain(label.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    if hash % 2 == 0 {
+        json!([{"1": "1"}])
+    } else {
+        json!([])
+    }
+}
+
 /// `host_details` as the agent sends them at enroll, every value a string.
 pub(crate) fn host_details(os: Os, hostname: &str, uuid: &str) -> Value {
     let (os_version, build_platform, cpu) = match os {

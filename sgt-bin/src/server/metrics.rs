@@ -73,15 +73,19 @@ pub enum StoreCall {
     Carve,
     /// Coalesced last-seen write.
     RecordLastSeen,
-    /// The cache refresh: revoked keys.
-    RevokedKeys,
+    /// The cache refresh: keys revoked or whose node changed.
+    ChangedKeys,
     /// The cache refresh: live queries.
     LiveQueries,
     /// Detail query answers applied to a node's host details (a read and a write).
     UpdateHostDetails,
+    /// The cache refresh: label definitions.
+    Labels,
+    /// A dynamic label's answer changed a node's membership.
+    LabelMembership,
 }
 
-const STORE_CALLS: [&str; 11] = [
+const STORE_CALLS: [&str; 13] = [
     "node_by_key",
     "environment",
     "enroll_node",
@@ -90,9 +94,11 @@ const STORE_CALLS: [&str; 11] = [
     "record_result",
     "carve",
     "record_last_seen",
-    "revoked_keys_since",
+    "changed_keys_since",
     "live_queries",
     "update_host_details",
+    "list_labels",
+    "set_label_member",
 ];
 
 #[derive(Debug, Default)]

@@ -1,5 +1,5 @@
 //! The store: nodes, environments and their config, distributed queries, carve sessions,
-//! saved queries, admin users and tokens, the audit log.
+//! saved queries, labels, admin users and tokens, the audit log.
 //!
 //! Split into one trait per concern; [`Store`] is all of them together, which is what the
 //! service layer holds (`Arc<dyn Store>`). A backend implements every trait and gets
@@ -8,6 +8,7 @@
 mod audit;
 mod carves;
 mod environments;
+mod labels;
 mod nodes;
 mod queries;
 mod saved_queries;
@@ -16,8 +17,9 @@ mod users;
 pub use audit::{AuditEntry, AuditFilter, AuditStore, SecretUsage};
 pub use carves::{BlockRecorded, CarveSession, CarveStatus, CarveStore, NewCarve};
 pub use environments::{Environment, EnvironmentSettings, EnvironmentStore};
+pub use labels::{Label, LabelStore, MAX_LABELS};
 pub use nodes::{
-    host_details_summary, ListNodes, NewNode, Node, NodeStore, RevokedKey, MAX_NODES_BY_IDS,
+    host_details_summary, ChangedKey, ListNodes, NewNode, Node, NodeStore, MAX_NODES_BY_IDS,
 };
 pub use queries::{
     DeliveryState, DistributedQuery, NewQuery, NodeQueryResult, NodeRef, PendingQuery, QueryResult,
@@ -40,7 +42,14 @@ pub fn page_size(limit: usize) -> usize {
 
 /// Every store concern together; implemented for any type that implements all of them.
 pub trait Store:
-    NodeStore + EnvironmentStore + QueryStore + SavedQueryStore + CarveStore + UserStore + AuditStore
+    NodeStore
+    + EnvironmentStore
+    + QueryStore
+    + SavedQueryStore
+    + LabelStore
+    + CarveStore
+    + UserStore
+    + AuditStore
 {
 }
 
@@ -49,6 +58,7 @@ impl<T> Store for T where
         + EnvironmentStore
         + QueryStore
         + SavedQueryStore
+        + LabelStore
         + CarveStore
         + UserStore
         + AuditStore

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::types::{EnvironmentName, HostIdentifier, NodeId, NodeKey, UnixSeconds};
+use crate::types::{EnvironmentName, HostIdentifier, LabelName, NodeId, NodeKey, UnixSeconds};
 
 /// An enrolled osquery agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct Node {
     pub enrolled_at: UnixSeconds,
     /// When the node last enrolled or made an authenticated request (coarse; may lag).
     pub last_seen: UnixSeconds,
+    /// The labels it is a member of, ordered by name (see [`crate::store::LabelStore`]).
+    #[serde(default)]
+    pub labels: Vec<LabelName>,
 }
 
 impl Node {
@@ -151,6 +154,8 @@ pub struct ListNodes {
     pub seen_since: Option<UnixSeconds>,
     /// Only nodes this names exactly (see [`Node::is_named`]).
     pub named: Option<String>,
+    /// Only members of this label.
+    pub label: Option<LabelName>,
     /// Only nodes whose id sorts after this one (the cursor of the previous page).
     pub after: Option<NodeId>,
     /// At most this many nodes (0 means the backend's default page size of 100).
@@ -168,6 +173,7 @@ impl ListNodes {
             && self.platform.as_ref().is_none_or(|p| &node.platform == p)
             && self.seen_since.is_none_or(|t| node.last_seen >= t)
             && self.named.as_ref().is_none_or(|name| node.is_named(name))
+            && self.label.as_ref().is_none_or(|l| node.labels.contains(l))
             && self.search.as_ref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 node.host_identifier.as_str().to_lowercase().contains(&text)
@@ -181,22 +187,23 @@ impl ListNodes {
 /// The most ids one [`NodeStore::nodes_by_ids`] call takes.
 pub const MAX_NODES_BY_IDS: usize = 1000;
 
-/// A node key that stopped working because its node was deleted or re-keyed.
+/// A node key that stopped working (its node was deleted or re-keyed), or whose node changed
+/// in what the agent endpoints use (its labels): a copy cached under it is stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevokedKey {
+pub struct ChangedKey {
     /// The key.
     pub key: NodeKey,
-    /// When it stopped working, in unix milliseconds.
-    pub revoked_at_ms: i64,
+    /// When it stopped working or its node changed, in unix milliseconds.
+    pub changed_at_ms: i64,
 }
 
 /// Enrolled nodes.
 ///
 /// # Contract
 /// - A node key identifies at most one node; a deleted or re-keyed node's old key finds nothing.
-/// - Every key a delete or re-key stops working is listed by
-///   [`NodeStore::revoked_keys_since`] for at least a day, so instances that cache nodes by
-///   key can drop it.
+/// - Every key a delete or re-key stops working, and the key of every node whose labels
+///   change, is listed by [`NodeStore::changed_keys_since`] for at least a day, so instances
+///   that cache nodes by key can drop them.
 /// - A node's identity is (environment, host identifier, hardware uuid): enrolling the same
 ///   identity again re-keys the existing node instead of creating a second one. Concurrent
 ///   enrolls of one identity leave exactly one node, holding one of the keys.
@@ -231,9 +238,9 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes the node with its pending query deliveries; its key stops working at once.
     async fn delete_node(&self, id: &NodeId) -> Result<()>;
 
-    /// Keys revoked (by [`NodeStore::delete_node`] or a re-key) at or after `since_ms`
-    /// (unix milliseconds), oldest first.
-    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>>;
+    /// Keys revoked (by [`NodeStore::delete_node`] or a re-key), or whose node's labels
+    /// changed, at or after `since_ms` (unix milliseconds), oldest first.
+    async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<ChangedKey>>;
 
     /// Sets `last_seen` for many nodes at once (never moving it backwards). Unknown ids are
     /// ignored: a node may be deleted between a request and the flush.

@@ -2,14 +2,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::types::{EnvironmentName, NodeId, QueryId, UnixSeconds};
+use crate::types::{EnvironmentName, LabelName, NodeId, QueryId, UnixSeconds};
 
 /// Which nodes a live query is for.
 ///
 /// A node is targeted when it is listed in `node_ids`, or when the query is broad (`all`, or
-/// any `environments` or `platforms` given) and the node passes both filters: its environment
-/// is in `environments` (or that list is empty) and its platform is in `platforms` (or that
-/// list is empty). So `environments: [prod], platforms: [linux]` means Linux hosts in prod.
+/// any `environments`, `platforms` or `labels` given) and the node passes every filter: its
+/// environment is in `environments`, its platform in `platforms`, and it is a member of one of
+/// `labels` (each list passing when empty). So `environments: [prod], platforms: [linux]`
+/// means Linux hosts in prod.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryTargets {
     /// Every node (still narrowed by `environments` and `platforms` when given).
@@ -21,6 +22,9 @@ pub struct QueryTargets {
     /// Platform names (`linux`, `darwin`, `windows`, `freebsd`) whose nodes are targeted.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// Labels whose members are targeted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<LabelName>,
     /// Nodes targeted by id, whatever the filters.
     #[serde(default)]
     pub node_ids: Vec<NodeId>,
@@ -30,7 +34,10 @@ impl QueryTargets {
     /// True when the filters (not only listed ids) select nodes, so nodes enrolled later can
     /// match too.
     pub fn is_broad(&self) -> bool {
-        self.all || !self.environments.is_empty() || !self.platforms.is_empty()
+        self.all
+            || !self.environments.is_empty()
+            || !self.platforms.is_empty()
+            || !self.labels.is_empty()
     }
 
     /// True when nothing is targeted at all.
@@ -38,14 +45,15 @@ impl QueryTargets {
         !self.is_broad() && self.node_ids.is_empty()
     }
 
-    /// Whether a node with this id, environment and platform is targeted.
-    pub fn matches(&self, id: &NodeId, environment: &EnvironmentName, platform: &str) -> bool {
-        if self.node_ids.contains(id) {
+    /// Whether `node` is targeted.
+    pub fn matches(&self, node: NodeRef<'_>) -> bool {
+        if self.node_ids.contains(node.id) {
             return true;
         }
         self.is_broad()
-            && (self.environments.is_empty() || self.environments.contains(environment))
-            && (self.platforms.is_empty() || self.platforms.iter().any(|p| p == platform))
+            && (self.environments.is_empty() || self.environments.contains(node.environment))
+            && (self.platforms.is_empty() || self.platforms.iter().any(|p| p == node.platform))
+            && (self.labels.is_empty() || self.labels.iter().any(|l| node.labels.contains(l)))
     }
 }
 
@@ -97,6 +105,20 @@ pub struct NodeRef<'a> {
     pub environment: &'a EnvironmentName,
     /// Its platform name.
     pub platform: &'a str,
+    /// The labels it is a member of.
+    pub labels: &'a [LabelName],
+}
+
+impl<'a> NodeRef<'a> {
+    /// The reference to `node`.
+    pub fn of(node: &'a crate::store::Node) -> Self {
+        NodeRef {
+            id: &node.id,
+            environment: &node.environment,
+            platform: &node.platform,
+            labels: &node.labels,
+        }
+    }
 }
 
 /// A query handed to a node by `distributed/read`.

@@ -421,9 +421,9 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.record_last_seen(seen).await
         }
-        async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+        async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<ChangedKey>> {
             self.fault().await?;
-            self.inner.revoked_keys_since(since_ms).await
+            self.inner.changed_keys_since(since_ms).await
         }
     }
 
@@ -484,6 +484,35 @@ mod faulty_store_impls {
         async fn delete_saved_query(&self, name: &SavedQueryName) -> Result<()> {
             self.fault().await?;
             self.inner.delete_saved_query(name).await
+        }
+    }
+
+    #[async_trait]
+    impl LabelStore for FaultyStore {
+        async fn put_label(&self, label: &Label) -> Result<Label> {
+            self.fault().await?;
+            self.inner.put_label(label).await
+        }
+        async fn label(&self, name: &LabelName) -> Result<Label> {
+            self.fault().await?;
+            self.inner.label(name).await
+        }
+        async fn list_labels(&self) -> Result<Vec<Label>> {
+            self.fault().await?;
+            self.inner.list_labels().await
+        }
+        async fn delete_label(&self, name: &LabelName) -> Result<()> {
+            self.fault().await?;
+            self.inner.delete_label(name).await
+        }
+        async fn set_label_member(
+            &self,
+            label: &LabelName,
+            node: &NodeId,
+            member: bool,
+        ) -> Result<bool> {
+            self.fault().await?;
+            self.inner.set_label_member(label, node, member).await
         }
     }
 

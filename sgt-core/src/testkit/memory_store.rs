@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use crate::error::{Error, Result};
 use crate::store::*;
 use crate::types::{
-    CarveSessionId, EnvironmentName, HostIdentifier, NodeId, NodeKey, QueryId, SavedQueryName,
-    UnixSeconds, Username,
+    CarveSessionId, EnvironmentName, HostIdentifier, LabelName, NodeId, NodeKey, QueryId,
+    SavedQueryName, UnixSeconds, Username,
 };
 
-/// How long a revoked key is listed by `revoked_keys_since`, in milliseconds.
+/// How long a revoked key is listed by `changed_keys_since`, in milliseconds.
 const REVOKED_KEY_MS: i64 = 86_400_000;
 
 /// One node's delivery state and answer for one query.
@@ -31,12 +31,13 @@ struct State {
     nodes: BTreeMap<NodeId, Node>,
     node_by_key: HashMap<NodeKey, NodeId>,
     node_by_identity: HashMap<(EnvironmentName, HostIdentifier, String), NodeId>,
-    revoked_keys: Vec<RevokedKey>,
+    revoked_keys: Vec<ChangedKey>,
     environments: BTreeMap<EnvironmentName, Environment>,
     queries: BTreeMap<QueryId, DistributedQuery>,
     /// Per query, per node.
     deliveries: BTreeMap<QueryId, BTreeMap<NodeId, Delivery>>,
     saved_queries: BTreeMap<SavedQueryName, SavedQuery>,
+    labels: BTreeMap<LabelName, Label>,
     carves: BTreeMap<CarveSessionId, (CarveSession, std::collections::BTreeSet<u64>)>,
     users: BTreeMap<Username, User>,
     tokens: BTreeMap<String, ApiToken>,
@@ -47,12 +48,17 @@ struct State {
 impl State {
     fn revoke(&mut self, key: NodeKey) {
         self.node_by_key.remove(&key);
+        self.note_changed(key);
+    }
+
+    /// Lists `key` as changed: instances caching its node re-read it.
+    fn note_changed(&mut self, key: NodeKey) {
         let now_ms = now_ms();
         self.revoked_keys
-            .retain(|k| k.revoked_at_ms >= now_ms - REVOKED_KEY_MS);
-        self.revoked_keys.push(RevokedKey {
+            .retain(|k| k.changed_at_ms >= now_ms - REVOKED_KEY_MS);
+        self.revoked_keys.push(ChangedKey {
             key,
-            revoked_at_ms: now_ms,
+            changed_at_ms: now_ms,
         });
     }
 
@@ -125,6 +131,7 @@ impl NodeStore for MemoryStore {
             host_details: node.host_details,
             enrolled_at: node.now,
             last_seen: node.now,
+            labels: Vec::new(),
         };
         state.node_by_identity.insert(identity, node.id.clone());
         state.node_by_key.insert(node.key, node.id.clone());
@@ -222,12 +229,12 @@ impl NodeStore for MemoryStore {
         Ok(())
     }
 
-    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+    async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<ChangedKey>> {
         Ok(self
             .state()
             .revoked_keys
             .iter()
-            .filter(|k| k.revoked_at_ms >= since_ms)
+            .filter(|k| k.changed_at_ms >= since_ms)
             .cloned()
             .collect())
     }
@@ -346,6 +353,82 @@ impl SavedQueryStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl LabelStore for MemoryStore {
+    async fn put_label(&self, label: &Label) -> Result<Label> {
+        let mut state = self.state();
+        let mut stored = label.clone();
+        if let Some(existing) = state.labels.get(&label.name) {
+            stored.created_at = existing.created_at;
+        }
+        state.labels.insert(label.name.clone(), stored.clone());
+        Ok(stored)
+    }
+
+    async fn label(&self, name: &LabelName) -> Result<Label> {
+        self.state()
+            .labels
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("label"))
+    }
+
+    async fn list_labels(&self) -> Result<Vec<Label>> {
+        Ok(self.state().labels.values().cloned().collect())
+    }
+
+    async fn delete_label(&self, name: &LabelName) -> Result<()> {
+        let mut state = self.state();
+        state
+            .labels
+            .remove(name)
+            .ok_or_else(|| Error::not_found("label"))?;
+        let mut changed = Vec::new();
+        for node in state.nodes.values_mut() {
+            if let Ok(at) = node.labels.binary_search(name) {
+                node.labels.remove(at);
+                changed.push(node.key.clone());
+            }
+        }
+        for key in changed {
+            state.note_changed(key);
+        }
+        Ok(())
+    }
+
+    async fn set_label_member(
+        &self,
+        label: &LabelName,
+        node: &NodeId,
+        member: bool,
+    ) -> Result<bool> {
+        let mut state = self.state();
+        if !state.labels.contains_key(label) {
+            return Err(Error::not_found("label"));
+        }
+        let stored = state
+            .nodes
+            .get_mut(node)
+            .ok_or_else(|| Error::not_found("node"))?;
+        let changed = match (stored.labels.binary_search(label), member) {
+            (Err(at), true) => {
+                stored.labels.insert(at, label.clone());
+                true
+            }
+            (Ok(at), false) => {
+                stored.labels.remove(at);
+                true
+            }
+            _ => false,
+        };
+        if changed {
+            let key = stored.key.clone();
+            state.note_changed(key);
+        }
+        Ok(changed)
+    }
+}
+
 fn is_live(query: &DistributedQuery, now: UnixSeconds) -> bool {
     query.cancelled_at.is_none() && query.expires_at.is_none_or(|t| t > now)
 }
@@ -445,9 +528,7 @@ impl QueryStore for MemoryStore {
             // Broad queries reach nodes enrolled after them.
             if !deliveries.contains_key(node.id)
                 && query.targets.is_broad()
-                && query
-                    .targets
-                    .matches(node.id, node.environment, node.platform)
+                && query.targets.matches(node)
             {
                 deliveries.insert(
                     node.id.clone(),

@@ -61,6 +61,8 @@ macro_rules! store_conformance_tests {
                 environment_settings_round_trip,
                 saved_queries_round_trip,
                 saved_query_sql_is_kept_exactly,
+                labels_round_trip,
+                label_membership,
                 config_replacement_checks_the_version,
                 concurrent_versioned_replacements_lose_nothing,
                 pending_queries_are_delivered_once,

@@ -27,11 +27,7 @@ pub fn new_node(environment: &str, host: &str, uuid: &str, now: UnixSeconds) -> 
 
 /// The [`NodeRef`] of a stored node.
 pub fn node_ref(node: &Node) -> NodeRef<'_> {
-    NodeRef {
-        id: &node.id,
-        environment: &node.environment,
-        platform: &node.platform,
-    }
+    NodeRef::of(node)
 }
 
 async fn enrolled(store: &dyn Store, host: &str) -> Node {
@@ -193,28 +189,28 @@ pub async fn revoked_keys_are_listed(store: &dyn Store) {
         .await
         .unwrap();
     let untouched = enrolled(store, "untouched").await;
-    assert!(store.revoked_keys_since(before).await.unwrap().is_empty());
+    assert!(store.changed_keys_since(before).await.unwrap().is_empty());
     let rekeyed = store
         .enroll_node(new_node("default", "rotating", "R", 1001))
         .await
         .unwrap();
     store.delete_node(&rekeyed.id).await.unwrap();
-    let revoked = store.revoked_keys_since(before).await.unwrap();
+    let revoked = store.changed_keys_since(before).await.unwrap();
     let mut keys: Vec<&NodeKey> = revoked.iter().map(|r| &r.key).collect();
     keys.sort();
     let mut expected = vec![&first.key, &rekeyed.key];
     expected.sort();
     assert_eq!(keys, expected);
-    assert!(revoked.iter().all(|r| r.revoked_at_ms >= before));
+    assert!(revoked.iter().all(|r| r.changed_at_ms >= before));
     assert!(
         revoked
             .windows(2)
-            .all(|w| w[0].revoked_at_ms <= w[1].revoked_at_ms),
+            .all(|w| w[0].changed_at_ms <= w[1].changed_at_ms),
         "oldest first"
     );
     assert!(!keys.contains(&&untouched.key));
-    let later = revoked.last().unwrap().revoked_at_ms + 1;
-    assert!(store.revoked_keys_since(later).await.unwrap().is_empty());
+    let later = revoked.last().unwrap().changed_at_ms + 1;
+    assert!(store.changed_keys_since(later).await.unwrap().is_empty());
 }
 
 /// `record_last_seen` updates many nodes, never backwards, ignoring unknown ids.
@@ -363,6 +359,202 @@ pub async fn saved_queries_round_trip(store: &dyn Store) {
         ErrorKind::NotFound
     );
     assert_eq!(store.list_saved_queries().await.unwrap(), [apps]);
+}
+
+fn label(name: &str, environment: Option<&str>, query: Option<&str>, at: UnixSeconds) -> Label {
+    Label {
+        name: LabelName::parse(name).unwrap(),
+        environment: environment.map(|e| EnvironmentName::parse(e).unwrap()),
+        query: query.map(str::to_owned),
+        platform: query.map(|_| "linux".to_owned()),
+        description: format!("the {name} hosts"),
+        created_at: at,
+        updated_at: at,
+        updated_by: "alice".to_owned(),
+    }
+}
+
+/// Labels are stored whole, listed by name, replaced keeping their creation time, and
+/// deleted.
+pub async fn labels_round_trip(store: &dyn Store) {
+    let web = label("web", Some("default"), None, 10);
+    assert_eq!(store.put_label(&web).await.unwrap(), web);
+    assert_eq!(store.label(&web.name).await.unwrap(), web);
+    let debian = label(
+        "Debian.12",
+        None,
+        Some("SELECT 1 FROM os_version WHERE name = 'Debian GNU/Linux';"),
+        11,
+    );
+    store.put_label(&debian).await.unwrap();
+    let names: Vec<String> = store
+        .list_labels()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name.to_string())
+        .collect();
+    assert_eq!(names, ["Debian.12", "web"]);
+
+    let replacement = Label {
+        query: Some("SELECT 1;".to_owned()),
+        platform: None,
+        environment: None,
+        description: String::new(),
+        created_at: 20,
+        updated_at: 20,
+        updated_by: "bob".to_owned(),
+        ..web.clone()
+    };
+    let expected = Label {
+        created_at: 10,
+        ..replacement.clone()
+    };
+    assert_eq!(store.put_label(&replacement).await.unwrap(), expected);
+    assert_eq!(store.label(&web.name).await.unwrap(), expected);
+
+    store.delete_label(&web.name).await.unwrap();
+    assert_eq!(
+        store.label(&web.name).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store.delete_label(&web.name).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(store.list_labels().await.unwrap(), [debian]);
+}
+
+/// Membership is set and cleared once, shows in every read of the node, filters node lists,
+/// survives a re-enroll, lists the node's key as changed, and goes with the label or the node.
+pub async fn label_membership(store: &dyn Store) {
+    let web = label("web", None, None, 10);
+    let db = label("db", None, None, 10);
+    store.put_label(&web).await.unwrap();
+    store.put_label(&db).await.unwrap();
+    let a = enrolled(store, "a").await;
+    let b = enrolled(store, "b").await;
+    let c = enrolled(store, "c").await;
+    assert!(a.labels.is_empty());
+
+    let before = now_unix_ms() - 1;
+    assert!(store
+        .set_label_member(&web.name, &a.id, true)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_label_member(&web.name, &a.id, true)
+        .await
+        .unwrap());
+    assert!(store.set_label_member(&db.name, &a.id, true).await.unwrap());
+    assert!(store
+        .set_label_member(&web.name, &c.id, true)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_label_member(&web.name, &b.id, false)
+        .await
+        .unwrap());
+    let changed = store.changed_keys_since(before).await.unwrap();
+    assert!(changed.iter().any(|k| k.key == a.key));
+    assert!(changed.iter().any(|k| k.key == c.key));
+    assert!(!changed.iter().any(|k| k.key == b.key), "b did not change");
+
+    let both = vec![db.name.clone(), web.name.clone()];
+    assert_eq!(
+        store.node_by_key(&a.key).await.unwrap().labels,
+        both,
+        "still its key"
+    );
+    assert_eq!(store.node_by_id(&a.id).await.unwrap().labels, both);
+    let in_web = |after: Option<NodeId>, limit| ListNodes {
+        label: Some(web.name.clone()),
+        after,
+        limit,
+        ..Default::default()
+    };
+    let ids = |nodes: Vec<Node>| nodes.into_iter().map(|n| n.id).collect::<Vec<_>>();
+    let mut members = vec![a.id.clone(), c.id.clone()];
+    members.sort();
+    assert_eq!(
+        ids(store.list_nodes(&in_web(None, 0)).await.unwrap()),
+        members
+    );
+    let first = store.list_nodes(&in_web(None, 1)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        ids(store
+            .list_nodes(&in_web(Some(first[0].id.clone()), 0))
+            .await
+            .unwrap()),
+        members[1..]
+    );
+    let listed = store
+        .nodes_by_ids(std::slice::from_ref(&a.id))
+        .await
+        .unwrap();
+    assert_eq!(listed[0].labels, both);
+    let with_other_filter = ListNodes {
+        search: Some("c".to_owned()),
+        ..in_web(None, 0)
+    };
+    assert_eq!(
+        ids(store.list_nodes(&with_other_filter).await.unwrap()),
+        std::slice::from_ref(&c.id)
+    );
+
+    let rekeyed = store
+        .enroll_node(new_node("default", "a", "uuid-a", 2000))
+        .await
+        .unwrap();
+    assert_eq!(rekeyed.labels, both, "a re-enroll keeps the labels");
+    assert_eq!(store.node_by_key(&rekeyed.key).await.unwrap().labels, both);
+
+    assert!(store
+        .set_label_member(&db.name, &a.id, false)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.node_by_id(&a.id).await.unwrap().labels,
+        std::slice::from_ref(&web.name)
+    );
+    let unknown = LabelName::parse("unknown").unwrap();
+    assert_eq!(
+        store
+            .set_label_member(&unknown, &a.id, true)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store
+            .set_label_member(&web.name, &NodeId::generate(), true)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+
+    store.delete_node(&c.id).await.unwrap();
+    assert_eq!(
+        ids(store.list_nodes(&in_web(None, 0)).await.unwrap()),
+        std::slice::from_ref(&a.id)
+    );
+    let before_delete = now_unix_ms() - 1;
+    store.delete_label(&web.name).await.unwrap();
+    assert!(store.node_by_id(&a.id).await.unwrap().labels.is_empty());
+    assert!(store
+        .changed_keys_since(before_delete)
+        .await
+        .unwrap()
+        .iter()
+        .any(|k| k.key == rekeyed.key));
+    store.put_label(&web).await.unwrap();
+    assert!(
+        store.list_nodes(&in_web(None, 0)).await.unwrap().is_empty(),
+        "a label put again starts empty"
+    );
 }
 
 /// A saved query's SQL is kept byte for byte, up to 64 KiB and with any Unicode.

@@ -11,6 +11,7 @@ use sqlx::SqlitePool;
 mod audit;
 mod carves;
 mod environments;
+mod labels;
 mod nodes;
 mod queries;
 mod saved_queries;

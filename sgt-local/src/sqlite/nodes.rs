@@ -11,6 +11,19 @@ use super::{corrupt, db_error, json_text, parse_json, SqliteStore, BACKEND};
 
 const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen";
 
+/// What a read of nodes selects: their columns and their labels (a JSON array, by name).
+const NODE_SELECT: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen,
+    (SELECT json_group_array(label) FROM
+        (SELECT label FROM node_labels WHERE node_id = nodes.id ORDER BY label)) AS labels";
+
+fn labels_from_text(text: &str) -> Result<Vec<LabelName>> {
+    let names: Vec<String> = serde_json::from_str(text).map_err(|_| corrupt("node labels"))?;
+    names
+        .into_iter()
+        .map(|name| LabelName::parse(name).map_err(|_| corrupt("label name")))
+        .collect()
+}
+
 fn node_from_row(row: &SqliteRow) -> Result<Node> {
     let mut node = listed_node_from_row(row)?;
     node.host_details = parse_json(row.get::<&str, _>("host_details"))?;
@@ -32,6 +45,12 @@ fn listed_node_from_row(row: &SqliteRow) -> Result<Node> {
         host_details: host_details_summary(row.get::<&str, _>("host_details"))?,
         enrolled_at: row.get("enrolled_at"),
         last_seen: row.get("last_seen"),
+        // Absent from an enroll's RETURNING: read apart.
+        labels: match row.try_get::<String, _>("labels") {
+            Ok(text) => labels_from_text(&text)?,
+            Err(sqlx::Error::ColumnNotFound(_)) => Vec::new(),
+            Err(_) => return Err(corrupt("node labels")),
+        },
     })
 }
 
@@ -62,11 +81,23 @@ impl NodeStore for SqliteStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error("node"))?;
-        node_from_row(&row)
+        let mut enrolled = node_from_row(&row)?;
+        // A re-keyed node keeps its labels.
+        let labels: Vec<String> =
+            sqlx::query_scalar("SELECT label FROM node_labels WHERE node_id = ? ORDER BY label")
+                .bind(enrolled.id.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error("node"))?;
+        enrolled.labels = labels
+            .into_iter()
+            .map(|name| LabelName::parse(name).map_err(|_| corrupt("label name")))
+            .collect::<Result<_>>()?;
+        Ok(enrolled)
     }
 
     async fn node_by_key(&self, key: &NodeKey) -> Result<Node> {
-        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_key = ?");
+        let sql = format!("SELECT {NODE_SELECT} FROM nodes WHERE node_key = ?");
         let row = sqlx::query(&sql)
             .bind(key.as_str())
             .fetch_optional(&self.pool)
@@ -77,7 +108,7 @@ impl NodeStore for SqliteStore {
     }
 
     async fn node_by_id(&self, id: &NodeId) -> Result<Node> {
-        let sql = format!("SELECT {NODE_COLUMNS} FROM nodes WHERE id = ?");
+        let sql = format!("SELECT {NODE_SELECT} FROM nodes WHERE id = ?");
         let row = sqlx::query(&sql)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
@@ -94,7 +125,7 @@ impl NodeStore for SqliteStore {
             .as_ref()
             .map(|s| format!("%{}%", s.to_lowercase().replace(['%', '_'], "")));
         let sql = format!(
-            "SELECT {NODE_COLUMNS} FROM nodes
+            "SELECT {NODE_SELECT} FROM nodes
              WHERE (?1 IS NULL OR environment = ?1) AND (?2 IS NULL OR id > ?2)
                AND (?3 IS NULL OR platform = ?3)
                AND (?4 IS NULL OR lower(host_identifier) LIKE ?4
@@ -104,6 +135,7 @@ impl NodeStore for SqliteStore {
                     OR json_extract(host_details, '$.system_info.hostname') = ?7
                     OR (hardware_uuid != '' AND lower(hardware_uuid) = lower(?7))
                     OR json_extract(host_details, '$.system_info.hardware_serial') = ?7)
+               AND (?8 IS NULL OR id IN (SELECT node_id FROM node_labels WHERE label = ?8))
              ORDER BY id LIMIT ?6"
         );
         let rows = sqlx::query(&sql)
@@ -114,6 +146,7 @@ impl NodeStore for SqliteStore {
             .bind(request.seen_since)
             .bind(limit as i64)
             .bind(request.named.as_deref())
+            .bind(request.label.as_ref().map(LabelName::as_str))
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("node"))?;
@@ -126,7 +159,7 @@ impl NodeStore for SqliteStore {
         }
         let ids: Vec<&str> = ids.iter().map(NodeId::as_str).collect();
         let sql = format!(
-            "SELECT {NODE_COLUMNS} FROM nodes
+            "SELECT {NODE_SELECT} FROM nodes
              WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
         );
         let rows = sqlx::query(&sql)
@@ -169,7 +202,7 @@ impl NodeStore for SqliteStore {
         tx.commit().await.map_err(db_error("node"))
     }
 
-    async fn revoked_keys_since(&self, since_ms: i64) -> Result<Vec<RevokedKey>> {
+    async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<ChangedKey>> {
         let rows = sqlx::query(
             "SELECT node_key, revoked_at_ms FROM revoked_keys WHERE revoked_at_ms >= ?
              ORDER BY revoked_at_ms, rowid",
@@ -180,10 +213,10 @@ impl NodeStore for SqliteStore {
         .map_err(db_error("node"))?;
         rows.iter()
             .map(|row| {
-                Ok(RevokedKey {
+                Ok(ChangedKey {
                     key: NodeKey::parse(row.get::<String, _>("node_key"))
                         .map_err(|_| corrupt("node key"))?,
-                    revoked_at_ms: row.get("revoked_at_ms"),
+                    changed_at_ms: row.get("revoked_at_ms"),
                 })
             })
             .collect()

@@ -122,7 +122,7 @@ impl QueryStore for SqliteStore {
         for row in &broad {
             let targets: QueryTargets = serde_json::from_str(row.get::<&str, _>("targets"))
                 .map_err(|_| corrupt("query targets"))?;
-            if targets.matches(node.id, node.environment, node.platform) {
+            if targets.matches(node) {
                 sqlx::query(
                     "INSERT OR IGNORE INTO query_targets (query_id, node_id, state, updated_at) VALUES (?, ?, 'pending', ?)",
                 )

@@ -240,6 +240,13 @@ async fn roles_are_enforced_on_every_route() {
             Some(json!({"sql": "SELECT * FROM uptime;"})),
         ),
         (DELETE, "/api/v1/saved-queries/uptime".into(), None),
+        (PUT, "/api/v1/labels/web".into(), Some(json!({}))),
+        (DELETE, "/api/v1/labels/web".into(), None),
+        (
+            POST,
+            "/api/v1/labels/web/members".into(),
+            Some(json!({"add": [node_id]})),
+        ),
         (
             POST,
             "/api/v1/carves".into(),
@@ -317,6 +324,7 @@ async fn roles_are_enforced_on_every_route() {
         "/api/v1/nodes",
         "/api/v1/queries",
         "/api/v1/saved-queries",
+        "/api/v1/labels",
         "/api/v1/carves",
         "/api/v1/users",
         "/api/v1/audit",

@@ -4,9 +4,9 @@
 use serde_json::json;
 
 use sgt_bin::admin_types::{
-    AuditListParams, CarveListParams, CarveRequest, LoginRequest, NewCampaign, NewEnvironment,
-    NewSecret, NewToken, NewUser, NodeListParams, PageParams, SavedQueryBody, TokenListParams,
-    UserUpdate, ROUTES,
+    AuditListParams, CarveListParams, CarveRequest, LabelBody, LoginRequest, MembersChange,
+    MembersChanged, NewCampaign, NewEnvironment, NewSecret, NewToken, NewUser, NodeListParams,
+    PageParams, SavedQueryBody, TokenListParams, UserUpdate, ROUTES,
 };
 use sgt_bin::cli::client::{AdminClient, ApiError};
 use sgt_core::store::{
@@ -264,6 +264,44 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
     api.delete_saved_query("one").await.unwrap();
     assert_eq!(
         refusal(api.saved_query("one").await),
+        (404, "not_found".into())
+    );
+
+    // Labels.
+    used.extend([
+        "put_label",
+        "label",
+        "list_labels",
+        "change_label_members",
+        "delete_label",
+    ]);
+    let label = api
+        .put_label(
+            "canary",
+            &LabelBody {
+                description: "first to get changes".into(),
+                ..LabelBody::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(api.label("canary").await.unwrap(), label);
+    assert_eq!(api.list_labels().await.unwrap(), [label]);
+    let change = MembersChange {
+        add: vec![node_id.clone()],
+        ..MembersChange::default()
+    };
+    let changed = api.change_label_members("canary", &change).await.unwrap();
+    assert_eq!(
+        changed,
+        MembersChanged {
+            added: 1,
+            removed: 0
+        }
+    );
+    api.delete_label("canary").await.unwrap();
+    assert_eq!(
+        refusal(api.label("canary").await),
         (404, "not_found".into())
     );
 

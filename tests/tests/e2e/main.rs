@@ -10,6 +10,7 @@ mod backend_faults;
 mod bad_admin_input;
 mod bad_input;
 mod faulty_sink_load;
+mod labels;
 mod limits;
 mod mutual_tls;
 mod transport;

@@ -284,6 +284,52 @@ async fn two_instances_share_one_fleet() {
         .count();
     assert_eq!(raced, 12, "{packs}");
 
+    // A label's members changed through one instance get its pack from the other, once that
+    // one's cache hears of the change (within a refresh and a config re-read).
+    let (status, _) = a
+        .admin(
+            Method::PUT,
+            "/api/v1/labels/pinned",
+            Some(&token_a),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let pack =
+        json!({"labels": ["pinned"], "queries": {"q": {"query": "SELECT 2;", "interval": 60}}});
+    let (status, _) = a
+        .admin(
+            Method::PUT,
+            "/api/v1/environments/default/packs/pinned-pack",
+            Some(&token_a),
+            Some(pack),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let has_pack = |config: &Value| config["packs"].get("pinned-pack").is_some();
+    agents[0].via(&b);
+    assert!(!has_pack(&agents[0].config().await.1));
+    let pinned_id = node_id_of(&a, &token_a, "host-0").await;
+    let (status, changed) = a
+        .admin(
+            Method::POST,
+            "/api/v1/labels/pinned/members",
+            Some(&token_a),
+            Some(json!({"add": [pinned_id]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !has_pack(&agents[0].config().await.1) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the member never got the pack"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    agents[2].via(&b);
+    assert!(!has_pack(&agents[2].config().await.1), "not a member");
+
     a.stop().await;
     b.stop().await;
 }

@@ -83,6 +83,16 @@ locals {
       ]
       ttl_attribute = null
     }
+    # Labels: each label's definition and one item per member.
+    labels = {
+      hash_key   = "label"
+      range_key  = "member"
+      attributes = { label = "S", member = "S", kind = "S" }
+      indexes = [
+        { name = "all-by-name", hash_key = "kind", range_key = "label", projection = "ALL" },
+      ]
+      ttl_attribute = null
+    }
     # Admin API users.
     users = {
       hash_key   = "username"

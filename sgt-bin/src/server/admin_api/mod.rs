@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod carves;
 mod environments;
+mod labels;
 mod nodes;
 pub(crate) mod openapi;
 mod queries;
@@ -57,6 +58,8 @@ pub(super) fn routes(
         .or(queries::routes(Arc::clone(&admin)))
         .unify()
         .or(saved_queries::routes(Arc::clone(&admin)))
+        .unify()
+        .or(labels::routes(Arc::clone(&admin)))
         .unify()
         .or(carves::routes(Arc::clone(&admin)))
         .unify()

@@ -11,7 +11,7 @@ use crate::admin_types::{non_empty, page_limit, NodeListParams};
 use crate::server::services::admin::AdminService;
 use sgt_core::error::Error;
 use sgt_core::store::ListNodes;
-use sgt_core::types::{EnvironmentName, NodeId};
+use sgt_core::types::{EnvironmentName, LabelName, NodeId};
 
 /// The store's reading of a node list request.
 fn filter(params: NodeListParams) -> sgt_core::error::Result<ListNodes> {
@@ -21,6 +21,9 @@ fn filter(params: NodeListParams) -> sgt_core::error::Result<ListNodes> {
         search: params.search,
         seen_since: params.seen_since,
         named: params.host.filter(|h| !h.is_empty()),
+        label: non_empty(params.label.as_deref())
+            .map(LabelName::parse)
+            .transpose()?,
         after: non_empty(params.cursor.as_deref())
             .map(|c| NodeId::parse(c).map_err(|_| Error::invalid_input("bad cursor")))
             .transpose()?,

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 
 use sgt_core::error::{Error, Result};
+use sgt_core::types::LabelName;
 
 /// The largest config osquery 4.3 to 5.23.1 accepts (compact JSON); newer agents take 4 MiB.
 pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
@@ -136,6 +137,19 @@ pub fn validate_pack(name: &str, pack: &Value) -> Result<()> {
             )))
         }
     }
+    if let Some(labels) = pack.get("labels") {
+        let ok = labels.as_array().is_some_and(|labels| {
+            !labels.is_empty()
+                && labels
+                    .iter()
+                    .all(|l| l.as_str().is_some_and(|l| LabelName::parse(l).is_ok()))
+        });
+        if !ok {
+            return Err(Error::invalid_input(format!(
+                "packs.{name}.labels must be a non-empty array of label names"
+            )));
+        }
+    }
     if let Some(discovery) = pack.get("discovery") {
         let ok = discovery
             .as_array()
@@ -178,17 +192,50 @@ fn filter_queries(queries: &mut Map<String, Value>, platform: &str) {
     queries.retain(|_, query| keep_for_platform(query, platform));
 }
 
-/// The config as one node of `platform` should get it: scheduled queries and packs (and pack
-/// queries) for other platforms left out. `shard` is left for osquery, which applies it from
-/// its own hostname.
-pub fn render_for_platform(config: &Value, platform: &str) -> Value {
+/// The labels a pack is for (its `labels` array); empty when it is for every node.
+fn pack_labels(pack: &Value) -> impl Iterator<Item = &str> {
+    pack.get("labels")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Every label some pack of `config` is for, ordered by name: the labels a node's config
+/// depends on.
+pub fn labels_in_packs(config: &Value) -> Vec<LabelName> {
+    let mut labels: Vec<LabelName> = config
+        .get("packs")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|packs| packs.values())
+        .flat_map(pack_labels)
+        .filter_map(|l| LabelName::parse(l).ok())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    labels
+}
+
+/// The config as one node of `platform` that is a member of `labels` should get it: scheduled
+/// queries and packs (and pack queries) for other platforms left out, and packs for labels it
+/// is in none of (a pack's `labels` key itself is not passed on). `shard` is left for osquery,
+/// which applies it from its own hostname.
+pub fn render_for_node(config: &Value, platform: &str, labels: &[LabelName]) -> Value {
     let mut config = config.clone();
     if let Some(Value::Object(schedule)) = config.get_mut("schedule") {
         filter_queries(schedule, platform);
     }
     if let Some(Value::Object(packs)) = config.get_mut("packs") {
-        packs.retain(|_, pack| keep_for_platform(pack, platform));
+        packs.retain(|_, pack| {
+            keep_for_platform(pack, platform)
+                && (pack.get("labels").is_none()
+                    || pack_labels(pack).any(|l| labels.iter().any(|m| m.as_str() == l)))
+        });
         for pack in packs.values_mut() {
+            if let Some(pack) = pack.as_object_mut() {
+                pack.remove("labels");
+            }
             if let Some(Value::Object(queries)) = pack.get_mut("queries") {
                 filter_queries(queries, platform);
             }
@@ -305,18 +352,59 @@ mod tests {
                 "mixed": {"queries": {"l": {"query": "SELECT 6;", "platform": "linux"}, "w": {"query": "SELECT 7;", "platform": "windows"}}},
             }
         });
-        let linux = render_for_platform(&config, "linux");
+        let linux = render_for_node(&config, "linux", &[]);
         let names: Vec<&String> = linux["schedule"].as_object().unwrap().keys().collect();
         assert_eq!(names, ["all", "nix"]);
         assert!(linux["packs"].get("macpack").is_none());
         assert!(linux["packs"]["mixed"]["queries"].get("w").is_none());
         assert!(linux["packs"]["mixed"]["queries"].get("l").is_some());
-        let windows = render_for_platform(&config, "windows");
+        let windows = render_for_node(&config, "windows", &[]);
         assert_eq!(
             windows["schedule"]["win"]["shard"], 10,
             "shard is left to osquery"
         );
-        assert_eq!(render_for_platform(&config, ""), config);
+        assert_eq!(render_for_node(&config, "", &[]), config);
+    }
+
+    #[test]
+    fn packs_for_labels_go_to_their_members_only() {
+        let config = json!({"packs": {
+            "all": {"queries": {"a": {"query": "SELECT 1;", "interval": 60}}},
+            "web": {"labels": ["web", "edge"], "queries": {"w": {"query": "SELECT 2;", "interval": 60}}},
+            "db": {"labels": ["db"], "platform": "darwin", "queries": {"d": {"query": "SELECT 3;", "interval": 60}}},
+        }});
+        validate_config(&config).unwrap();
+        let label = |name: &str| LabelName::parse(name).unwrap();
+        assert_eq!(
+            labels_in_packs(&config),
+            [label("db"), label("edge"), label("web")]
+        );
+        let packs = |labels: &[LabelName], platform: &str| {
+            let rendered = render_for_node(&config, platform, labels);
+            rendered["packs"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(packs(&[], "linux"), ["all"]);
+        assert_eq!(packs(&[label("edge")], "linux"), ["all", "web"]);
+        assert_eq!(
+            packs(&[label("db")], "linux"),
+            ["all"],
+            "the platform still counts"
+        );
+        assert_eq!(
+            packs(&[label("db"), label("web")], "darwin"),
+            ["all", "db", "web"]
+        );
+        let rendered = render_for_node(&config, "linux", &[label("web")]);
+        assert!(rendered["packs"]["web"].get("labels").is_none());
+        for bad in [json!([]), json!("web"), json!(["-x"]), json!([1])] {
+            let config = json!({"packs": {"p": {"labels": bad, "queries": {}}}});
+            assert!(validate_config(&config).is_err(), "{config}");
+        }
     }
 }
 
@@ -393,7 +481,7 @@ mod properties {
             platform in proptest::sample::select(&PLATFORMS[..]),
         ) {
             prop_assert!(validate_config(&config).is_ok());
-            let rendered = render_for_platform(&config, platform);
+            let rendered = render_for_node(&config, platform, &[]);
             prop_assert_eq!(&rendered["options"], &config["options"]);
             for (name, query) in config["schedule"].as_object().unwrap() {
                 prop_assert_eq!(
@@ -415,7 +503,7 @@ mod properties {
                     }
                 }
             }
-            prop_assert_eq!(render_for_platform(&rendered, platform), rendered.clone());
+            prop_assert_eq!(render_for_node(&rendered, platform, &[]), rendered.clone());
             if platform.is_empty() {
                 prop_assert_eq!(rendered, config);
             }

@@ -1,10 +1,11 @@
 //! What the agent service keeps in memory so its hot paths make no store call: nodes by key,
-//! and each environment's config rendered per platform.
+//! and each environment's config, rendered per platform and per set of labels its packs are
+//! for.
 //!
 //! Correct across several instances: nodes stay cached until their key is revoked, which
-//! every instance learns by polling [`NodeStore::revoked_keys_since`](sgt_core::store::NodeStore)
-//! (see [`AgentService::refresh_cache`]); rendered configs are re-read after
-//! [`CONFIG_TTL`]. Changes made through this instance's admin API take effect at once.
+//! every instance learns by polling [`NodeStore::changed_keys_since`](sgt_core::store::NodeStore)
+//! (see [`AgentService::refresh_cache`]), which also lists nodes whose labels changed; configs
+//! are re-read after [`CONFIG_TTL`]. Changes made through this instance's admin API take effect at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use sgt_core::store::{DistributedQuery, Node};
-use sgt_core::types::{EnvironmentName, NodeId, QueryId, UnixSeconds};
+use sgt_core::store::{DistributedQuery, Label, Node, NodeRef};
+use sgt_core::types::{EnvironmentName, LabelName, NodeId, QueryId, UnixSeconds};
 
 /// How long a rendered config is served before the environment is read again.
 pub const CONFIG_TTL: Duration = Duration::from_secs(5);
@@ -33,26 +34,54 @@ struct LiveWork {
     checked: HashMap<NodeId, HashMap<QueryId, UnixSeconds>>,
 }
 
-/// A config rendered for one platform: the bytes served without an etag, its etag, and the
-/// bytes served with it.
+/// An environment's config document as last read from the store.
+#[derive(Debug)]
+pub(super) struct CachedEnvironment {
+    /// The document.
+    pub(super) config: serde_json::Value,
+    /// The labels its packs are for: the part of a node's labels its config depends on.
+    pub(super) labels_in_packs: Vec<LabelName>,
+    /// Changes whenever a read finds a different document; renders of an older one are stale.
+    pub(super) generation: u64,
+    fetched: Instant,
+}
+
+impl CachedEnvironment {
+    /// Those of `labels` (a node's, ordered) that decide which packs it gets.
+    pub(super) fn deciding_labels(&self, labels: &[LabelName]) -> Vec<LabelName> {
+        labels
+            .iter()
+            .filter(|l| self.labels_in_packs.binary_search(l).is_ok())
+            .cloned()
+            .collect()
+    }
+}
+
+/// A config rendered for one platform and set of deciding labels: the bytes served without an
+/// etag, its etag, and the bytes served with it.
 #[derive(Debug, Clone)]
 pub(super) struct RenderedConfig {
     pub(super) plain: ServedConfig,
     pub(super) etag: String,
     pub(super) with_etag: ServedConfig,
-    fetched: Instant,
+    generation: u64,
 }
 
 impl RenderedConfig {
-    pub(super) fn new(plain: Bytes, etag: String, with_etag: Bytes) -> Self {
+    pub(super) fn new(plain: Bytes, etag: String, with_etag: Bytes, generation: u64) -> Self {
         RenderedConfig {
             plain: ServedConfig::new(plain),
             etag,
             with_etag: ServedConfig::new(with_etag),
-            fetched: Instant::now(),
+            generation,
         }
     }
 }
+
+/// What a rendered config is cached by: environment, platform, deciding labels.
+type RenderKey = (EnvironmentName, String, Vec<LabelName>);
+/// At most this many rendered configs are cached; past it the cache starts over.
+const MAX_RENDERED_CONFIGS: usize = 10_000;
 
 /// A config body as JSON, and gzipped once the first agent that accepts gzip asks for it
 /// (most fleets never do: osquery's `--tls_accept_gzip` is off by default). Clones share
@@ -89,8 +118,12 @@ struct Nodes {
 #[derive(Debug, Default)]
 pub struct ServingCache {
     nodes: RwLock<Nodes>,
-    configs: RwLock<HashMap<(EnvironmentName, String), RenderedConfig>>,
+    environments: RwLock<HashMap<EnvironmentName, Arc<CachedEnvironment>>>,
+    generations: std::sync::atomic::AtomicU64,
+    configs: RwLock<HashMap<RenderKey, RenderedConfig>>,
     live: RwLock<LiveWork>,
+    /// The labels as last read, and when.
+    labels: RwLock<(Arc<Vec<Label>>, Option<Instant>)>,
     /// Unix milliseconds of the last revoked-keys poll.
     pub(super) revocations_polled_ms: Mutex<i64>,
 }
@@ -153,26 +186,68 @@ impl ServingCache {
         dropped
     }
 
-    /// Drops the rendered configs of `environment` (its config changed or it was deleted).
+    /// Drops the config of `environment` and its renders (it changed or was deleted).
     pub fn forget_environment(&self, environment: &EnvironmentName) {
+        self.environments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(environment);
         self.configs
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(name, _), _| name != environment);
+            .retain(|(name, _, _), _| name != environment);
     }
 
-    /// The config of `environment` rendered for `platform`, if rendered less than
-    /// [`CONFIG_TTL`] ago.
+    /// The config of `environment`, if read less than [`CONFIG_TTL`] ago.
+    pub(super) fn environment(&self, name: &EnvironmentName) -> Option<Arc<CachedEnvironment>> {
+        self.environments
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .filter(|c| c.fetched.elapsed() < CONFIG_TTL)
+            .cloned()
+    }
+
+    /// Keeps `config`, just read, as `name`'s; renders of it stay valid if it is the
+    /// document cached before.
+    pub(super) fn insert_environment(
+        &self,
+        name: &EnvironmentName,
+        config: serde_json::Value,
+    ) -> Arc<CachedEnvironment> {
+        let mut environments = self.environments.write().unwrap_or_else(|e| e.into_inner());
+        let generation = match environments.get(name) {
+            Some(cached) if cached.config == config => cached.generation,
+            _ => {
+                self.generations
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1
+            }
+        };
+        let cached = Arc::new(CachedEnvironment {
+            labels_in_packs: crate::server::services::config_doc::labels_in_packs(&config),
+            config,
+            generation,
+            fetched: Instant::now(),
+        });
+        environments.insert(name.clone(), Arc::clone(&cached));
+        cached
+    }
+
+    /// The render of generation `generation` of `environment`'s config for `platform` and
+    /// `labels` (deciding labels), if there is one.
     pub(super) fn config(
         &self,
         environment: &EnvironmentName,
         platform: &str,
+        labels: &[LabelName],
+        generation: u64,
     ) -> Option<RenderedConfig> {
         self.configs
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(environment.clone(), platform.to_owned()))
-            .filter(|c| c.fetched.elapsed() < CONFIG_TTL)
+            .get(&(environment.clone(), platform.to_owned(), labels.to_vec()))
+            .filter(|c| c.generation == generation)
             .cloned()
     }
 
@@ -180,12 +255,14 @@ impl ServingCache {
         &self,
         environment: &EnvironmentName,
         platform: &str,
+        labels: Vec<LabelName>,
         rendered: RenderedConfig,
     ) {
-        self.configs
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert((environment.clone(), platform.to_owned()), rendered);
+        let mut configs = self.configs.write().unwrap_or_else(|e| e.into_inner());
+        if configs.len() >= MAX_RENDERED_CONFIGS {
+            configs.clear();
+        }
+        configs.insert((environment.clone(), platform.to_owned(), labels), rendered);
     }
 
     /// Replaces the live queries with what the store just listed; forgets checks of queries
@@ -218,19 +295,14 @@ impl ServingCache {
 
     /// The live queries that target the node and that the store still has to be asked about
     /// for it; `None` when the live queries are unknown (ask the store).
-    pub(super) fn work_for(
-        &self,
-        id: &NodeId,
-        environment: &EnvironmentName,
-        platform: &str,
-    ) -> Option<Vec<QueryId>> {
+    pub(super) fn work_for(&self, node: NodeRef<'_>) -> Option<Vec<QueryId>> {
         let live = self.live.read().unwrap_or_else(|e| e.into_inner());
         let queries = live.queries.as_ref()?;
-        let checks = live.checked.get(id);
+        let checks = live.checked.get(node.id);
         Some(
             queries
                 .iter()
-                .filter(|q| q.targets.matches(id, environment, platform))
+                .filter(|q| q.targets.matches(node))
                 .filter(|q| {
                     // Not asked yet, or asked before the query settled: ask (again).
                     let checked_at = checks.and_then(|c| c.get(&q.id));
@@ -251,6 +323,30 @@ impl ServingCache {
         for query in queries {
             checks.insert(query.clone(), now);
         }
+    }
+
+    /// The labels as last read (none before the first read).
+    pub(super) fn labels(&self) -> Arc<Vec<Label>> {
+        Arc::clone(&self.labels.read().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
+    /// Whether the labels were never read, or read more than `age` ago, or changed here since.
+    pub(super) fn labels_older_than(&self, age: Duration) -> bool {
+        self.labels
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .is_none_or(|read| read.elapsed() >= age)
+    }
+
+    pub(super) fn set_labels(&self, labels: Vec<Label>) {
+        *self.labels.write().unwrap_or_else(|e| e.into_inner()) =
+            (Arc::new(labels), Some(Instant::now()));
+    }
+
+    /// Has the labels read again at the next refresh (one was put or deleted here).
+    pub fn invalidate_labels(&self) {
+        self.labels.write().unwrap_or_else(|e| e.into_inner()).1 = None;
     }
 
     /// Number of nodes cached.

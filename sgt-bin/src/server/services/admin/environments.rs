@@ -74,6 +74,7 @@ impl AdminService {
         let name = EnvironmentName::parse(name)?;
         let config = config.unwrap_or_else(default_config);
         validate_config(&config)?;
+        self.check_pack_labels(&config).await?;
         let now = now_unix();
         let environment = Environment {
             name: name.clone(),
@@ -190,6 +191,7 @@ impl AdminService {
         caller.require(Role::Operator)?;
         let name = env_name(name)?;
         validate_config(&config)?;
+        self.check_pack_labels(&config).await?;
         let version = self
             .backends
             .store
@@ -296,6 +298,7 @@ impl AdminService {
                 .ok_or_else(|| Error::invalid_input("config's packs is not an object"))?;
             edit(packs)?;
             validate_config(&config)?;
+            self.check_pack_labels(&config).await?;
             match self
                 .backends
                 .store

@@ -5,6 +5,7 @@
 use super::nodes::NodePages;
 use super::AdminService;
 use sgt_core::error::{ErrorKind, Result};
+use sgt_core::store::ListNodes;
 use sgt_core::types::{NodeId, UnixSeconds};
 
 /// The audit log's actor for what the server does by itself; no user name can look like it.
@@ -35,7 +36,13 @@ impl AdminService {
             };
             let cutoff = now - i64::from(days) * 86_400;
             let mut expired: Vec<NodeId> = Vec::new();
-            let mut pages = NodePages::new(&*self.backends.store, Some(environment.name.clone()));
+            let mut pages = NodePages::new(
+                &*self.backends.store,
+                ListNodes {
+                    environment: Some(environment.name.clone()),
+                    ..ListNodes::default()
+                },
+            );
             while let Some(page) = pages.next().await? {
                 for node in page.iter().filter(|n| n.last_seen < cutoff) {
                     match self.backends.store.delete_node(&node.id).await {

@@ -5,6 +5,7 @@ mod auth;
 mod carves;
 mod environments;
 mod expiry;
+mod labels;
 mod nodes;
 mod online;
 mod queries;
@@ -151,6 +152,27 @@ impl AdminService {
     fn forget_live_queries(&self) {
         if let Some(cache) = &self.serving_cache {
             cache.invalidate_live_queries();
+        }
+    }
+
+    /// `InvalidInput` unless `environment` exists: for requests that name one as a target or
+    /// scope.
+    async fn require_environment(
+        &self,
+        environment: &sgt_core::types::EnvironmentName,
+    ) -> Result<()> {
+        match self.backends.store.environment(environment).await {
+            Err(e) if e.kind() == sgt_core::error::ErrorKind::NotFound => Err(
+                Error::invalid_input(format!("unknown environment {environment}")),
+            ),
+            result => result.map(|_| ()),
+        }
+    }
+
+    /// Tells the agent service's cache that a label was put or deleted here.
+    fn forget_labels(&self) {
+        if let Some(cache) = &self.serving_cache {
+            cache.invalidate_labels();
         }
     }
 

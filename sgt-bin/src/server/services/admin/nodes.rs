@@ -18,6 +18,7 @@ impl NodeView {
             enrolled_at: node.enrolled_at,
             last_seen: node.last_seen,
             online,
+            labels: node.labels,
             host_details: with_details.then_some(node.host_details),
         }
     }
@@ -87,20 +88,20 @@ impl AdminService {
 /// campaign targeting and node expiry go through, in bounded memory.
 pub(super) struct NodePages<'a> {
     store: &'a dyn sgt_core::store::Store,
-    environment: Option<sgt_core::types::EnvironmentName>,
-    after: Option<NodeId>,
+    filter: ListNodes,
     done: bool,
 }
 
 impl<'a> NodePages<'a> {
-    pub(super) fn new(
-        store: &'a dyn sgt_core::store::Store,
-        environment: Option<sgt_core::types::EnvironmentName>,
-    ) -> Self {
+    /// Pages of the nodes `filter` selects (its cursor and page size aside).
+    pub(super) fn new(store: &'a dyn sgt_core::store::Store, filter: ListNodes) -> Self {
         NodePages {
             store,
-            environment,
-            after: None,
+            filter: ListNodes {
+                after: None,
+                limit: 1000,
+                ..filter
+            },
             done: false,
         }
     }
@@ -110,17 +111,9 @@ impl<'a> NodePages<'a> {
         if self.done {
             return Ok(None);
         }
-        let page = self
-            .store
-            .list_nodes(&ListNodes {
-                environment: self.environment.clone(),
-                after: self.after.clone(),
-                limit: 1000,
-                ..ListNodes::default()
-            })
-            .await?;
+        let page = self.store.list_nodes(&self.filter).await?;
         match page.last() {
-            Some(last) => self.after = Some(last.id.clone()),
+            Some(last) => self.filter.after = Some(last.id.clone()),
             None => {
                 self.done = true;
                 return Ok(None);

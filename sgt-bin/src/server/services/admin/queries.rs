@@ -5,14 +5,16 @@ use super::saved_queries::checked_sql;
 use super::AdminService;
 use crate::admin_types::{Caller, NewCampaign, Page, QueryView, ResultView};
 use sgt_core::error::{Error, ErrorKind, Result};
-use sgt_core::store::{DeliveryState, DistributedQuery, NewQuery, QueryTarget, QueryTargets, Role};
-use sgt_core::types::{now_unix, EnvironmentName, NodeId, QueryId};
+use sgt_core::store::{
+    DeliveryState, DistributedQuery, ListNodes, NewQuery, NodeRef, QueryTarget, QueryTargets, Role,
+};
+use sgt_core::types::{now_unix, NodeId, QueryId};
 
 /// Default time a campaign stays deliverable.
 const DEFAULT_EXPIRY_SECONDS: u64 = 24 * 3600;
 /// Longest time a campaign stays deliverable.
 const MAX_EXPIRY_SECONDS: u64 = 30 * 24 * 3600;
-const PLATFORMS: [&str; 4] = ["linux", "darwin", "windows", "freebsd"];
+pub(super) const PLATFORMS: [&str; 4] = ["linux", "darwin", "windows", "freebsd"];
 
 fn query_id(id: &str) -> Result<QueryId> {
     QueryId::parse(id).map_err(|_| Error::not_found("query"))
@@ -51,7 +53,7 @@ impl AdminService {
         let targets = campaign.targets;
         if targets.is_empty() {
             return Err(Error::invalid_input(
-                "targets must select something: all, environments, platforms or node_ids",
+                "targets must select something: all, environments, platforms, labels or node_ids",
             ));
         }
         if let Some(p) = targets
@@ -65,16 +67,15 @@ impl AdminService {
             )));
         }
         for environment in &targets.environments {
-            self.backends
-                .store
-                .environment(environment)
-                .await
-                .map_err(|e| match e.kind() {
-                    ErrorKind::NotFound => {
-                        Error::invalid_input(format!("unknown environment {environment}"))
-                    }
-                    _ => e,
-                })?;
+            self.require_environment(environment).await?;
+        }
+        for label in &targets.labels {
+            match self.backends.store.label(label).await {
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    return Err(Error::invalid_input(format!("unknown label {label}")))
+                }
+                result => result.map(|_| ())?,
+            }
         }
         let expires_in = campaign
             .expires_in_seconds
@@ -126,20 +127,37 @@ impl AdminService {
         self.campaign(caller, query.id.as_str()).await
     }
 
-    /// Nodes a broad target matches now, found a page at a time.
+    /// Nodes a broad target matches now, found a page at a time: each label's members, or
+    /// each environment's nodes, or all.
     async fn matching_nodes(&self, targets: &QueryTargets) -> Result<Vec<NodeId>> {
-        let environments: Vec<Option<EnvironmentName>> = if targets.environments.is_empty() {
-            vec![None]
+        let filters: Vec<ListNodes> = if !targets.labels.is_empty() {
+            targets
+                .labels
+                .iter()
+                .map(|label| ListNodes {
+                    label: Some(label.clone()),
+                    ..ListNodes::default()
+                })
+                .collect()
+        } else if !targets.environments.is_empty() {
+            targets
+                .environments
+                .iter()
+                .map(|environment| ListNodes {
+                    environment: Some(environment.clone()),
+                    ..ListNodes::default()
+                })
+                .collect()
         } else {
-            targets.environments.iter().cloned().map(Some).collect()
+            vec![ListNodes::default()]
         };
         let mut matched = Vec::new();
-        for environment in environments {
-            let mut pages = NodePages::new(&*self.backends.store, environment);
+        for filter in filters {
+            let mut pages = NodePages::new(&*self.backends.store, filter);
             while let Some(page) = pages.next().await? {
                 matched.extend(
                     page.iter()
-                        .filter(|n| targets.matches(&n.id, &n.environment, &n.platform))
+                        .filter(|n| targets.matches(NodeRef::of(n)))
                         .map(|n| n.id.clone()),
                 );
             }

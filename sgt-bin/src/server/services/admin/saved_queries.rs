@@ -26,6 +26,17 @@ pub(super) fn checked_sql(sql: &str) -> Result<String> {
     Ok(sql.to_owned())
 }
 
+/// The description trimmed, or `InvalidInput` when it is too long or not one line.
+pub(super) fn checked_description(description: &str) -> Result<String> {
+    let description = description.trim();
+    if description.len() > MAX_DESCRIPTION_BYTES || description.chars().any(char::is_control) {
+        return Err(Error::invalid_input(format!(
+            "description must be at most {MAX_DESCRIPTION_BYTES} bytes on one line"
+        )));
+    }
+    Ok(description.to_owned())
+}
+
 impl AdminService {
     /// Every saved query, by name.
     ///
@@ -62,12 +73,7 @@ impl AdminService {
         caller.require(Role::Operator)?;
         let name = saved_query_name(name)?;
         let sql = checked_sql(&body.sql)?;
-        let description = body.description.trim().to_owned();
-        if description.len() > MAX_DESCRIPTION_BYTES || description.chars().any(char::is_control) {
-            return Err(Error::invalid_input(format!(
-                "description must be at most {MAX_DESCRIPTION_BYTES} bytes on one line"
-            )));
-        }
+        let description = checked_description(&body.description)?;
         let now = now_unix();
         let saved = self
             .backends

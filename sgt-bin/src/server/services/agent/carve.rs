@@ -230,9 +230,7 @@ impl AgentService {
         // The live campaigns are in memory (refreshed every second): a node that sends
         // carve/start again and again costs no store listing.
         let asks_this_node = |q: &sgt_core::store::DistributedQuery| {
-            asks_for_carve(&q.sql)
-                && q.targets
-                    .matches(&node.id, &node.environment, &node.platform)
+            asks_for_carve(&q.sql) && q.targets.matches(sgt_core::store::NodeRef::of(node))
         };
         let candidates = match self.cache.live_queries_where(asks_this_node) {
             Some(candidates) => candidates,

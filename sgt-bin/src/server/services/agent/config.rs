@@ -5,7 +5,9 @@ use sgt_core::error::{Error, Result};
 use sgt_core::store::Node;
 
 use super::AgentService;
-use crate::server::services::serving_cache::RenderedConfig;
+use crate::server::metrics::StoreCall;
+use crate::server::services::serving_cache::{CachedEnvironment, RenderedConfig};
+use sgt_core::types::LabelName;
 
 /// The etag value that means "not modified"; never used as a real etag.
 pub const NOT_MODIFIED_ETAG: &str = "ok";
@@ -38,12 +40,32 @@ impl AgentService {
         etag: Option<&str>,
         accepts_gzip: bool,
     ) -> Result<ConfigReply> {
-        let rendered = match self.cache.config(&node.environment, &node.platform) {
+        let environment = match self.cache.environment(&node.environment) {
+            Some(environment) => environment,
+            None => {
+                self.metrics.store_call(StoreCall::Environment);
+                let stored = self.backends.store.environment(&node.environment).await?;
+                self.cache
+                    .insert_environment(&node.environment, stored.config)
+            }
+        };
+        let labels = environment.deciding_labels(&node.labels);
+        let cached = self.cache.config(
+            &node.environment,
+            &node.platform,
+            &labels,
+            environment.generation,
+        );
+        let rendered = match cached {
             Some(rendered) => rendered,
             None => {
-                let rendered = self.render_config(node).await?;
-                self.cache
-                    .insert_config(&node.environment, &node.platform, rendered.clone());
+                let rendered = render_config(&environment, &node.platform, &labels)?;
+                self.cache.insert_config(
+                    &node.environment,
+                    &node.platform,
+                    labels,
+                    rendered.clone(),
+                );
                 rendered
             }
         };
@@ -61,33 +83,33 @@ impl AgentService {
             None => ConfigReply::Full(served.json),
         })
     }
+}
 
-    /// Reads `node`'s environment and renders its config for the node's platform, with and
-    /// without an etag.
-    async fn render_config(&self, node: &Node) -> Result<RenderedConfig> {
-        self.metrics
-            .store_call(crate::server::metrics::StoreCall::Environment);
-        let environment = self.backends.store.environment(&node.environment).await?;
-        let mut config = crate::server::services::config_doc::render_for_platform(
-            &environment.config,
-            &node.platform,
-        );
-        let object = config
-            .as_object_mut()
-            .ok_or_else(|| Error::invalid_input("stored config is not a JSON object"))?;
-        object.remove("etag");
-        let plain = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
-        let etag = config_etag(&plain);
-        if let Some(object) = config.as_object_mut() {
-            object.insert("etag".to_owned(), serde_json::Value::String(etag.clone()));
-        }
-        let with_etag = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
-        Ok(RenderedConfig::new(
-            Bytes::from(plain),
-            etag,
-            Bytes::from(with_etag),
-        ))
+/// `environment`'s config rendered for nodes of `platform` that are members of `labels`, with
+/// and without an etag.
+fn render_config(
+    environment: &CachedEnvironment,
+    platform: &str,
+    labels: &[LabelName],
+) -> Result<RenderedConfig> {
+    let mut config =
+        crate::server::services::config_doc::render_for_node(&environment.config, platform, labels);
+    let object = config
+        .as_object_mut()
+        .ok_or_else(|| Error::invalid_input("stored config is not a JSON object"))?;
+    object.remove("etag");
+    let plain = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
+    let etag = config_etag(&plain);
+    if let Some(object) = config.as_object_mut() {
+        object.insert("etag".to_owned(), serde_json::Value::String(etag.clone()));
     }
+    let with_etag = serde_json::to_vec(&config).map_err(|e| Error::backend("config", e))?;
+    Ok(RenderedConfig::new(
+        Bytes::from(plain),
+        etag,
+        Bytes::from(with_etag),
+        environment.generation,
+    ))
 }
 
 /// The etag of a rendered config: a hash of exactly the bytes served without it.

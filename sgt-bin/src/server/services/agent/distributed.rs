@@ -15,14 +15,13 @@ impl AgentService {
         let now = now_unix();
         let mut pending = self.live_queries_for(node, now).await?;
         pending.extend(self.detail_queries_due(node, now));
+        pending.extend(self.label_queries_due(node, now));
         Ok(pending)
     }
 
     /// The campaigns' queries for `node`, each handed out once.
     async fn live_queries_for(&self, node: &Node, now: UnixSeconds) -> Result<Vec<PendingQuery>> {
-        let work = self
-            .cache
-            .work_for(&node.id, &node.environment, &node.platform);
+        let work = self.cache.work_for(NodeRef::of(node));
         if work.as_ref().is_some_and(Vec::is_empty) {
             // No live query targets this node, or it was asked about all of them already.
             return Ok(Vec::new());
@@ -31,14 +30,7 @@ impl AgentService {
         let pending = self
             .backends
             .store
-            .take_pending_queries(
-                NodeRef {
-                    id: &node.id,
-                    environment: &node.environment,
-                    platform: &node.platform,
-                },
-                now,
-            )
+            .take_pending_queries(NodeRef::of(node), now)
             .await?;
         if let Some(asked) = work {
             self.cache.mark_checked(&node.id, &asked, now);
@@ -46,7 +38,8 @@ impl AgentService {
         Ok(pending)
     }
 
-    /// Stores `node`'s answers; answers to detail queries update its host details instead.
+    /// Stores `node`'s answers; answers to detail queries update its host details instead,
+    /// and answers to label queries its labels.
     /// Answers to queries that do not target this node are dropped (and counted in the
     /// return value's second half) rather than failing the whole write.
     ///
@@ -61,9 +54,15 @@ impl AgentService {
         let (details, results): (Vec<QueryResult>, Vec<QueryResult>) = results
             .into_iter()
             .partition(super::details::is_detail_answer);
-        let mut stored = details.len();
+        let (labels, results): (Vec<QueryResult>, Vec<QueryResult>) = results
+            .into_iter()
+            .partition(super::labels::is_label_answer);
+        let mut stored = details.len() + labels.len();
         if !details.is_empty() {
             self.record_details(node, &details).await?;
+        }
+        if !labels.is_empty() {
+            self.record_label_answers(node, &labels).await?;
         }
         let mut ignored = 0;
         for result in &results {

@@ -75,6 +75,7 @@ mod tests {
             host_details: serde_json::json!({}),
             enrolled_at: 0,
             last_seen,
+            labels: Vec::new(),
         }
     }
 

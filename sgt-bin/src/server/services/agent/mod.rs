@@ -5,7 +5,9 @@ mod config;
 mod details;
 mod distributed;
 mod enroll;
+mod labels;
 pub use details::DETAIL_QUERY_PREFIX;
+pub use labels::LABEL_QUERY_PREFIX;
 mod last_seen;
 mod logs;
 
@@ -48,6 +50,9 @@ pub struct AgentService {
     /// Seconds between a node's detail queries; `None`: never asked.
     detail_interval: Option<i64>,
     detail_schedule: details::DetailSchedule,
+    /// Seconds between a node's dynamic label queries; `None`: never asked.
+    label_interval: Option<i64>,
+    label_schedule: details::DetailSchedule,
 }
 
 /// The identity a node is enrolled under: environment, host identifier, hardware uuid.
@@ -72,6 +77,9 @@ pub const DEFAULT_HOST_ENROLL_LIMIT: RateLimit = RateLimit {
 /// How often each node is asked its detail queries by default.
 pub const DEFAULT_DETAIL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How often each node is asked its dynamic labels' queries by default.
+pub const DEFAULT_LABEL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// How often `sgt serve` writes the last-seen times noted since the last write.
 pub const LAST_SEEN_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -95,6 +103,9 @@ pub struct ServiceLimits {
     /// How often each node is asked its detail queries (version, system, OS, addresses);
     /// `None`: never.
     pub detail_interval: Option<std::time::Duration>,
+    /// How often each node is asked the queries of the dynamic labels that cover it; `None`:
+    /// never.
+    pub label_interval: Option<std::time::Duration>,
     /// Networks that may read `GET /metrics` (everyone when empty).
     pub metrics_allow: Vec<ipnet::IpNet>,
 }
@@ -109,10 +120,21 @@ impl Default for ServiceLimits {
             last_seen_resolution: DEFAULT_LAST_SEEN_RESOLUTION,
             online_window: None,
             detail_interval: Some(DEFAULT_DETAIL_INTERVAL),
+            label_interval: Some(DEFAULT_LABEL_INTERVAL),
             metrics_allow: Vec::new(),
         }
     }
 }
+
+/// An interval in whole seconds, at least one.
+fn interval_seconds(interval: std::time::Duration) -> i64 {
+    i64::try_from(interval.as_secs())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
+}
+
+/// How long the label definitions are used before they are read again.
+const LABELS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
 /// instance (clock skew, a slow transaction) is still seen.
@@ -134,10 +156,10 @@ impl AgentService {
             enroll_limit: KeyedRateLimit::new(limits.enroll_limit),
             host_enroll_limit: KeyedRateLimit::new(limits.host_enroll_limit),
             metrics_readers: limits.metrics_allow.clone(),
-            detail_interval: limits
-                .detail_interval
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 4).max(1)),
+            detail_interval: limits.detail_interval.map(interval_seconds),
             detail_schedule: details::DetailSchedule::default(),
+            label_interval: limits.label_interval.map(interval_seconds),
+            label_schedule: details::DetailSchedule::default(),
         }
     }
 
@@ -169,8 +191,8 @@ impl AgentService {
     }
 
     /// Drops cached nodes whose keys were revoked (deleted or re-keyed, possibly through
-    /// another instance) since the previous call, returning how many, and re-reads the live
-    /// queries. Call it every second or two: that is how long another instance's delete or
+    /// another instance) or whose labels changed since the previous call, returning how many,
+    /// and re-reads the live queries, and every ten seconds the labels. Call it every second or two: that is how long another instance's delete or
     /// new campaign takes to reach this one. Until the first call every distributed read
     /// asks the store.
     ///
@@ -183,11 +205,11 @@ impl AgentService {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let started = now_unix_ms();
-        self.metrics.store_call(StoreCall::RevokedKeys);
+        self.metrics.store_call(StoreCall::ChangedKeys);
         let revoked = self
             .backends
             .store
-            .revoked_keys_since(since - REVOCATION_OVERLAP_MS)
+            .changed_keys_since(since - REVOCATION_OVERLAP_MS)
             .await?;
         let dropped = self
             .cache
@@ -200,6 +222,11 @@ impl AgentService {
         self.metrics.store_call(StoreCall::LiveQueries);
         let live = self.backends.store.live_queries(now_unix()).await?;
         self.cache.set_live_queries(live);
+        if self.label_interval.is_some() && self.cache.labels_older_than(LABELS_TTL) {
+            self.metrics.store_call(StoreCall::Labels);
+            let labels = self.backends.store.list_labels().await?;
+            self.cache.set_labels(labels);
+        }
         Ok(dropped)
     }
 
