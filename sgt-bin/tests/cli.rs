@@ -897,6 +897,40 @@ async fn labels_are_managed_from_the_cli_and_aim_node_lists_and_campaigns() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn pending_hosts_are_listed_and_approved_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let (mut child, _, url, _rest) = start(&data);
+    let session = AdminSession::login(&data, &url);
+    let authed = session.authed();
+    let (ok, out, err) = sgt(
+        &["env", "set", "default", "--enroll-approval", "on", "--json"],
+        &authed,
+    );
+    assert!(ok, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["settings"]["enroll_approval"], true);
+    let (ok, _, err) = sgt(
+        &["env", "set", "default", "--enroll-approval", "maybe"],
+        &authed,
+    );
+    assert!(!ok && err.contains("neither on nor off"), "{err}");
+    let _agent = TestAgent::enroll(&data, &url, "waiting-host").await;
+    let pending = || {
+        let (ok, out, err) = sgt(&["node", "list", "--pending", "--json"], &authed);
+        assert!(ok, "{err}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    assert_eq!(pending()[0]["host_identifier"], "waiting-host");
+    let (ok, _, err) = sgt(&["node", "approve", "waiting-host"], &authed);
+    assert!(ok && err.contains("approved"), "{err}");
+    assert_eq!(pending(), serde_json::json!([]));
+    let (ok, out, err) = sgt(&["audit", "--action", "node.approve"], &authed);
+    assert!(ok && out.contains("node.approve"), "{out}{err}");
+    terminate(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn query_run_exit_returns_once_every_online_target_answered_and_streams_json_lines() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");

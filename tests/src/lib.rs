@@ -352,6 +352,25 @@ impl TestServer {
         (status, value)
     }
 
+    /// The actions of the audit entries whose action starts with `prefix`, newest first.
+    pub async fn audit_actions(&self, token: &str, prefix: &str) -> Vec<String> {
+        let (status, log) = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/api/v1/audit?action={prefix}"),
+                Some(token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{log}");
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Every record the file log sink holds for `log_type`, oldest first.
     pub fn log_records(&self, log_type: LogType) -> Vec<Value> {
         let dir = self.data_dir().join("logs");

@@ -12,7 +12,7 @@ use sgt_core::types::{now_unix_ms, EnvironmentName, HostIdentifier, NodeId, Node
 use sgt_core::{Error, Result};
 
 use super::item::{self, n, s, Item};
-use aws_sdk_dynamodb::types::{ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, TransactWriteItem};
 
 use super::writes::{build_delete, build_put, delete, put};
 use super::{
@@ -75,6 +75,11 @@ pub(super) fn changed_key(audit_table: &str, key: &str) -> Result<TransactWriteI
     )?))
 }
 
+/// Whether a node item awaits approval (items written before approvals existed do not).
+fn is_pending(stored: &Item) -> bool {
+    matches!(stored.get("pending"), Some(AttributeValue::Bool(true)))
+}
+
 fn lookup_key(lookup: String) -> Item {
     attrs([("lookup", s(lookup))])
 }
@@ -103,6 +108,7 @@ impl DynamoStore {
             ("platform", s(&node.platform)),
             ("enrolled_at", n(enrolled_at)),
             ("last_seen", n(last_seen)),
+            ("pending", AttributeValue::Bool(node.pending)),
         ]);
         self.put_text(
             &mut stored,
@@ -133,6 +139,7 @@ impl DynamoStore {
             enrolled_at: item::number(stored, "enrolled_at")?,
             last_seen: item::number(stored, "last_seen")?,
             labels: super::labels::labels_of_node_item(stored)?,
+            pending: is_pending(stored),
         })
     }
 
@@ -237,6 +244,8 @@ impl DynamoStore {
                 let last_seen = item::number(current, "last_seen")?.max(node.now);
                 let enrolled_at = item::number(current, "enrolled_at")?;
                 let mut stored = self.node_item(node, &id, enrolled_at, last_seen).await?;
+                // Its approval stays what it was.
+                stored.insert("pending".into(), AttributeValue::Bool(is_pending(current)));
                 // The node keeps its labels, if nobody changed them since we read it.
                 let (labels_condition, mut values) = match current.get("labels") {
                     Some(labels) => {
@@ -500,6 +509,40 @@ impl NodeStore for DynamoStore {
                 }
             }
         }
+    }
+
+    async fn approve_node(&self, id: &NodeId) -> Result<bool> {
+        let tables = &self.tables;
+        for _ in 0..RACE_RETRIES {
+            let stored = self
+                .node_item_by_id(id.as_str())
+                .await?
+                .ok_or_else(|| Error::not_found("node"))?;
+            if !is_pending(&stored) {
+                return Ok(false);
+            }
+            let key = item::string(&stored, "node_key")?;
+            let writes = vec![
+                super::writes::update(super::writes::build_update(
+                    &tables.nodes,
+                    node_key_of(id),
+                    "SET #pending = :approved",
+                    Some("#node_key = :key AND #pending = :pending"),
+                    attrs([
+                        (":approved", AttributeValue::Bool(false)),
+                        (":pending", AttributeValue::Bool(true)),
+                        (":key", s(key)),
+                    ]),
+                )?),
+                changed_key(&tables.audit, key)?,
+            ];
+            if self.transact("node", writes).await?.is_ok() {
+                return Ok(true);
+            }
+        }
+        Err(Error::unavailable(
+            "dynamodb: concurrent changes of one node kept conflicting; try again",
+        ))
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {

@@ -27,6 +27,9 @@ pub struct NodeListParams {
     /// Only members of this label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Only nodes awaiting enrollment approval (`true`) or only approved ones (`false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<bool>,
     /// The previous page's `next_cursor`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
@@ -60,6 +63,10 @@ pub struct NodeView {
     /// The labels it is a member of.
     #[serde(default)]
     pub labels: Vec<LabelName>,
+    /// Awaiting enrollment approval: it gets no schedule, queries or carves, and its logs
+    /// wait on the host.
+    #[serde(default)]
+    pub pending: bool,
     /// Everything the agent reported at enroll (in `GET /nodes/{id}` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_details: Option<serde_json::Value>,

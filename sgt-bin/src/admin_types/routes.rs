@@ -313,6 +313,24 @@ pub const DELETE_NODE: Route = Route {
     summary: "Delete a node; its agent re-enrolls",
 };
 
+/// `POST /api/v1/nodes/{id}/approve`
+pub const APPROVE_NODE: Route = Route {
+    operation: "approve_node",
+    method: "post",
+    path: "/api/v1/nodes/{id}/approve",
+    role: "operator",
+    summary: "Approve a node awaiting enrollment approval",
+};
+
+/// `POST /api/v1/nodes/{id}/reject`
+pub const REJECT_NODE: Route = Route {
+    operation: "reject_node",
+    method: "post",
+    path: "/api/v1/nodes/{id}/reject",
+    role: "operator",
+    summary: "Reject a node awaiting enrollment approval: it is deleted",
+};
+
 /// `GET /api/v1/queries`
 pub const LIST_QUERIES: Route = Route {
     operation: "list_queries",
@@ -531,6 +549,8 @@ pub const ROUTES: &[Route] = &[
     LIST_NODES,
     NODE,
     DELETE_NODE,
+    APPROVE_NODE,
+    REJECT_NODE,
     LIST_QUERIES,
     CREATE_QUERY,
     QUERY,

@@ -471,6 +471,26 @@ impl AdminClient {
         self.no_content(&routes::DELETE_NODE, &[id]).await
     }
 
+    /// `POST /nodes/{id}/approve`: returns the node, approved.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn approve_node(&self, id: &str) -> anyhow::Result<NodeView> {
+        self.read(self.request(Call {
+            route: &routes::APPROVE_NODE,
+            params: &[id],
+        }))
+        .await
+    }
+
+    /// `POST /nodes/{id}/reject`: deletes a node awaiting approval.
+    ///
+    /// # Errors
+    /// The server's refusal or the transport's.
+    pub async fn reject_node(&self, id: &str) -> anyhow::Result<()> {
+        self.no_content(&routes::REJECT_NODE, &[id]).await
+    }
+
     // Live queries.
 
     /// `GET /queries`: one page, newest first, without counts.

@@ -39,6 +39,9 @@ pub enum EnvAction {
         /// Remove nodes not seen for this many days (`never`: keep them).
         #[arg(long, value_parser = expiry_arg)]
         node_expiry_days: Option<ExpiryDays>,
+        /// Whether hosts enrolling for the first time wait for `sgt node approve` (on, off).
+        #[arg(long, value_parser = on_off_arg)]
+        enroll_approval: Option<bool>,
     },
     /// Print the osquery config document.
     GetConfig {
@@ -70,6 +73,14 @@ fn expiry_arg(value: &str) -> Result<ExpiryDays, String> {
         .map_err(|_| format!("{value:?} is neither a number of days nor `never`"))
 }
 
+fn on_off_arg(value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err(format!("{value:?} is neither on nor off")),
+    }
+}
+
 pub(super) async fn run(conn: &Connection, action: EnvAction) -> anyhow::Result<()> {
     let api = conn.client()?;
     match action {
@@ -77,10 +88,14 @@ pub(super) async fn run(conn: &Connection, action: EnvAction) -> anyhow::Result<
         EnvAction::Set {
             name,
             node_expiry_days,
+            enroll_approval,
         } => {
             let mut settings = api.environment(&name).await?.settings;
             if let Some(ExpiryDays(days)) = node_expiry_days {
                 settings.node_expiry_days = days;
+            }
+            if let Some(approval) = enroll_approval {
+                settings.enroll_approval = approval;
             }
             conn.show(&api.put_environment_settings(&name, &settings).await?, &[]);
         }

@@ -79,6 +79,21 @@ pub enum NodeAction {
         /// Only nodes offline now.
         #[arg(long)]
         offline: bool,
+        /// Only nodes awaiting enrollment approval.
+        #[arg(long)]
+        pending: bool,
+    },
+    /// Approve a node awaiting enrollment approval: it gets its full config, live queries
+    /// and carves, and its logs are taken.
+    Approve {
+        /// The node: a node id, host identifier, hostname, hardware uuid or serial.
+        host: String,
+    },
+    /// Reject a node awaiting enrollment approval: it is deleted (revoke the enroll secret
+    /// to keep its host out).
+    Reject {
+        /// The node: a node id, host identifier, hostname, hardware uuid or serial.
+        host: String,
     },
     /// Show a node with its host details.
     Show {
@@ -104,6 +119,7 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
             seen_within,
             online,
             offline,
+            pending,
         } => {
             let filter = NodeListParams {
                 environment: env,
@@ -111,6 +127,7 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
                 search,
                 host,
                 label,
+                pending: pending.then_some(true),
                 seen_since: seen_within
                     .map(|within| sgt_core::types::now_unix() - within.as_secs() as i64),
                 ..NodeListParams::default()
@@ -129,8 +146,19 @@ pub(super) async fn run(conn: &Connection, action: NodeAction) -> anyhow::Result
                     "osquery_version",
                     "last_seen",
                     "online",
+                    "pending",
                 ],
             );
+        }
+        NodeAction::Approve { host } => {
+            let id = resolve_node(&api, &host).await?;
+            let node = api.approve_node(id.as_str()).await?;
+            eprintln!("node {} ({}) approved", node.id, node.host_identifier);
+        }
+        NodeAction::Reject { host } => {
+            let id = resolve_node(&api, &host).await?;
+            api.reject_node(id.as_str()).await?;
+            eprintln!("node {id} rejected and deleted");
         }
         NodeAction::Show { host } => {
             let id = resolve_node(&api, &host).await?;

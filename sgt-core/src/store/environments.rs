@@ -31,6 +31,10 @@ pub struct EnvironmentSettings {
     /// come back); `None`: never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_expiry_days: Option<u32>,
+    /// Nodes that enroll for the first time await an operator's approval (see
+    /// [`crate::store::Node::pending`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub enroll_approval: bool,
 }
 
 /// Environments and their config documents.

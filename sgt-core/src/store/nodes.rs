@@ -30,6 +30,10 @@ pub struct Node {
     /// The labels it is a member of, ordered by name (see [`crate::store::LabelStore`]).
     #[serde(default)]
     pub labels: Vec<LabelName>,
+    /// Enrolled into an environment that approves enrollments, and not approved yet: it gets
+    /// no schedule, no live queries and no carves, and its logs are refused.
+    #[serde(default)]
+    pub pending: bool,
 }
 
 impl Node {
@@ -139,6 +143,9 @@ pub struct NewNode {
     pub host_details: serde_json::Value,
     /// The enroll time.
     pub now: UnixSeconds,
+    /// Whether a node created by this enroll awaits approval (see [`Node::pending`]); a host
+    /// enrolling again keeps its node's state.
+    pub pending: bool,
 }
 
 /// A page request for [`NodeStore::list_nodes`]; every filter given must hold.
@@ -156,6 +163,8 @@ pub struct ListNodes {
     pub named: Option<String>,
     /// Only members of this label.
     pub label: Option<LabelName>,
+    /// Only nodes awaiting approval (`true`) or only approved ones (`false`).
+    pub pending: Option<bool>,
     /// Only nodes whose id sorts after this one (the cursor of the previous page).
     pub after: Option<NodeId>,
     /// At most this many nodes (0 means the backend's default page size of 100).
@@ -174,6 +183,7 @@ impl ListNodes {
             && self.seen_since.is_none_or(|t| node.last_seen >= t)
             && self.named.as_ref().is_none_or(|name| node.is_named(name))
             && self.label.as_ref().is_none_or(|l| node.labels.contains(l))
+            && self.pending.is_none_or(|p| node.pending == p)
             && self.search.as_ref().is_none_or(|text| {
                 let text = text.to_lowercase();
                 node.host_identifier.as_str().to_lowercase().contains(&text)
@@ -188,7 +198,8 @@ impl ListNodes {
 pub const MAX_NODES_BY_IDS: usize = 1000;
 
 /// A node key that stopped working (its node was deleted or re-keyed), or whose node changed
-/// in what the agent endpoints use (its labels): a copy cached under it is stale.
+/// in what the agent endpoints use (its labels, its approval): a copy cached under it is
+/// stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangedKey {
     /// The key.
@@ -202,7 +213,7 @@ pub struct ChangedKey {
 /// # Contract
 /// - A node key identifies at most one node; a deleted or re-keyed node's old key finds nothing.
 /// - Every key a delete or re-key stops working, and the key of every node whose labels
-///   change, is listed by [`NodeStore::changed_keys_since`] for at least a day, so instances
+///   change or that is approved, is listed by [`NodeStore::changed_keys_since`] for at least a day, so instances
 ///   that cache nodes by key can drop them.
 /// - A node's identity is (environment, host identifier, hardware uuid): enrolling the same
 ///   identity again re-keys the existing node instead of creating a second one. Concurrent
@@ -235,11 +246,15 @@ pub trait NodeStore: Send + Sync + std::fmt::Debug + 'static {
     /// identity and last-seen time stay.
     async fn update_host_details(&self, id: &NodeId, details: &serde_json::Value) -> Result<()>;
 
+    /// Approves a node awaiting approval (see [`Node::pending`]); returns whether it was
+    /// pending.
+    async fn approve_node(&self, id: &NodeId) -> Result<bool>;
+
     /// Deletes the node with its pending query deliveries; its key stops working at once.
     async fn delete_node(&self, id: &NodeId) -> Result<()>;
 
     /// Keys revoked (by [`NodeStore::delete_node`] or a re-key), or whose node's labels
-    /// changed, at or after `since_ms` (unix milliseconds), oldest first.
+    /// changed or that was approved, at or after `since_ms` (unix milliseconds), oldest first.
     async fn changed_keys_since(&self, since_ms: i64) -> Result<Vec<ChangedKey>>;
 
     /// Sets `last_seen` for many nodes at once (never moving it backwards). Unknown ids are

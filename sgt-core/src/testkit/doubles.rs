@@ -413,6 +413,10 @@ mod faulty_store_impls {
             self.fault().await?;
             self.inner.update_host_details(id, details).await
         }
+        async fn approve_node(&self, id: &NodeId) -> Result<bool> {
+            self.fault().await?;
+            self.inner.approve_node(id).await
+        }
         async fn delete_node(&self, id: &NodeId) -> Result<()> {
             self.fault().await?;
             self.inner.delete_node(id).await

@@ -132,6 +132,7 @@ impl NodeStore for MemoryStore {
             enrolled_at: node.now,
             last_seen: node.now,
             labels: Vec::new(),
+            pending: node.pending,
         };
         state.node_by_identity.insert(identity, node.id.clone());
         state.node_by_key.insert(node.key, node.id.clone());
@@ -203,6 +204,21 @@ impl NodeStore for MemoryStore {
             .ok_or_else(|| Error::not_found("node"))?
             .host_details = details.clone();
         Ok(())
+    }
+
+    async fn approve_node(&self, id: &NodeId) -> Result<bool> {
+        let mut state = self.state();
+        let node = state
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| Error::not_found("node"))?;
+        if !node.pending {
+            return Ok(false);
+        }
+        node.pending = false;
+        let key = node.key.clone();
+        state.note_changed(key);
+        Ok(true)
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {

@@ -22,6 +22,7 @@ pub fn new_node(environment: &str, host: &str, uuid: &str, now: UnixSeconds) -> 
         platform: "linux".to_owned(),
         host_details: json!({"system_info": {"hostname": host, "uuid": uuid}, "osquery_info": {"version": "5.23.1"}}),
         now,
+        pending: false,
     }
 }
 
@@ -361,6 +362,72 @@ pub async fn saved_queries_round_trip(store: &dyn Store) {
     assert_eq!(store.list_saved_queries().await.unwrap(), [apps]);
 }
 
+/// A node enrolled pending stays pending through a re-enroll until approved, once; approval
+/// lists its key as changed; node lists filter by it.
+pub async fn approval_is_kept_and_given_once(store: &dyn Store) {
+    let approved = enrolled(store, "approved").await;
+    assert!(!approved.pending);
+    let waiting = store
+        .enroll_node(NewNode {
+            pending: true,
+            ..new_node("default", "waiting", "W", 1000)
+        })
+        .await
+        .unwrap();
+    assert!(waiting.pending);
+    assert!(store.node_by_key(&waiting.key).await.unwrap().pending);
+    let again = store
+        .enroll_node(new_node("default", "waiting", "W", 1001))
+        .await
+        .unwrap();
+    assert!(again.pending, "a re-enroll does not approve");
+    let rekeyed_approved = store
+        .enroll_node(NewNode {
+            pending: true,
+            ..new_node("default", "approved", "uuid-approved", 1001)
+        })
+        .await
+        .unwrap();
+    assert!(
+        !rekeyed_approved.pending,
+        "nor make an approved node pending"
+    );
+    let listed = |pending| ListNodes {
+        pending: Some(pending),
+        ..Default::default()
+    };
+    let ids = |nodes: Vec<Node>| nodes.into_iter().map(|n| n.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_nodes(&listed(true)).await.unwrap()),
+        std::slice::from_ref(&waiting.id)
+    );
+    assert_eq!(
+        ids(store.list_nodes(&listed(false)).await.unwrap()),
+        std::slice::from_ref(&approved.id)
+    );
+
+    let before = now_unix_ms() - 1;
+    assert!(store.approve_node(&waiting.id).await.unwrap());
+    assert!(!store.approve_node(&waiting.id).await.unwrap());
+    assert!(!store.approve_node(&approved.id).await.unwrap());
+    assert!(
+        !store.node_by_key(&again.key).await.unwrap().pending,
+        "still its key"
+    );
+    let changed = store.changed_keys_since(before).await.unwrap();
+    assert!(changed.iter().any(|k| k.key == again.key));
+    assert!(!changed.iter().any(|k| k.key == rekeyed_approved.key));
+    assert!(store.list_nodes(&listed(true)).await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .approve_node(&NodeId::generate())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
 fn label(name: &str, environment: Option<&str>, query: Option<&str>, at: UnixSeconds) -> Label {
     Label {
         name: LabelName::parse(name).unwrap(),
@@ -583,6 +650,7 @@ pub async fn environment_settings_round_trip(store: &dyn Store) {
     assert_eq!(store.environment(&name).await.unwrap(), created);
     let expiring = EnvironmentSettings {
         node_expiry_days: Some(30),
+        enroll_approval: true,
     };
     store
         .put_environment_settings(&name, &expiring)

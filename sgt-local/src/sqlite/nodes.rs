@@ -9,10 +9,10 @@ use sqlx::Row;
 
 use super::{corrupt, db_error, json_text, parse_json, SqliteStore, BACKEND};
 
-const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen";
+const NODE_COLUMNS: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen, pending";
 
 /// What a read of nodes selects: their columns and their labels (a JSON array, by name).
-const NODE_SELECT: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen,
+const NODE_SELECT: &str = "id, node_key, environment, host_identifier, hardware_uuid, platform_type, platform, host_details, enrolled_at, last_seen, pending,
     (SELECT json_group_array(label) FROM
         (SELECT label FROM node_labels WHERE node_id = nodes.id ORDER BY label)) AS labels";
 
@@ -45,6 +45,7 @@ fn listed_node_from_row(row: &SqliteRow) -> Result<Node> {
         host_details: host_details_summary(row.get::<&str, _>("host_details"))?,
         enrolled_at: row.get("enrolled_at"),
         last_seen: row.get("last_seen"),
+        pending: row.get("pending"),
         // Absent from an enroll's RETURNING: read apart.
         labels: match row.try_get::<String, _>("labels") {
             Ok(text) => labels_from_text(&text)?,
@@ -58,7 +59,7 @@ fn listed_node_from_row(row: &SqliteRow) -> Result<Node> {
 impl NodeStore for SqliteStore {
     async fn enroll_node(&self, node: NewNode) -> Result<Node> {
         let sql = format!(
-            "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO nodes ({NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (environment, host_identifier, hardware_uuid) DO UPDATE SET
                  node_key = excluded.node_key,
                  platform_type = excluded.platform_type,
@@ -78,6 +79,7 @@ impl NodeStore for SqliteStore {
             .bind(json_text(&node.host_details))
             .bind(node.now)
             .bind(node.now)
+            .bind(node.pending)
             .fetch_one(&self.pool)
             .await
             .map_err(db_error("node"))?;
@@ -136,6 +138,7 @@ impl NodeStore for SqliteStore {
                     OR (hardware_uuid != '' AND lower(hardware_uuid) = lower(?7))
                     OR json_extract(host_details, '$.system_info.hardware_serial') = ?7)
                AND (?8 IS NULL OR id IN (SELECT node_id FROM node_labels WHERE label = ?8))
+               AND (?9 IS NULL OR pending = ?9)
              ORDER BY id LIMIT ?6"
         );
         let rows = sqlx::query(&sql)
@@ -147,6 +150,7 @@ impl NodeStore for SqliteStore {
             .bind(limit as i64)
             .bind(request.named.as_deref())
             .bind(request.label.as_ref().map(LabelName::as_str))
+            .bind(request.pending)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error("node"))?;
@@ -181,6 +185,19 @@ impl NodeStore for SqliteStore {
             return Err(Error::not_found("node"));
         }
         Ok(())
+    }
+
+    async fn approve_node(&self, id: &NodeId) -> Result<bool> {
+        let approved = sqlx::query("UPDATE nodes SET pending = 0 WHERE id = ? AND pending = 1")
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error("node"))?
+            .rows_affected();
+        if approved == 1 {
+            return Ok(true);
+        }
+        self.node_by_id(id).await.map(|_| false)
     }
 
     async fn delete_node(&self, id: &NodeId) -> Result<()> {

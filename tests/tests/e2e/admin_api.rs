@@ -228,6 +228,8 @@ async fn roles_are_enforced_on_every_route() {
         (POST, "/api/v1/environments/prod/secrets".into(), None),
         (DELETE, "/api/v1/environments/prod/secrets/any".into(), None),
         (DELETE, format!("/api/v1/nodes/{node_id}"), None),
+        (POST, format!("/api/v1/nodes/{node_id}/approve"), None),
+        (POST, format!("/api/v1/nodes/{node_id}/reject"), None),
         (
             POST,
             "/api/v1/queries".into(),

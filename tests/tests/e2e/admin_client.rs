@@ -115,6 +115,7 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
     assert_eq!(api.environment("prod").await.unwrap(), prod);
     let expiring = EnvironmentSettings {
         node_expiry_days: Some(90),
+        ..EnvironmentSettings::default()
     };
     let settled = api
         .put_environment_settings("prod", &expiring)
@@ -357,6 +358,16 @@ async fn the_typed_client_reads_every_answer_as_the_servers_types() {
         "delete_environment",
     ]);
     api.revoke_secret("prod", &secret.record.id).await.unwrap();
+    used.extend(["approve_node", "reject_node"]);
+    let approved = api.approve_node(node_id.as_str()).await.unwrap();
+    assert!(
+        !approved.pending,
+        "approving an approved node changes nothing"
+    );
+    assert_eq!(
+        refusal(api.reject_node(node_id.as_str()).await),
+        (409, "conflict".into())
+    );
     api.delete_node(node_id.as_str()).await.unwrap();
     assert_eq!(
         refusal(api.node(node_id.as_str()).await),

@@ -287,17 +287,8 @@ async fn a_manual_label_does_the_same_by_hand() {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
-    let (_, log) = server
-        .admin(GET, "/api/v1/audit?action=label.", Some(&admin), None)
-        .await;
-    let actions: Vec<&str> = log["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        actions,
+        server.audit_actions(&admin, "label.").await,
         [
             "label.delete",
             "label.members",

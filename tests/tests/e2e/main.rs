@@ -5,6 +5,7 @@
 mod admin_api;
 mod admin_client;
 mod agent_lifecycle;
+mod approval;
 mod aws_backends;
 mod backend_faults;
 mod bad_admin_input;

@@ -21,6 +21,7 @@ fn filter(params: NodeListParams) -> sgt_core::error::Result<ListNodes> {
         search: params.search,
         seen_since: params.seen_since,
         named: params.host.filter(|h| !h.is_empty()),
+        pending: params.pending,
         label: non_empty(params.label.as_deref())
             .map(LabelName::parse)
             .transpose()?,
@@ -51,6 +52,22 @@ pub(super) fn routes(
                 a.node(&caller, &id).await
             })
         });
+    let approve = warp::path!("nodes" / String / "approve")
+        .and(warp::post())
+        .and(ctx(Arc::clone(&admin)))
+        .then(|id: String, c: Ctx| {
+            answer(c, StatusCode::OK, move |a, caller| async move {
+                a.approve_node(&caller, &id).await
+            })
+        });
+    let reject = warp::path!("nodes" / String / "reject")
+        .and(warp::post())
+        .and(ctx(Arc::clone(&admin)))
+        .then(|id: String, c: Ctx| {
+            answer(c, StatusCode::NO_CONTENT, move |a, caller| async move {
+                a.reject_node(&caller, &id).await
+            })
+        });
     let delete = warp::path!("nodes" / String)
         .and(warp::delete())
         .and(ctx(admin))
@@ -59,5 +76,12 @@ pub(super) fn routes(
                 a.delete_node(&caller, &id).await
             })
         });
-    list.or(show).unify().or(delete).unify()
+    list.or(show)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(approve)
+        .unify()
+        .or(reject)
+        .unify()
 }

@@ -78,8 +78,18 @@ impl RenderedConfig {
     }
 }
 
-/// What a rendered config is cached by: environment, platform, deciding labels.
-type RenderKey = (EnvironmentName, String, Vec<LabelName>);
+/// What a rendered config depends on, and is cached by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct RenderKey {
+    /// The node's environment.
+    pub(super) environment: EnvironmentName,
+    /// Its platform.
+    pub(super) platform: String,
+    /// Those of its labels that some pack of the config is for.
+    pub(super) labels: Vec<LabelName>,
+    /// Whether it awaits approval.
+    pub(super) pending: bool,
+}
 /// At most this many rendered configs are cached; past it the cache starts over.
 const MAX_RENDERED_CONFIGS: usize = 10_000;
 
@@ -195,7 +205,7 @@ impl ServingCache {
         self.configs
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|(name, _, _), _| name != environment);
+            .retain(|key, _| &key.environment != environment);
     }
 
     /// The config of `environment`, if read less than [`CONFIG_TTL`] ago.
@@ -234,35 +244,23 @@ impl ServingCache {
         cached
     }
 
-    /// The render of generation `generation` of `environment`'s config for `platform` and
-    /// `labels` (deciding labels), if there is one.
-    pub(super) fn config(
-        &self,
-        environment: &EnvironmentName,
-        platform: &str,
-        labels: &[LabelName],
-        generation: u64,
-    ) -> Option<RenderedConfig> {
+    /// The render for `key` of generation `generation` of its environment's config, if there
+    /// is one.
+    pub(super) fn config(&self, key: &RenderKey, generation: u64) -> Option<RenderedConfig> {
         self.configs
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&(environment.clone(), platform.to_owned(), labels.to_vec()))
+            .get(key)
             .filter(|c| c.generation == generation)
             .cloned()
     }
 
-    pub(super) fn insert_config(
-        &self,
-        environment: &EnvironmentName,
-        platform: &str,
-        labels: Vec<LabelName>,
-        rendered: RenderedConfig,
-    ) {
+    pub(super) fn insert_config(&self, key: RenderKey, rendered: RenderedConfig) {
         let mut configs = self.configs.write().unwrap_or_else(|e| e.into_inner());
         if configs.len() >= MAX_RENDERED_CONFIGS {
             configs.clear();
         }
-        configs.insert((environment.clone(), platform.to_owned(), labels), rendered);
+        configs.insert(key, rendered);
     }
 
     /// Replaces the live queries with what the store just listed; forgets checks of queries

@@ -19,6 +19,7 @@ impl NodeView {
             last_seen: node.last_seen,
             online,
             labels: node.labels,
+            pending: node.pending,
             host_details: with_details.then_some(node.host_details),
         }
     }
@@ -60,6 +61,50 @@ impl AdminService {
             .online_flags(std::slice::from_ref(&node), now_unix())
             .await?;
         Ok(NodeView::new(node, online[0], true))
+    }
+
+    /// Approves a node awaiting enrollment approval (operators and admins): from its next
+    /// request on it gets its environment's full config, live queries and carves, and its logs
+    /// are taken. Approving an approved node changes nothing.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`.
+    pub async fn approve_node(&self, caller: &Caller, id: &str) -> Result<NodeView> {
+        caller.require(Role::Operator)?;
+        let id = NodeId::parse(id).map_err(|_| Error::not_found("node"))?;
+        if self.backends.store.approve_node(&id).await? {
+            self.forget_node(&id);
+            self.audit(caller, "node.approve", id.as_str(), serde_json::Value::Null)
+                .await;
+        }
+        self.node(caller, id.as_str()).await
+    }
+
+    /// Rejects a node awaiting enrollment approval (operators and admins): it is deleted.
+    /// Its agent, if it still holds a valid enroll secret, enrolls again and waits anew;
+    /// revoke the secret to keep it out.
+    ///
+    /// # Errors
+    /// `Forbidden`; `NotFound`; `Conflict` for an approved node (delete it instead).
+    pub async fn reject_node(&self, caller: &Caller, id: &str) -> Result<()> {
+        caller.require(Role::Operator)?;
+        let id = NodeId::parse(id).map_err(|_| Error::not_found("node"))?;
+        let node = self.backends.store.node_by_id(&id).await?;
+        if !node.pending {
+            return Err(Error::conflict(
+                "this node is approved: delete it instead of rejecting it",
+            ));
+        }
+        self.backends.store.delete_node(&id).await?;
+        self.forget_node(&id);
+        self.audit(
+            caller,
+            "node.reject",
+            id.as_str(),
+            serde_json::json!({"host_identifier": node.host_identifier}),
+        )
+        .await;
+        Ok(())
     }
 
     /// Deletes a node (operators and admins): its key stops working at once, so the agent's

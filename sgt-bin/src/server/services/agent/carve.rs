@@ -85,8 +85,12 @@ impl AgentService {
     ///
     /// # Errors
     /// `InvalidInput` when the sizes are inconsistent or outside the limits; `Forbidden` for a
-    /// carve nobody asked for; `Conflict` past the open carves per node; backend errors.
+    /// carve nobody asked for or from a node awaiting approval; `Conflict` past the open
+    /// carves per node; backend errors.
     pub async fn carve_start(&self, node: &Node, start: CarveStart) -> Result<CarveSessionId> {
+        if node.pending {
+            return Err(super::awaiting_approval());
+        }
         if !(CARVE_MIN_BLOCK_SIZE..=CARVE_MAX_BLOCK_SIZE).contains(&start.block_size) {
             return Err(Error::invalid_input(format!(
                 "block_size must be {CARVE_MIN_BLOCK_SIZE} to {CARVE_MAX_BLOCK_SIZE}"

@@ -6,8 +6,7 @@ use sgt_core::store::Node;
 
 use super::AgentService;
 use crate::server::metrics::StoreCall;
-use crate::server::services::serving_cache::{CachedEnvironment, RenderedConfig};
-use sgt_core::types::LabelName;
+use crate::server::services::serving_cache::{CachedEnvironment, RenderKey, RenderedConfig};
 
 /// The etag value that means "not modified"; never used as a real etag.
 pub const NOT_MODIFIED_ETAG: &str = "ok";
@@ -49,23 +48,17 @@ impl AgentService {
                     .insert_environment(&node.environment, stored.config)
             }
         };
-        let labels = environment.deciding_labels(&node.labels);
-        let cached = self.cache.config(
-            &node.environment,
-            &node.platform,
-            &labels,
-            environment.generation,
-        );
-        let rendered = match cached {
+        let key = RenderKey {
+            environment: node.environment.clone(),
+            platform: node.platform.clone(),
+            labels: environment.deciding_labels(&node.labels),
+            pending: node.pending,
+        };
+        let rendered = match self.cache.config(&key, environment.generation) {
             Some(rendered) => rendered,
             None => {
-                let rendered = render_config(&environment, &node.platform, &labels)?;
-                self.cache.insert_config(
-                    &node.environment,
-                    &node.platform,
-                    labels,
-                    rendered.clone(),
-                );
+                let rendered = render_config(&environment, &key)?;
+                self.cache.insert_config(key, rendered.clone());
                 rendered
             }
         };
@@ -85,15 +78,19 @@ impl AgentService {
     }
 }
 
-/// `environment`'s config rendered for nodes of `platform` that are members of `labels`, with
-/// and without an etag.
-fn render_config(
-    environment: &CachedEnvironment,
-    platform: &str,
-    labels: &[LabelName],
-) -> Result<RenderedConfig> {
-    let mut config =
-        crate::server::services::config_doc::render_for_node(&environment.config, platform, labels);
+/// `environment`'s config rendered for the nodes `key` describes, with and without an etag.
+/// A node awaiting approval gets the options only: no schedule, no packs.
+fn render_config(environment: &CachedEnvironment, key: &RenderKey) -> Result<RenderedConfig> {
+    let mut config = if key.pending {
+        let options = environment.config.get("options").cloned();
+        serde_json::json!({"options": options.unwrap_or_else(|| serde_json::json!({}))})
+    } else {
+        crate::server::services::config_doc::render_for_node(
+            &environment.config,
+            &key.platform,
+            &key.labels,
+        )
+    };
     let object = config
         .as_object_mut()
         .ok_or_else(|| Error::invalid_input("stored config is not a JSON object"))?;

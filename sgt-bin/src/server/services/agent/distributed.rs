@@ -12,6 +12,10 @@ impl AgentService {
     /// # Errors
     /// Backend errors as they come.
     pub async fn distributed_read(&self, node: &Node) -> Result<Vec<PendingQuery>> {
+        if node.pending {
+            // Nothing until approved: no campaigns, no detail or label queries.
+            return Ok(Vec::new());
+        }
         let now = now_unix();
         let mut pending = self.live_queries_for(node, now).await?;
         pending.extend(self.detail_queries_due(node, now));
@@ -51,6 +55,10 @@ impl AgentService {
         node: &Node,
         results: Vec<QueryResult>,
     ) -> Result<(usize, usize)> {
+        if node.pending {
+            // Asked nothing, so nothing to store.
+            return Ok((0, results.len()));
+        }
         let (details, results): (Vec<QueryResult>, Vec<QueryResult>) = results
             .into_iter()
             .partition(super::details::is_detail_answer);

@@ -47,15 +47,15 @@ impl AgentService {
         let environment = secret.environment.clone();
         // A secret outliving its environment enrolls no one.
         self.metrics.store_call(StoreCall::Environment);
-        match self.backends.store.environment(&environment).await {
-            Ok(_) => {}
+        let approval = match self.backends.store.environment(&environment).await {
+            Ok(found) => found.settings.enroll_approval,
             Err(e) if e.kind() == sgt_core::error::ErrorKind::NotFound => {
                 return Err(Error::unauthorized(
                     "enroll secret's environment does not exist",
                 ));
             }
             Err(e) => return Err(e),
-        }
+        };
         if request.platform_type.len() > 16
             || !request.platform_type.chars().all(|c| c.is_ascii_digit())
         {
@@ -99,6 +99,7 @@ impl AgentService {
                 platform_type: request.platform_type,
                 host_details: request.host_details,
                 now,
+                pending: approval,
             })
             .await?;
         // Its previous key, if cached here, stops working at once.
@@ -108,7 +109,7 @@ impl AgentService {
         if let Err(e) = self.backends.store.record_secret_use(&secret.id, now).await {
             tracing::warn!(secret_id = %secret.id, error = %e, "enroll secret usage not recorded");
         }
-        tracing::info!(node_id = %node.id, environment = %node.environment, host_identifier = %node.host_identifier, "node enrolled");
+        tracing::info!(node_id = %node.id, environment = %node.environment, host_identifier = %node.host_identifier, pending = node.pending, "node enrolled");
         Ok(node.key)
     }
 }

@@ -76,6 +76,7 @@ mod tests {
             enrolled_at: 0,
             last_seen,
             labels: Vec::new(),
+            pending: false,
         }
     }
 

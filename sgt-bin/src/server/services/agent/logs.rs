@@ -8,7 +8,7 @@ use sgt_core::log_sink::{LogBatch, LogType};
 use sgt_core::store::Node;
 use sgt_core::types::{now_unix, EnvironmentName};
 
-use super::AgentService;
+use super::{awaiting_approval, AgentService};
 
 /// Deepest nesting of objects and arrays accepted in a log line. osquery's lines nest four or
 /// five levels; the limit keeps lines that would break a consumer's parser out of the sink.
@@ -83,7 +83,9 @@ impl AgentService {
     /// stored and the agent's resend stores them again (at-least-once).
     ///
     /// # Errors
-    /// `InvalidInput` when a line is not an object or nests too deep; the blob store's or the
+    /// `Forbidden` for a node awaiting approval (the agent keeps its lines and sends them
+    /// again once approved); `InvalidInput` when a line is not an object or nests too deep;
+    /// the blob store's or the
     /// sink's error otherwise (the caller must then answer with an error so the agent keeps
     /// the lines).
     pub async fn ingest_logs(
@@ -92,6 +94,9 @@ impl AgentService {
         log_type: LogType,
         mut lines: Vec<Box<RawValue>>,
     ) -> Result<usize> {
+        if node.pending {
+            return Err(awaiting_approval());
+        }
         let sink = &self.backends.log_sink;
         let limits = sink.limits();
         for (i, line) in lines.iter().enumerate() {

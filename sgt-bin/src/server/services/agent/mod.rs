@@ -136,6 +136,11 @@ fn interval_seconds(interval: std::time::Duration) -> i64 {
 /// How long the label definitions are used before they are read again.
 const LABELS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What a node awaiting approval is told when it asks for what only approved nodes get.
+fn awaiting_approval() -> Error {
+    Error::forbidden("this node awaits enrollment approval")
+}
+
 /// Revoked keys are polled with this much overlap, so a revocation written late by another
 /// instance (clock skew, a slow transaction) is still seen.
 const REVOCATION_OVERLAP_MS: i64 = 60_000;
