@@ -17,6 +17,8 @@ use super::writes::{build_delete, build_put, build_update, delete, put, update};
 use super::{attrs, classify, condition_failed, names, DynamoStore, BACKEND, RACE_RETRIES};
 
 const WHAT: &str = "label";
+/// How many members a label's deletion takes out of their nodes at once.
+const REMOVAL_CONCURRENCY: usize = 16;
 /// The sort key of a label's definition item.
 const DEFINITION: &str = "label";
 /// The sort-key prefix of a label's member items.
@@ -268,8 +270,11 @@ impl LabelStore for DynamoStore {
         let mut start = None;
         loop {
             let (ids, next) = self.label_member_page(name, None, start).await?;
-            for id in &ids {
-                self.remove_from_node(name, id).await?;
+            for batch in ids.chunks(REMOVAL_CONCURRENCY) {
+                futures_util::future::try_join_all(
+                    batch.iter().map(|id| self.remove_from_node(name, id)),
+                )
+                .await?;
             }
             let removals = ids
                 .iter()
