@@ -63,6 +63,7 @@ macro_rules! store_conformance_tests {
                 saved_query_sql_is_kept_exactly,
                 labels_round_trip,
                 label_membership,
+                concurrent_memberships_all_land,
                 approval_is_kept_and_given_once,
                 config_replacement_checks_the_version,
                 concurrent_versioned_replacements_lose_nothing,

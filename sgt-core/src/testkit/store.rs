@@ -624,6 +624,37 @@ pub async fn label_membership(store: &dyn Store) {
     );
 }
 
+/// Many membership changes at once, with other writes between them, all land.
+pub async fn concurrent_memberships_all_land(store: &dyn Store) {
+    let label = label("busy", None, None, 10);
+    store.put_label(&label).await.unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..24 {
+        nodes.push(enrolled(store, &format!("busy-{i}")).await);
+    }
+    let joins = nodes
+        .iter()
+        .map(|n| store.set_label_member(&label.name, &n.id, true));
+    let seen: Vec<(NodeId, UnixSeconds)> = nodes.iter().map(|n| (n.id.clone(), 5000)).collect();
+    let (joined, seen) = futures_util::future::join(
+        futures_util::future::join_all(joins),
+        store.record_last_seen(&seen),
+    )
+    .await;
+    seen.unwrap();
+    for result in joined {
+        assert!(result.unwrap(), "each node joined once");
+    }
+    let members = store
+        .list_nodes(&ListNodes {
+            label: Some(label.name.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(members.len(), nodes.len());
+}
+
 /// A saved query's SQL is kept byte for byte, up to 64 KiB and with any Unicode.
 pub async fn saved_query_sql_is_kept_exactly(store: &dyn Store) {
     let mut sql = "SELECT 'ünïcödé ✓', \"quoted\", '\n' FROM t WHERE x = ';';\n".to_owned();

@@ -27,6 +27,11 @@ fn label_from_row(row: &SqliteRow) -> Result<Label> {
     })
 }
 
+/// Whether `error` is a constraint's refusal (here: a foreign key naming no row).
+fn is_constraint_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_foreign_key_violation() || e.code().as_deref() == Some("787"))
+}
+
 #[async_trait]
 impl LabelStore for SqliteStore {
     async fn put_label(&self, label: &Label) -> Result<Label> {
@@ -91,35 +96,40 @@ impl LabelStore for SqliteStore {
         node: &NodeId,
         member: bool,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(db_error("label"))?;
-        let found: (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM labels WHERE name = ?1),
-                    (SELECT COUNT(*) FROM nodes WHERE id = ?2)",
-        )
-        .bind(label.as_str())
-        .bind(node.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_error("label"))?;
-        match found {
-            (0, _) => return Err(Error::not_found("label")),
-            (_, 0) => return Err(Error::not_found("node")),
-            _ => {}
-        }
+        // One statement each way, so the write lock is taken (and waited for) at once; a
+        // read first, in a transaction, could not be upgraded while another write commits.
         let sql = if member {
             "INSERT INTO node_labels (label, node_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
         } else {
             "DELETE FROM node_labels WHERE label = ? AND node_id = ?"
         };
-        let changed = sqlx::query(sql)
+        let written = sqlx::query(sql)
             .bind(label.as_str())
             .bind(node.as_str())
-            .execute(&mut *tx)
+            .execute(&self.pool)
+            .await;
+        let changed = match written {
+            Ok(done) => done.rows_affected() > 0,
+            // A foreign key naming a label or node that does not exist: which one, below.
+            Err(e) if !member || !is_constraint_violation(&e) => return Err(db_error("label")(e)),
+            Err(_) => false,
+        };
+        if !changed {
+            let found: (i64, i64) = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM labels WHERE name = ?1),
+                        (SELECT COUNT(*) FROM nodes WHERE id = ?2)",
+            )
+            .bind(label.as_str())
+            .bind(node.as_str())
+            .fetch_one(&self.pool)
             .await
-            .map_err(db_error("label"))?
-            .rows_affected()
-            > 0;
-        tx.commit().await.map_err(db_error("label"))?;
+            .map_err(db_error("label"))?;
+            match found {
+                (0, _) => return Err(Error::not_found("label")),
+                (_, 0) => return Err(Error::not_found("node")),
+                _ => {}
+            }
+        }
         Ok(changed)
     }
 }
