@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use sgt_core::blobs::BlobStore;
+use sgt_core::log_routes::{LogRoute, RoutedLogSink};
 use sgt_core::log_sink::LogSink;
 use sgt_core::secrets::SecretStore;
 use sgt_core::store::Store;
@@ -32,16 +33,28 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
         SecretsSetting::File { path } => Arc::new(FileSecrets::open(path)?),
         SecretsSetting::Ssm { prefix, refresh } => aws.ssm_secrets(prefix, *refresh).await?,
     };
-    let log_sink: Arc<dyn LogSink> = match &settings.log_sink {
-        LogSinkSetting::File { dir, rotate_bytes } => {
-            let mut options = FileLogSinkOptions::new(dir);
-            options.rotate_bytes = *rotate_bytes;
-            Arc::new(FileLogSink::open(options)?)
-        }
-        LogSinkSetting::Firehose {
-            stream,
-            line_per_record,
-        } => aws.firehose_sink(stream, *line_per_record)?,
+    let mut routes = Vec::with_capacity(settings.log_routes.len());
+    for route in &settings.log_routes {
+        let sink: Arc<dyn LogSink> = match &route.sink {
+            LogSinkSetting::File { dir, rotate_bytes } => {
+                let mut options = FileLogSinkOptions::new(dir);
+                options.rotate_bytes = *rotate_bytes;
+                Arc::new(FileLogSink::open(options)?)
+            }
+            LogSinkSetting::Firehose {
+                stream,
+                line_per_record,
+            } => aws.firehose_sink(stream, *line_per_record)?,
+        };
+        routes.push(LogRoute {
+            sink,
+            kinds: route.kinds.clone(),
+        });
+    }
+    // One route is its sink itself: nothing between the agent and it.
+    let log_sink: Arc<dyn LogSink> = match routes.as_slice() {
+        [only] if only.kinds.len() == 2 => Arc::clone(&only.sink),
+        _ => Arc::new(RoutedLogSink::new(routes)?),
     };
     let blobs: Arc<dyn BlobStore> = match &settings.blobs {
         BlobsSetting::Dir { path } => Arc::new(DirBlobStore::open(path)?),
@@ -148,21 +161,26 @@ mod aws {
                 delivery_stream_exists, ensure_bucket, ensure_delivery_stream, ensure_tables,
             };
             let config = self.config()?;
-            // Refuse before creating anything when the stream cannot be made.
-            let create_stream = match &settings.log_sink {
-                LogSinkSetting::Firehose { stream, .. } => {
-                    let missing = !delivery_stream_exists(config, stream).await?;
-                    if missing
-                        && (options.log_bucket.is_none() || options.firehose_role_arn.is_none())
-                    {
+            // Refuse before creating anything when a stream cannot be made.
+            let streams: Vec<&str> = settings
+                .log_routes
+                .iter()
+                .filter_map(|r| match &r.sink {
+                    LogSinkSetting::Firehose { stream, .. } => Some(stream.as_str()),
+                    LogSinkSetting::File { .. } => None,
+                })
+                .collect();
+            let mut missing_streams = Vec::new();
+            for stream in &streams {
+                if !delivery_stream_exists(config, stream).await? {
+                    if options.log_bucket.is_none() || options.firehose_role_arn.is_none() {
                         anyhow::bail!(
                             "log_sink: Firehose delivery stream {stream} does not exist; give --log-bucket and --firehose-role-arn to create it"
                         );
                     }
-                    missing
+                    missing_streams.push(*stream);
                 }
-                _ => false,
-            };
+            }
             let mut report = Vec::new();
             if let StorageSetting::Dynamodb { prefix } = &settings.storage {
                 let created = ensure_tables(config, prefix).await?;
@@ -178,8 +196,8 @@ mod aws {
                     false => format!("S3 bucket {bucket} exists"),
                 });
             }
-            if let LogSinkSetting::Firehose { stream, .. } = &settings.log_sink {
-                if !create_stream {
+            for stream in streams {
+                if !missing_streams.contains(&stream) {
                     report.push(format!("Firehose delivery stream {stream} exists"));
                 } else if let (Some(bucket), Some(role)) =
                     (&options.log_bucket, &options.firehose_role_arn)

@@ -71,6 +71,15 @@ pub enum LogSinkSetting {
     },
 }
 
+/// One destination of log records and the kinds of record it takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRoute {
+    /// The destination.
+    pub sink: LogSinkSetting,
+    /// The kinds it takes (`result`, `status`).
+    pub kinds: Vec<sgt_core::log_sink::LogType>,
+}
+
 /// Where carve blobs live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlobsSetting {
@@ -167,8 +176,9 @@ pub struct Settings {
     pub storage: StorageSetting,
     /// The enroll-secret backend.
     pub secrets: SecretsSetting,
-    /// The log sink.
-    pub log_sink: LogSinkSetting,
+    /// Where log records go: every route that takes a record's kind gets it, and an agent's
+    /// batch is acknowledged once all of them stored it. At least one.
+    pub log_routes: Vec<LogRoute>,
     /// The blob backend.
     pub blobs: BlobsSetting,
     /// AWS endpoint and region, for the AWS backends.
@@ -200,7 +210,10 @@ impl Settings {
     pub fn uses_aws(&self) -> bool {
         matches!(self.storage, StorageSetting::Dynamodb { .. })
             || matches!(self.secrets, SecretsSetting::Ssm { .. })
-            || matches!(self.log_sink, LogSinkSetting::Firehose { .. })
+            || self
+                .log_routes
+                .iter()
+                .any(|r| matches!(r.sink, LogSinkSetting::Firehose { .. }))
             || matches!(self.blobs, BlobsSetting::S3 { .. })
     }
 }
@@ -248,7 +261,7 @@ struct FileSettings {
     insecure_http: Option<bool>,
     storage: Option<BackendSpec>,
     secrets: Option<BackendSpec>,
-    log_sink: Option<BackendSpec>,
+    log_sink: Option<toml::Value>,
     blobs: Option<BackendSpec>,
     metrics_allow: Option<Vec<String>>,
     aws: Option<AwsSetting>,
@@ -265,6 +278,44 @@ struct FileSettings {
     online_window_seconds: Option<u64>,
     detail_interval_seconds: Option<u64>,
     label_interval_seconds: Option<u64>,
+}
+
+/// `log_sink`: one backend as for the other concerns, or routes (`[[log_sink]]` tables).
+#[derive(Debug)]
+enum LogSinkSpec {
+    One(BackendSpec),
+    Routes(Vec<RouteTable>),
+}
+
+impl LogSinkSpec {
+    /// Reads the file's `log_sink` value, naming what is wrong in it.
+    fn read(value: &toml::Value) -> anyhow::Result<Self> {
+        Ok(match value {
+            toml::Value::Array(routes) => LogSinkSpec::Routes(
+                routes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, route)| {
+                        route
+                            .clone()
+                            .try_into()
+                            .with_context(|| format!("log_sink route {}", i + 1))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            ),
+            other => LogSinkSpec::One(other.clone().try_into().context("log_sink")?),
+        })
+    }
+}
+
+/// One `[[log_sink]]` route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteTable {
+    url: String,
+    kinds: Option<Vec<String>>,
+    required: Option<bool>,
+    rotate_bytes: Option<u64>,
 }
 
 /// `storage = "sqlite://sgt-data/sgt.db"` or `[storage] type = "sqlite", path = "…"`.
@@ -307,6 +358,75 @@ impl BackendSpec {
 }
 
 type BackendParts = (String, Option<PathBuf>, Option<u64>, Option<u64>);
+
+/// The kinds a route takes when it names none.
+const DEFAULT_ROUTE_KINDS: [sgt_core::log_sink::LogType; 2] = [
+    sgt_core::log_sink::LogType::Result,
+    sgt_core::log_sink::LogType::Status,
+];
+
+/// The log sink a backend spec names.
+fn log_sink_setting(parts: BackendParts, data_dir: &Path) -> anyhow::Result<LogSinkSetting> {
+    let (kind, path, rotate, _) = parts;
+    let default_rotate = 256 * 1024 * 1024;
+    Ok(match kind.as_str() {
+        "file" => LogSinkSetting::File {
+            dir: path.unwrap_or_else(|| data_dir.join("logs")),
+            rotate_bytes: rotate.unwrap_or(default_rotate),
+        },
+        "firehose" => {
+            let name = aws_name("log_sink", path)?;
+            let (stream, query) = name.split_once('?').unwrap_or((&name, ""));
+            let line_per_record = match query {
+                "" | "records=packed" => false,
+                "records=line" => true,
+                other => bail!(
+                    "log_sink: unknown option {other:?} (known: records=line, records=packed)"
+                ),
+            };
+            LogSinkSetting::Firehose {
+                stream: stream.trim_matches('/').to_owned(),
+                line_per_record,
+            }
+        }
+        _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
+    })
+}
+
+/// The routes of `[[log_sink]]` tables: each a destination and the kinds it takes.
+fn log_routes(routes: &[RouteTable], data_dir: &Path) -> anyhow::Result<Vec<LogRoute>> {
+    use sgt_core::log_sink::LogType;
+    if routes.is_empty() {
+        bail!("log_sink: give at least one [[log_sink]] route");
+    }
+    let mut resolved = Vec::with_capacity(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        let what = format!("log_sink route {} ({})", i + 1, route.url);
+        if route.required == Some(false) {
+            bail!("{what}: required = false is not supported yet: every route is required (a batch is acknowledged once every route stored it)");
+        }
+        let mut parts = BackendSpec::Url(route.url.clone()).parts("log_sink")?;
+        parts.2 = route.rotate_bytes;
+        let sink = log_sink_setting(parts, data_dir).with_context(|| what.clone())?;
+        let kinds = match &route.kinds {
+            None => DEFAULT_ROUTE_KINDS.to_vec(),
+            Some(kinds) if kinds.is_empty() => bail!("{what}: kinds is empty"),
+            Some(kinds) => kinds
+                .iter()
+                .map(|kind| match kind.as_str() {
+                    "result" => Ok(LogType::Result),
+                    "status" => Ok(LogType::Status),
+                    other => bail!("{what}: unknown record kind {other:?} (known: result, status)"),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
+        if resolved.iter().any(|r: &LogRoute| r.sink == sink) {
+            bail!("{what}: the same destination is named twice");
+        }
+        resolved.push(LogRoute { sink, kinds });
+    }
+    Ok(resolved)
+}
 
 /// A DynamoDB table prefix: tables are `<prefix>-<table>`, and table names allow only
 /// letters, digits, `_`, `-` and `.`.
@@ -368,7 +488,7 @@ impl Settings {
             client_auth,
             storage: backends.storage,
             secrets: backends.secrets,
-            log_sink: backends.log_sink,
+            log_routes: backends.log_routes,
             blobs: backends.blobs,
             aws: file.aws.clone().unwrap_or_default(),
             limits: resolve_connection_limits(&file)?,
@@ -393,7 +513,7 @@ impl Settings {
 struct BackendSettings {
     storage: StorageSetting,
     secrets: SecretsSetting,
-    log_sink: LogSinkSetting,
+    log_routes: Vec<LogRoute>,
     blobs: BlobsSetting,
 }
 
@@ -479,34 +599,21 @@ fn resolve_backends(
             _ => bail!("secrets: unknown backend {kind:?} (known: file, ssm)"),
         },
     };
-    let default_rotate = 256 * 1024 * 1024;
-    let log_sink = match chosen(&overrides.log_sink, &file.log_sink, "log_sink")? {
-        None => LogSinkSetting::File {
-            dir: data_dir.join("logs"),
-            rotate_bytes: default_rotate,
-        },
-        Some((kind, path, rotate, _)) => match kind.as_str() {
-            "file" => LogSinkSetting::File {
-                dir: path.unwrap_or_else(|| data_dir.join("logs")),
-                rotate_bytes: rotate.unwrap_or(default_rotate),
-            },
-            "firehose" => {
-                let name = aws_name("log_sink", path)?;
-                let (stream, query) = name.split_once('?').unwrap_or((&name, ""));
-                let line_per_record = match query {
-                    "" | "records=packed" => false,
-                    "records=line" => true,
-                    other => bail!(
-                        "log_sink: unknown option {other:?} (known: records=line, records=packed)"
-                    ),
-                };
-                LogSinkSetting::Firehose {
-                    stream: stream.trim_matches('/').to_owned(),
-                    line_per_record,
-                }
-            }
-            _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
-        },
+    let file_log_sink = file.log_sink.as_ref().map(LogSinkSpec::read).transpose()?;
+    let log_routes = match (&overrides.log_sink, &file_log_sink) {
+        (Some(url), _) => vec![LogRoute {
+            sink: log_sink_setting(BackendSpec::Url(url.clone()).parts("log_sink")?, data_dir)?,
+            kinds: DEFAULT_ROUTE_KINDS.to_vec(),
+        }],
+        (None, None) => vec![LogRoute {
+            sink: log_sink_setting(("file".to_owned(), None, None, None), data_dir)?,
+            kinds: DEFAULT_ROUTE_KINDS.to_vec(),
+        }],
+        (None, Some(LogSinkSpec::One(spec))) => vec![LogRoute {
+            sink: log_sink_setting(spec.parts("log_sink")?, data_dir)?,
+            kinds: DEFAULT_ROUTE_KINDS.to_vec(),
+        }],
+        (None, Some(LogSinkSpec::Routes(routes))) => log_routes(routes, data_dir)?,
     };
     let blobs = match chosen(&overrides.blobs, &file.blobs, "blobs")? {
         None => BlobsSetting::Dir {
@@ -533,7 +640,7 @@ fn resolve_backends(
     Ok(BackendSettings {
         storage,
         secrets,
-        log_sink,
+        log_routes,
         blobs,
     })
 }
@@ -711,7 +818,7 @@ mod tests {
             }
         );
         assert_eq!(
-            s.log_sink,
+            s.log_routes[0].sink,
             LogSinkSetting::File {
                 dir: PathBuf::from("/logs"),
                 rotate_bytes: 1000
@@ -722,6 +829,74 @@ mod tests {
         let s = Settings::resolve(&o).unwrap();
         assert_eq!(s.listen.port(), 1);
         assert_eq!(s.data_dir, PathBuf::from("/flag"));
+    }
+
+    #[test]
+    fn log_routes_parse_with_their_kinds_and_mistakes_are_named() {
+        use sgt_core::log_sink::LogType;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sgt.toml");
+        let resolve = |toml: &str| {
+            std::fs::write(&path, toml).unwrap();
+            Settings::resolve(&Overrides {
+                config_file: Some(path.clone()),
+                data_dir: Some("/data".into()),
+                ..Default::default()
+            })
+        };
+        let s = resolve(
+            "[[log_sink]]\nurl = \"file:///var/log/sgt\"\n\n[[log_sink]]\nurl = \"firehose://statuses\"\nkinds = [\"status\"]\n",
+        )
+        .unwrap();
+        assert_eq!(s.log_routes.len(), 2);
+        assert_eq!(
+            s.log_routes[0],
+            LogRoute {
+                sink: LogSinkSetting::File {
+                    dir: "/var/log/sgt".into(),
+                    rotate_bytes: 256 * 1024 * 1024
+                },
+                kinds: vec![LogType::Result, LogType::Status],
+            }
+        );
+        assert_eq!(s.log_routes[1].kinds, [LogType::Status]);
+        assert!(s.uses_aws());
+        let single = resolve("").unwrap();
+        assert_eq!(single.log_routes.len(), 1);
+        assert_eq!(
+            single.log_routes[0].sink,
+            LogSinkSetting::File {
+                dir: "/data/logs".into(),
+                rotate_bytes: 256 * 1024 * 1024
+            }
+        );
+        for (toml, expected) in [
+            ("log_sink = []\n", "at least one"),
+            (
+                "[[log_sink]]\nurl = \"file:///a\"\nkinds = [\"audit\"]\n",
+                "unknown record kind",
+            ),
+            (
+                "[[log_sink]]\nurl = \"file:///a\"\nkinds = []\n",
+                "kinds is empty",
+            ),
+            (
+                "[[log_sink]]\nurl = \"file:///a\"\nrequired = false\n",
+                "not supported yet",
+            ),
+            ("[[log_sink]]\nurl = \"kafka://a\"\n", "unknown backend"),
+            (
+                "[[log_sink]]\nurl = \"file:///a\"\n[[log_sink]]\nurl = \"file:///a\"\n",
+                "named twice",
+            ),
+            (
+                "[[log_sink]]\nurl = \"file:///a\"\nformat = \"x\"\n",
+                "unknown field",
+            ),
+        ] {
+            let err = format!("{:#}", resolve(toml).unwrap_err());
+            assert!(err.contains(expected), "{toml}: {err}");
+        }
     }
 
     #[test]
@@ -746,7 +921,7 @@ mod tests {
             }
         );
         assert_eq!(
-            s.log_sink,
+            s.log_routes[0].sink,
             LogSinkSetting::Firehose {
                 stream: "sgt-prod-logs".into(),
                 line_per_record: false,
@@ -758,7 +933,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(
-            line_per_record.log_sink,
+            line_per_record.log_routes[0].sink,
             LogSinkSetting::Firehose {
                 stream: "sgt-prod-logs".into(),
                 line_per_record: true,
@@ -847,7 +1022,7 @@ mod tests {
             }
         );
         assert_eq!(
-            from_flag.log_sink,
+            from_flag.log_routes[0].sink,
             LogSinkSetting::Firehose {
                 stream: "logs".into(),
                 line_per_record: false,

@@ -15,6 +15,7 @@
 
 pub mod blobs;
 pub mod error;
+pub mod log_routes;
 pub mod log_sink;
 pub mod secrets;
 pub mod store;

@@ -13,6 +13,7 @@ mod bad_input;
 mod faulty_sink_load;
 mod labels;
 mod limits;
+mod log_routes;
 mod mutual_tls;
 mod transport;
 mod two_instances;
