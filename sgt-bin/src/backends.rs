@@ -45,6 +45,7 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
                 stream,
                 line_per_record,
             } => aws.firehose_sink(stream, *line_per_record)?,
+            LogSinkSetting::Stdout => Arc::new(sgt_local::StreamLogSink::stdout()),
         };
         routes.push(LogRoute {
             sink,
@@ -167,7 +168,7 @@ mod aws {
                 .iter()
                 .filter_map(|r| match &r.sink {
                     LogSinkSetting::Firehose { stream, .. } => Some(stream.as_str()),
-                    LogSinkSetting::File { .. } => None,
+                    LogSinkSetting::File { .. } | LogSinkSetting::Stdout => None,
                 })
                 .collect();
             let mut missing_streams = Vec::new();

@@ -179,8 +179,11 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
-            init_tracing();
             let settings = args.settings()?;
+            if settings.logs_to_stdout() {
+                MESSAGES_TO_STDERR.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            init_tracing(settings.logs_to_stdout());
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -268,10 +271,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing() {
+/// Set when a log route writes records to standard output: the server's messages then go
+/// to standard error, so stdout holds records only.
+static MESSAGES_TO_STDERR: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+fn init_tracing(to_stderr: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    if to_stderr {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -294,9 +309,15 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
 /// bring the server down, so write errors are ignored.
 fn say(line: &str) {
     use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "sgt: {line}");
-    let _ = out.flush();
+    if MESSAGES_TO_STDERR.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut out = std::io::stderr().lock();
+        let _ = writeln!(out, "sgt: {line}");
+        let _ = out.flush();
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "sgt: {line}");
+        let _ = out.flush();
+    }
 }
 
 /// Registers for SIGTERM and SIGINT (Ctrl-C) now; the future completes at the first of them.

@@ -69,6 +69,9 @@ pub enum LogSinkSetting {
         /// One line per record instead of lines packed into records.
         line_per_record: bool,
     },
+    /// The process's standard output, one record per line (`stdout://`); the server's own
+    /// messages then go to standard error.
+    Stdout,
 }
 
 /// One destination of log records and the kinds of record it takes.
@@ -206,6 +209,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// True when a log route writes to standard output, which the server's own messages
+    /// must then leave alone.
+    pub fn logs_to_stdout(&self) -> bool {
+        self.log_routes
+            .iter()
+            .any(|r| r.sink == LogSinkSetting::Stdout)
+    }
+
     /// True when any backend is an AWS one.
     pub fn uses_aws(&self) -> bool {
         matches!(self.storage, StorageSetting::Dynamodb { .. })
@@ -389,7 +400,9 @@ fn log_sink_setting(parts: BackendParts, data_dir: &Path) -> anyhow::Result<LogS
                 line_per_record,
             }
         }
-        _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose)"),
+        "stdout" if path.is_none() => LogSinkSetting::Stdout,
+        "stdout" => bail!("log_sink: stdout:// takes no path"),
+        _ => bail!("log_sink: unknown backend {kind:?} (known: file, firehose, stdout)"),
     })
 }
 
@@ -861,6 +874,10 @@ mod tests {
         );
         assert_eq!(s.log_routes[1].kinds, [LogType::Status]);
         assert!(s.uses_aws());
+        assert!(!s.logs_to_stdout());
+        let stdout = resolve("log_sink = \"stdout://\"\n").unwrap();
+        assert_eq!(stdout.log_routes[0].sink, LogSinkSetting::Stdout);
+        assert!(stdout.logs_to_stdout());
         let single = resolve("").unwrap();
         assert_eq!(single.log_routes.len(), 1);
         assert_eq!(
@@ -885,6 +902,7 @@ mod tests {
                 "not supported yet",
             ),
             ("[[log_sink]]\nurl = \"kafka://a\"\n", "unknown backend"),
+            ("[[log_sink]]\nurl = \"stdout://x\"\n", "takes no path"),
             (
                 "[[log_sink]]\nurl = \"file:///a\"\n[[log_sink]]\nurl = \"file:///a\"\n",
                 "named twice",

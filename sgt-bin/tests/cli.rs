@@ -897,6 +897,80 @@ async fn labels_are_managed_from_the_cli_and_aim_node_lists_and_campaigns() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stdout_route_writes_records_only_to_stdout_and_messages_to_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sgt-data");
+    let config = dir.path().join("sgt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[log_sink]]\nurl = \"stdout://\"\n\n[[log_sink]]\nurl = \"file://{}\"\n",
+            dir.path().join("files").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(SGT)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("SGT_CONFIG", &config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sgt starts");
+    let reader = |stream: Box<dyn std::io::Read + Send>| {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let mut server = Server(child);
+    let url = loop {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(30))
+            .expect("sgt prints its address on stderr");
+        if let Some(url) = line.strip_prefix("sgt: listening on ") {
+            break url.to_owned();
+        }
+    };
+    let agent = TestAgent::enroll(&data, &url, "container-host").await;
+    let line = serde_json::json!({"name": "procs", "action": "added", "columns": {"pid": "7"}});
+    let answer: serde_json::Value = agent
+        .client
+        .post(format!("{url}/api/v1/osquery/log"))
+        .json(
+            &serde_json::json!({"node_key": agent.node_key, "log_type": "result", "data": [line]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer, serde_json::json!({}));
+    let record = stdout
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the record on stdout");
+    let record: serde_json::Value = serde_json::from_str(&record)
+        .unwrap_or_else(|e| panic!("stdout holds records only: {record:?}: {e}"));
+    assert_eq!(record["line"], line);
+    assert_eq!(record["log_type"], "result");
+    terminate(&mut server);
+    // Everything else it printed went to stderr: stdout holds that one record.
+    let rest: Vec<String> = stdout.try_iter().collect();
+    assert!(rest.is_empty(), "{rest:?}");
+    let files = std::fs::read_to_string(dir.path().join("files/result.jsonl")).unwrap();
+    assert_eq!(files.lines().count(), 1, "the file route has it too");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn pending_hosts_are_listed_and_approved_from_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sgt-data");

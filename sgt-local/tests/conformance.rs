@@ -108,3 +108,53 @@ mod file_log_sink_rotating {
     }
     sgt_core::log_sink_conformance_tests!(make());
 }
+
+mod stream_log_sink {
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use sgt_core::log_sink::LogSink;
+    use sgt_core::testkit::log_sink::SinkUnderTest;
+    use sgt_local::StreamLogSink;
+
+    /// What the stream's reader saw.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct StreamUnderTest {
+        sink: StreamLogSink,
+        captured: Captured,
+    }
+
+    #[async_trait]
+    impl SinkUnderTest for StreamUnderTest {
+        fn sink(&self) -> &dyn LogSink {
+            &self.sink
+        }
+        async fn stored_records(&self) -> Vec<serde_json::Value> {
+            let text = String::from_utf8(self.captured.0.lock().unwrap().clone()).unwrap();
+            text.lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        }
+    }
+
+    async fn make() -> Arc<StreamUnderTest> {
+        let captured = Captured::default();
+        Arc::new(StreamUnderTest {
+            sink: StreamLogSink::new(captured.clone()),
+            captured,
+        })
+    }
+    sgt_core::log_sink_conformance_tests!(make());
+}
