@@ -23,6 +23,15 @@ const MAX_GROUP: usize = 1024;
 /// Default gathering window; see [`FileLogSinkOptions::group_commit_window`].
 const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(2);
 
+/// What the sinks writing on this machine (files, standard output) take in one append: far
+/// more than an agent's request holds, so no batch is ever split for them.
+pub(crate) const LOCAL_SINK_LIMITS: SinkLimits = SinkLimits {
+    max_batch_records: 100_000,
+    max_batch_bytes: 256 * 1024 * 1024,
+    max_record_bytes: 64 * 1024 * 1024,
+    preserves_order: true,
+};
+
 /// Settings of a [`FileLogSink`].
 #[derive(Debug, Clone)]
 pub struct FileLogSinkOptions {
@@ -290,11 +299,6 @@ impl LogSink for FileLogSink {
     }
 
     fn limits(&self) -> SinkLimits {
-        SinkLimits {
-            max_batch_records: 100_000,
-            max_batch_bytes: 256 * 1024 * 1024,
-            max_record_bytes: 64 * 1024 * 1024,
-            preserves_order: true,
-        }
+        LOCAL_SINK_LIMITS
     }
 }

@@ -62,11 +62,6 @@ impl LogSink for StreamLogSink {
     }
 
     fn limits(&self) -> SinkLimits {
-        SinkLimits {
-            max_batch_records: 100_000,
-            max_batch_bytes: 256 * 1024 * 1024,
-            max_record_bytes: 64 * 1024 * 1024,
-            preserves_order: true,
-        }
+        crate::log_sink::LOCAL_SINK_LIMITS
     }
 }
