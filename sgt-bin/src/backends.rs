@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sgt_core::blobs::BlobStore;
 use sgt_core::log_routes::{LogRoute, RoutedLogSink};
-use sgt_core::log_sink::LogSink;
+use sgt_core::log_sink::{LogSink, LogType};
 use sgt_core::secrets::SecretStore;
 use sgt_core::store::Store;
 use sgt_core::Backends;
@@ -52,9 +52,14 @@ pub async fn build_backends(settings: &Settings) -> anyhow::Result<Backends> {
             kinds: route.kinds.clone(),
         });
     }
-    // One route is its sink itself: nothing between the agent and it.
+    // One route taking every kind is its sink itself: nothing between the agent and it.
+    let takes_everything = |r: &LogRoute| {
+        [LogType::Result, LogType::Status]
+            .iter()
+            .all(|k| r.kinds.contains(k))
+    };
     let log_sink: Arc<dyn LogSink> = match routes.as_slice() {
-        [only] if only.kinds.len() == 2 => Arc::clone(&only.sink),
+        [only] if takes_everything(only) => Arc::clone(&only.sink),
         _ => Arc::new(RoutedLogSink::new(routes)?),
     };
     let blobs: Arc<dyn BlobStore> = match &settings.blobs {

@@ -424,14 +424,22 @@ fn log_routes(routes: &[RouteTable], data_dir: &Path) -> anyhow::Result<Vec<LogR
         let kinds = match &route.kinds {
             None => DEFAULT_ROUTE_KINDS.to_vec(),
             Some(kinds) if kinds.is_empty() => bail!("{what}: kinds is empty"),
-            Some(kinds) => kinds
-                .iter()
-                .map(|kind| match kind.as_str() {
-                    "result" => Ok(LogType::Result),
-                    "status" => Ok(LogType::Status),
-                    other => bail!("{what}: unknown record kind {other:?} (known: result, status)"),
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?,
+            Some(names) => {
+                let mut kinds = Vec::new();
+                for name in names {
+                    let kind = match name.as_str() {
+                        "result" => LogType::Result,
+                        "status" => LogType::Status,
+                        other => {
+                            bail!("{what}: unknown record kind {other:?} (known: result, status)")
+                        }
+                    };
+                    if !kinds.contains(&kind) {
+                        kinds.push(kind);
+                    }
+                }
+                kinds
+            }
         };
         if resolved.iter().any(|r: &LogRoute| r.sink == sink) {
             bail!("{what}: the same destination is named twice");
@@ -874,6 +882,14 @@ mod tests {
         );
         assert_eq!(s.log_routes[1].kinds, [LogType::Status]);
         assert!(s.uses_aws());
+        let twice = resolve(
+            "[[log_sink]]\nurl = \"file:///a\"\nkinds = [\"status\", \"result\", \"status\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            twice.log_routes[0].kinds,
+            [LogType::Status, LogType::Result]
+        );
         assert!(!s.logs_to_stdout());
         let stdout = resolve("log_sink = \"stdout://\"\n").unwrap();
         assert_eq!(stdout.log_routes[0].sink, LogSinkSetting::Stdout);

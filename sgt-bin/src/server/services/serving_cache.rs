@@ -132,8 +132,8 @@ pub struct ServingCache {
     generations: std::sync::atomic::AtomicU64,
     configs: RwLock<HashMap<RenderKey, RenderedConfig>>,
     live: RwLock<LiveWork>,
-    /// The labels as last read, and when.
-    labels: RwLock<(Arc<Vec<Label>>, Option<Instant>)>,
+    /// The dynamic labels as last read, and when.
+    dynamic_labels: RwLock<(Arc<Vec<Label>>, Option<Instant>)>,
     /// Unix milliseconds of the last revoked-keys poll.
     pub(super) revocations_polled_ms: Mutex<i64>,
 }
@@ -323,28 +323,42 @@ impl ServingCache {
         }
     }
 
-    /// The labels as last read (none before the first read).
-    pub(super) fn labels(&self) -> Arc<Vec<Label>> {
-        Arc::clone(&self.labels.read().unwrap_or_else(|e| e.into_inner()).0)
+    /// The dynamic labels as last read (none before the first read).
+    pub(super) fn dynamic_labels(&self) -> Arc<Vec<Label>> {
+        Arc::clone(
+            &self
+                .dynamic_labels
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .0,
+        )
     }
 
     /// Whether the labels were never read, or read more than `age` ago, or changed here since.
     pub(super) fn labels_older_than(&self, age: Duration) -> bool {
-        self.labels
+        self.dynamic_labels
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .1
             .is_none_or(|read| read.elapsed() >= age)
     }
 
-    pub(super) fn set_labels(&self, labels: Vec<Label>) {
-        *self.labels.write().unwrap_or_else(|e| e.into_inner()) =
-            (Arc::new(labels), Some(Instant::now()));
+    /// Keeps the dynamic ones of `labels`, just read: every distributed read goes through
+    /// them, so manual labels are not kept to be skipped each time.
+    pub(super) fn set_labels(&self, mut labels: Vec<Label>) {
+        labels.retain(Label::is_dynamic);
+        *self
+            .dynamic_labels
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = (Arc::new(labels), Some(Instant::now()));
     }
 
     /// Has the labels read again at the next refresh (one was put or deleted here).
     pub fn invalidate_labels(&self) {
-        self.labels.write().unwrap_or_else(|e| e.into_inner()).1 = None;
+        self.dynamic_labels
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .1 = None;
     }
 
     /// Number of nodes cached.

@@ -26,10 +26,10 @@ impl AgentService {
         let Some(interval) = self.label_interval else {
             return Vec::new();
         };
-        let labels = self.cache.labels();
+        let labels = self.cache.dynamic_labels();
         let mut covering = labels
             .iter()
-            .filter(|l| l.is_dynamic() && l.covers(&node.environment, &node.platform))
+            .filter(|l| l.covers(&node.environment, &node.platform))
             .peekable();
         if covering.peek().is_none() || !self.label_schedule.take_due(&node.id, now, interval) {
             return Vec::new();
@@ -65,7 +65,7 @@ impl AgentService {
         {
             return Ok(());
         }
-        let labels = self.cache.labels();
+        let labels = self.cache.dynamic_labels();
         let mut changed = false;
         for answer in answers.iter().filter(|a| a.status == 0) {
             let Some(name) = answer
@@ -76,9 +76,9 @@ impl AgentService {
             else {
                 continue;
             };
-            let covers = labels.iter().any(|l| {
-                l.name == name && l.is_dynamic() && l.covers(&node.environment, &node.platform)
-            });
+            let covers = labels
+                .iter()
+                .any(|l| l.name == name && l.covers(&node.environment, &node.platform));
             let member = !answer.rows.is_empty();
             if !covers || node.labels.contains(&name) == member {
                 continue;
